@@ -1,0 +1,1 @@
+"""Target adapters: one module per kind of worker crashlab can attack."""

@@ -1,0 +1,93 @@
+"""Every Redis key the reference worker uses, in one place.
+
+All keys share the ``crashlab:`` prefix so a harness can flush exactly them.
+
+    crashlab:queue                   LIST    ids of QUEUED jobs; LPUSH to enqueue, RPOP to claim
+    crashlab:events                  STREAM  every event of every job (schema: ``events``)
+    crashlab:state:<STATE>           SET     ids of the jobs in that state (one set per JobState);
+                                             a job is in exactly one of them
+    crashlab:job:<id>                HASH    the job (fields: ``JobField``)
+    crashlab:job:<id>:plan           HASH    chunk index -> JSON {start, duration, checksum};
+                                             written once chunking is done
+    crashlab:job:<id>:chunks         HASH    chunk index -> JSON {text, checksum, epoch, worker};
+                                             one field per committed chunk, never overwritten
+    crashlab:job:<id>:events         STREAM  the job's own events (same entries as crashlab:events)
+    crashlab:job:<id>:lease          STRING  "<worker_id>|<epoch>" with a PX TTL; gone = worker lost
+    crashlab:job:<id>:transcript     STRING  the assembled transcript of a COMPLETED job
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+PREFIX = "crashlab"
+QUEUE = f"{PREFIX}:queue"
+EVENTS = f"{PREFIX}:events"
+
+
+class JobState(StrEnum):
+    """Lifecycle: QUEUED -> PROCESSING -> COMPLETED | FAILED | TIMED_OUT | CANCELLED."""
+
+    QUEUED = "QUEUED"
+    PROCESSING = "PROCESSING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+    CANCELLED = "CANCELLED"
+
+    @property
+    def terminal(self) -> bool:
+        return self not in (JobState.QUEUED, JobState.PROCESSING)
+
+
+class JobField(StrEnum):
+    """Fields of the ``crashlab:job:<id>`` hash."""
+
+    ID = "id"
+    KIND = "kind"
+    STATE = "state"
+    EPOCH = "epoch"  # fencing token: INCR on every claim; writes carry it and are checked
+    WORKER = "worker_id"  # holder of the current epoch
+    RECOVERING = "recovering"  # "1" while the current epoch is a recovery incarnation
+    RETRY_COUNT = "retry_count"  # workers lost so far
+    MAX_RETRIES = "max_retries"
+    SOURCE = "source"  # path of the original media
+    FILENAME = "filename"  # name given at upload
+    SIZE = "size"
+    DURATION = "duration"  # seconds, from the probe at upload
+    CHUNK_SECONDS = "chunk_seconds"
+    CHUNK_COUNT = "chunk_count"  # set when the plan is committed
+    CHUNKS_DONE = "chunks_done"
+    PROGRESS = "progress"  # chunks_done / chunk_count, 0..1
+    ERROR = "error"  # reason of FAILED / TIMED_OUT / CANCELLED
+    SEQ = "seq"  # per-job event sequence number (last one used)
+    CREATED_MS = "created_ms"
+    UPDATED_MS = "updated_ms"
+
+
+def state_key(state: JobState | str) -> str:
+    return f"{PREFIX}:state:{state}"
+
+
+def job_key(job_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}"
+
+
+def plan_key(job_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}:plan"
+
+
+def chunks_key(job_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}:chunks"
+
+
+def job_events_key(job_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}:events"
+
+
+def lease_key(job_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}:lease"
+
+
+def transcript_key(job_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}:transcript"

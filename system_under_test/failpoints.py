@@ -1,0 +1,241 @@
+"""Named failpoints: places where a harness can stop, slow or break the worker.
+
+In the spirit of fail-rs and gofail. A point is a name from ``POINTS``; the
+worker calls ``await failpoints.hit(name, job=..., chunk=...)`` there. An
+unarmed point costs one dict lookup.
+
+Action grammar (``CRASHLAB_FAILPOINTS`` or the control channel)::
+
+    spec    := point "=" actions { ";" point "=" actions }
+    actions := term { "->" term }
+    term    := [ count "*" ] kind [ "(" arg ")" ]
+    kind    := off | pause | sleep(ms) | error
+
+Terms apply in order; a term with a count applies to that many hits, then the
+next term takes over; a term without a count applies to every later hit.
+``2*off->pause`` lets two hits pass and pauses the third and every later one;
+``2*off->1*pause`` pauses only the third.
+
+``pause`` records the hit (point, worker id, pid, hit number, job, chunk) where
+the control channel can read it, logs it, and blocks the calling coroutine
+until it is released or the process is killed. ``error`` raises
+``FailpointError``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# The phase catalog, in the order a job meets them. A target adapter reads it
+# from here (through the control channel's /points), so keep it complete.
+POINTS: dict[str, str] = {
+    "job.claimed": "a fresh job was claimed (lease and epoch taken), nothing done yet",
+    "chunking.started": "before ffmpeg cuts the media",
+    "chunking.split": "chunk files written, chunk plan not yet committed",
+    "chunking.committed": "chunk plan committed",
+    "chunk.before_request": "a chunk is about to be sent to the transcription service",
+    "chunk.transcribed.before_commit": "the service answered; the result is not yet committed",
+    "chunk.committed": "a chunk result, its progress and its event were committed",
+    "assembly.started": "every chunk is committed; the transcript is being assembled",
+    "job.before_complete": "transcript assembled, completion not yet committed",
+    "job.completed": "the job was committed as COMPLETED",
+    "recovery.started": "an interrupted job was taken over (recovery_started published)",
+    "recovery.verified": "chunk files checked against their checksums",
+    "recovery.rechunked": "missing or corrupt chunk files were cut again from the original",
+    "recovery.resumed": "processing_resumed published; remaining chunks about to run",
+}
+
+
+class FailpointError(RuntimeError):
+    """Raised by a point armed with ``error``."""
+
+
+class Kind(StrEnum):
+    OFF = "off"
+    PAUSE = "pause"
+    SLEEP = "sleep"
+    ERROR = "error"
+
+
+@dataclass(frozen=True)
+class Term:
+    kind: Kind
+    count: int | None = None  # None: every remaining hit
+    arg: int = 0
+
+
+_TERM = re.compile(r"^\s*(?:(\d+)\s*\*)?\s*(off|pause|sleep|error)\s*(?:\(\s*(\d+)\s*\))?\s*$")
+
+
+def parse_actions(text: str) -> tuple[Term, ...]:
+    """Parse ``2*off->pause``; raise ValueError naming the bad term."""
+    terms = []
+    for raw in text.split("->"):
+        match = _TERM.match(raw)
+        if not match:
+            raise ValueError(
+                f"bad failpoint action {raw.strip()!r} in {text!r}: expected "
+                "[N*]off|pause|sleep(MS)|error, joined by '->'"
+            )
+        count, kind, arg = match.groups()
+        if kind == "sleep" and arg is None:
+            raise ValueError(f"bad failpoint action {raw.strip()!r}: sleep needs milliseconds, e.g. sleep(200)")
+        terms.append(Term(Kind(kind), int(count) if count else None, int(arg or 0)))
+    return tuple(terms)
+
+
+def parse_spec(text: str) -> dict[str, tuple[Term, ...]]:
+    """Parse ``point=actions;point=actions``; unknown points are an error."""
+    armed: dict[str, tuple[Term, ...]] = {}
+    for item in filter(None, (part.strip() for part in text.split(";"))):
+        name, sep, actions = item.partition("=")
+        name = name.strip()
+        if not sep:
+            raise ValueError(f"bad failpoint {item!r}: expected POINT=ACTIONS")
+        check_point(name)
+        armed[name] = parse_actions(actions)
+    return armed
+
+
+def check_point(name: str) -> None:
+    if name not in POINTS:
+        raise ValueError(f"unknown failpoint {name!r}; known points: {', '.join(POINTS)}")
+
+
+@dataclass
+class Hit:
+    """A recorded hit of an armed point that paused or raised."""
+
+    id: int
+    point: str
+    action: str
+    hit: int
+    worker_id: str
+    pid: int
+    job: str | None
+    chunk: int | None
+    ts: float
+    released: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "point": self.point, "action": self.action, "hit": self.hit,
+            "worker_id": self.worker_id, "pid": self.pid, "job": self.job,
+            "chunk": self.chunk, "ts": self.ts, "released": self.released,
+        }
+
+
+@dataclass
+class _Armed:
+    terms: tuple[Term, ...]
+    hits: int = 0
+    releases: list[asyncio.Event] = field(default_factory=list)
+
+    def action_for(self, hit: int) -> Term:
+        seen = 0
+        for term in self.terms:
+            if term.count is None:
+                return term
+            seen += term.count
+            if hit <= seen:
+                return term
+        return Term(Kind.OFF)
+
+
+class Failpoints:
+    """The registry of armed points in one worker process."""
+
+    def __init__(self, worker_id: str, spec: str = "") -> None:
+        self.worker_id = worker_id
+        self._armed: dict[str, _Armed] = {}
+        self.hits: list[Hit] = []
+        self._hit_added = asyncio.Condition()  # binds to the running loop on first use
+        for name, terms in parse_spec(spec).items():
+            self._armed[name] = _Armed(terms)
+
+    def arm(self, name: str, actions: str) -> None:
+        check_point(name)
+        terms = parse_actions(actions)
+        self.disarm(name)
+        self._armed[name] = _Armed(terms)
+        log.info("failpoint armed: %s=%s", name, actions)
+
+    def disarm(self, name: str) -> None:
+        armed = self._armed.pop(name, None)
+        if armed is not None:
+            for event in armed.releases:
+                event.set()
+
+    def release(self, name: str | None = None) -> int:
+        """Let paused hits go on (at ``name``, or everywhere); returns how many."""
+        count = 0
+        for point, armed in self._armed.items():
+            if name is None or point == name:
+                for event in armed.releases:
+                    if not event.is_set():
+                        event.set()
+                        count += 1
+                armed.releases.clear()
+        for hit in self.hits:
+            if name is None or hit.point == name:
+                hit.released = True
+        return count
+
+    def armed(self) -> dict[str, dict[str, Any]]:
+        return {
+            name: {"actions": "->".join(_term_text(t) for t in a.terms), "hits": a.hits}
+            for name, a in self._armed.items()
+        }
+
+    async def hit(self, name: str, *, job: str | None = None, chunk: int | None = None) -> None:
+        armed = self._armed.get(name)
+        if armed is None:
+            return
+        armed.hits += 1
+        term = armed.action_for(armed.hits)
+        if term.kind is Kind.OFF:
+            return
+        if term.kind is Kind.SLEEP:
+            await asyncio.sleep(term.arg / 1000)
+            return
+        record = Hit(len(self.hits) + 1, name, term.kind.value, armed.hits, self.worker_id,
+                     os.getpid(), job, chunk, time.time())
+        self.hits.append(record)
+        log.warning("failpoint hit: %s", record.to_json())
+        await self._notify()
+        if term.kind is Kind.ERROR:
+            raise FailpointError(f"failpoint {name} (hit {armed.hits}) armed with error")
+        release = asyncio.Event()
+        armed.releases.append(release)
+        await release.wait()
+        record.released = True
+
+    async def wait_for_hits(self, since: int, timeout: float) -> list[Hit]:
+        """Hits with id > ``since``, waiting up to ``timeout`` for the first one."""
+        async with self._hit_added:
+            try:
+                await asyncio.wait_for(
+                    self._hit_added.wait_for(lambda: len(self.hits) > since), timeout
+                )
+            except TimeoutError:
+                pass
+        return self.hits[since:]
+
+    async def _notify(self) -> None:
+        async with self._hit_added:
+            self._hit_added.notify_all()
+
+
+def _term_text(term: Term) -> str:
+    text = f"{term.kind.value}({term.arg})" if term.kind is Kind.SLEEP else term.kind.value
+    return f"{term.count}*{text}" if term.count is not None else text
+

@@ -1,0 +1,223 @@
+"""The Lua scripts behind every state change: each one is a single atomic step.
+
+Every script that writes on behalf of a worker first checks the fencing
+epoch (and the state), so a worker that lost its job can change nothing.
+Each script records its effect, moves the job between state sets and appends
+its event to both streams in the same step: there is no moment where a chunk
+is committed but its event is missing, or the other way round.
+
+Key layout: ``constants``. Event fields: ``events``. Keys derived from a job
+id inside a script (claim, recovery) assume one Redis node, as the worker does.
+"""
+
+from __future__ import annotations
+
+# Shared helpers, prepended to every script. KEYS[2] is always the global
+# stream; a job's own stream is its hash key + ':events'.
+_PRELUDE = """
+local function now_ms()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+local function emit_for(job_key, job_id, event, worker, epoch, recovery, data)
+  local seq = redis.call('HINCRBY', job_key, 'seq', 1)
+  local ts = now_ms()
+  redis.call('HSET', job_key, 'updated_ms', ts)
+  local fields = {'event', event, 'job_id', job_id, 'worker_id', worker,
+                  'epoch', tostring(epoch), 'seq', tostring(seq), 'ts_ms', tostring(ts),
+                  'recovery', recovery, 'data', data}
+  redis.call('XADD', KEYS[2], '*', unpack(fields))
+  redis.call('XADD', job_key .. ':events', '*', unpack(fields))
+  return seq
+end
+
+-- the usual case: KEYS[1] is the job hash
+local function emit(job_id, event, worker, epoch, recovery, data)
+  return emit_for(KEYS[1], job_id, event, worker, epoch, recovery, data)
+end
+
+local function move(job_key, prefix, job_id, from_state, to_state)
+  redis.call('SREM', prefix .. ':state:' .. from_state, job_id)
+  redis.call('SADD', prefix .. ':state:' .. to_state, job_id)
+  redis.call('HSET', job_key, 'state', to_state)
+end
+
+-- nil when the caller still holds the job at this epoch, else the reason.
+local function fenced(epoch)
+  local job = redis.call('HMGET', KEYS[1], 'state', 'epoch')
+  if not job[1] then return 'no_such_job' end
+  if job[2] ~= epoch then return 'stale_epoch' end
+  if job[1] ~= 'PROCESSING' then return 'not_processing' end
+  return nil
+end
+"""
+
+# KEYS: job, events, queue. ARGV: prefix, job_id, data, field, value, ...
+SUBMIT = _PRELUDE + """
+local prefix, job_id = ARGV[1], ARGV[2]
+if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
+for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+local ts = now_ms()
+redis.call('HSET', KEYS[1], 'id', job_id, 'state', 'QUEUED', 'epoch', 0, 'retry_count', 0,
+           'chunks_done', 0, 'progress', 0, 'seq', 0, 'created_ms', ts)
+redis.call('SADD', prefix .. ':state:QUEUED', job_id)
+redis.call('LPUSH', KEYS[3], job_id)
+emit(job_id, 'job_queued', 'api', 0, '0', ARGV[3])
+return 'ok'
+"""
+
+# KEYS: queue, events. ARGV: prefix, worker, lease_ms.
+# Pops queued ids until one is still QUEUED (a cancelled job may linger in the list).
+CLAIM = _PRELUDE + """
+local prefix, worker, lease_ms = ARGV[1], ARGV[2], ARGV[3]
+while true do
+  local job_id = redis.call('RPOP', KEYS[1])
+  if not job_id then return false end
+  local job_key = prefix .. ':job:' .. job_id
+  if redis.call('HGET', job_key, 'state') == 'QUEUED' then
+    local epoch = redis.call('HINCRBY', job_key, 'epoch', 1)
+    move(job_key, prefix, job_id, 'QUEUED', 'PROCESSING')
+    redis.call('HSET', job_key, 'worker_id', worker, 'recovering', '0')
+    redis.call('SET', job_key .. ':lease', worker .. '|' .. epoch, 'PX', lease_ms)
+    emit_for(job_key, job_id, 'job_claimed', worker, epoch, '0', '{}')
+    return {job_id, tostring(epoch)}
+  end
+end
+"""
+
+# KEYS: job, lease. ARGV: worker, epoch, lease_ms. 1 renewed, 0 lost.
+RENEW = """
+local job = redis.call('HMGET', KEYS[1], 'state', 'epoch')
+if job[1] ~= 'PROCESSING' or job[2] ~= ARGV[2] then return 0 end
+redis.call('SET', KEYS[2], ARGV[1] .. '|' .. ARGV[2], 'PX', ARGV[3])
+return 1
+"""
+
+# KEYS: job, events, plan. ARGV: job_id, worker, epoch, recovery, chunk_count,
+# data, then index, plan-entry pairs.
+COMMIT_PLAN = _PRELUDE + """
+local why = fenced(ARGV[3])
+if why then return why end
+redis.call('DEL', KEYS[3])
+for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
+redis.call('HSET', KEYS[1], 'chunk_count', ARGV[5])
+emit(ARGV[1], 'chunking_completed', ARGV[2], ARGV[3], ARGV[4], ARGV[6])
+return 'ok'
+"""
+
+# KEYS: job, events, chunks. ARGV: job_id, worker, epoch, recovery, index, result.
+# A chunk already committed is never overwritten: the answer is 'duplicate' and nothing changes.
+COMMIT_CHUNK = _PRELUDE + """
+local why = fenced(ARGV[3])
+if why then return why end
+if redis.call('HEXISTS', KEYS[3], ARGV[5]) == 1 then return 'duplicate' end
+redis.call('HSET', KEYS[3], ARGV[5], ARGV[6])
+local done = redis.call('HINCRBY', KEYS[1], 'chunks_done', 1)
+local total = tonumber(redis.call('HGET', KEYS[1], 'chunk_count'))
+redis.call('HSET', KEYS[1], 'progress', tostring(done / total))
+emit(ARGV[1], 'chunk_committed', ARGV[2], ARGV[3], ARGV[4],
+     cjson.encode({chunk = tonumber(ARGV[5]), chunks_done = done, chunk_count = total}))
+return 'ok'
+"""
+
+# KEYS: job, events. ARGV: job_id, worker, epoch, recovery, event, data.
+# An epoch-checked event with no other effect (processing_resumed).
+EMIT = _PRELUDE + """
+local why = fenced(ARGV[3])
+if why then return why end
+emit(ARGV[1], ARGV[5], ARGV[2], ARGV[3], ARGV[4], ARGV[6])
+return 'ok'
+"""
+
+# KEYS: job, events, chunks, transcript, lease. ARGV: prefix, job_id, worker,
+# epoch, recovery, transcript.
+COMPLETE = _PRELUDE + """
+local prefix, job_id, worker, epoch, recovery = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local why = fenced(epoch)
+if why then return why end
+local total = tonumber(redis.call('HGET', KEYS[1], 'chunk_count'))
+if not total or redis.call('HLEN', KEYS[3]) ~= total then return 'incomplete' end
+redis.call('SET', KEYS[4], ARGV[6])
+move(KEYS[1], prefix, job_id, 'PROCESSING', 'COMPLETED')
+redis.call('HSET', KEYS[1], 'progress', '1')
+redis.call('DEL', KEYS[5])
+if recovery == '1' then
+  emit(job_id, 'recovery_completed', worker, epoch, '1', cjson.encode({chunk_count = total}))
+end
+emit(job_id, 'job_completed', worker, epoch, recovery,
+     cjson.encode({chunk_count = total, transcript_chars = string.len(ARGV[6])}))
+return 'ok'
+"""
+
+# KEYS: job, events, lease. ARGV: prefix, job_id, worker, epoch, recovery, reason.
+FAIL = _PRELUDE + """
+local prefix, job_id, worker, epoch, recovery = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+local why = fenced(epoch)
+if why then return why end
+move(KEYS[1], prefix, job_id, 'PROCESSING', 'FAILED')
+redis.call('HSET', KEYS[1], 'error', ARGV[6])
+redis.call('DEL', KEYS[3])
+local data = cjson.encode({reason = ARGV[6]})
+if recovery == '1' then emit(job_id, 'recovery_failed', worker, epoch, '1', data) end
+emit(job_id, 'job_failed', worker, epoch, recovery, data)
+return 'ok'
+"""
+
+# KEYS: job, events, lease, queue. ARGV: prefix, job_id, worker, epoch.
+# Graceful shutdown: back to the head of the queue, no retry counted.
+RELEASE = _PRELUDE + """
+local prefix, job_id, worker, epoch = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local why = fenced(epoch)
+if why then return why end
+redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+move(KEYS[1], prefix, job_id, 'PROCESSING', 'QUEUED')
+redis.call('DEL', KEYS[3])
+redis.call('RPUSH', KEYS[4], job_id)
+emit(job_id, 'job_released', worker, epoch, '0', '{}')
+return 'ok'
+"""
+
+# KEYS: job, events, lease. ARGV: prefix, job_id, worker, lease_ms.
+# Takes over a PROCESSING job whose lease is gone. Counts the lost worker as a retry;
+# past max_retries the job fails instead. Returns {'claimed', epoch}, {'failed', reason}
+# or {'skip', why}.
+RECOVER = _PRELUDE + """
+local prefix, job_id, worker, lease_ms = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
+local job = redis.call('HMGET', KEYS[1], 'state', 'epoch', 'worker_id', 'max_retries')
+if job[1] ~= 'PROCESSING' then return {'skip', 'not_processing'} end
+if redis.call('EXISTS', KEYS[3]) == 1 then return {'skip', 'lease_held'} end
+local retries = redis.call('HINCRBY', KEYS[1], 'retry_count', 1)
+local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+local previous = {previous_worker = job[3] or '', previous_epoch = tonumber(job[2]),
+                  retry_count = retries}
+redis.call('HSET', KEYS[1], 'worker_id', worker, 'recovering', '1')
+emit(job_id, 'recovery_started', worker, epoch, '1', cjson.encode(previous))
+if retries > tonumber(job[4] or '0') then
+  local reason = 'lost its worker ' .. retries .. ' times (max_retries=' .. (job[4] or '0') .. ')'
+  move(KEYS[1], prefix, job_id, 'PROCESSING', 'FAILED')
+  redis.call('HSET', KEYS[1], 'error', reason)
+  local data = cjson.encode({reason = reason})
+  emit(job_id, 'recovery_failed', worker, epoch, '1', data)
+  emit(job_id, 'job_failed', worker, epoch, '1', data)
+  return {'failed', reason}
+end
+redis.call('SET', KEYS[3], worker .. '|' .. epoch, 'PX', lease_ms)
+return {'claimed', tostring(epoch)}
+"""
+
+# KEYS: job, events, lease, queue. ARGV: prefix, job_id.
+# Cancels a QUEUED or PROCESSING job; bumping the epoch fences out its worker.
+CANCEL = _PRELUDE + """
+local prefix, job_id = ARGV[1], ARGV[2]
+local state = redis.call('HGET', KEYS[1], 'state')
+if not state then return 'no_such_job' end
+if state ~= 'QUEUED' and state ~= 'PROCESSING' then return state end
+local epoch = redis.call('HINCRBY', KEYS[1], 'epoch', 1)
+redis.call('LREM', KEYS[4], 0, job_id)
+redis.call('DEL', KEYS[3])
+move(KEYS[1], prefix, job_id, state, 'CANCELLED')
+redis.call('HSET', KEYS[1], 'error', 'cancelled by request')
+emit(job_id, 'job_cancelled', 'api', epoch, '0', cjson.encode({previous_state = state}))
+return 'ok'
+"""

@@ -1,0 +1,158 @@
+"""One claimed job from chunking to completion.
+
+``JobRunner.run`` is the whole path of a job through the worker; read it
+top to bottom. Every Redis write goes through ``_write``, which retries a
+lost connection while the lease may still be ours and turns a refusal by the
+fencing check into ``Fenced`` (this worker no longer owns the job: stop, and
+change nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import TypeVar
+
+import redis.exceptions
+
+from system_under_test import media, recovery
+from system_under_test.config import Settings
+from system_under_test.constants import JobField, JobState
+from system_under_test.errors import Fenced, JobFailure
+from system_under_test.failpoints import Failpoints
+from system_under_test.store import ChunkResult, Claim, PlannedChunk, Store
+from system_under_test.transcriber import Transcriber
+
+log = logging.getLogger(__name__)
+
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+_REFUSALS = {"stale_epoch", "not_processing", "no_such_job", "incomplete"}
+T = TypeVar("T")
+
+
+class JobRunner:
+    def __init__(self, settings: Settings, store: Store, transcriber: Transcriber,
+                 failpoints: Failpoints) -> None:
+        self.settings = settings
+        self.store = store
+        self.transcriber = transcriber
+        self.failpoints = failpoints
+        self.worker_id = settings.worker_id
+        self.phase: dict[str, str] = {}  # job id -> last point reached, for /status
+
+    def job_dir(self, job_id: str) -> Path:
+        return self.settings.data_dir.resolve() / "jobs" / job_id
+
+    def chunk_dir(self, job_id: str) -> Path:
+        return self.job_dir(job_id) / "chunks"
+
+    async def at(self, point: str, claim: Claim, chunk: int | None = None) -> None:
+        """Mark a phase boundary: record it, then give the failpoint its chance."""
+        self.phase[claim.job_id] = point if chunk is None else f"{point}#{chunk}"
+        await self.failpoints.hit(point, job=claim.job_id, chunk=chunk)
+
+    async def run(self, claim: Claim) -> None:
+        """Take a claimed job to COMPLETED, or raise why not."""
+        if claim.recovering:
+            plan = await recovery.prepare(self, claim)
+        else:
+            await self.at("job.claimed", claim)
+            plan = await self.cut_and_plan(claim)
+        await self.transcribe_remaining(claim, plan)
+        await self.finish(claim, plan)
+
+    async def cut_and_plan(self, claim: Claim) -> list[PlannedChunk]:
+        job = await self._read(lambda: self.store.job(claim.job_id))
+        source = Path(job[JobField.SOURCE])
+        bounds = media.chunk_bounds(float(job[JobField.DURATION]),
+                                    float(job[JobField.CHUNK_SECONDS]))
+        await self.at("chunking.started", claim)
+        chunk_dir = self.chunk_dir(claim.job_id)
+        try:
+            await media.cut(source, chunk_dir,
+                            [(i, start, length) for i, (start, length) in enumerate(bounds)])
+        except FileNotFoundError as exc:
+            raise JobFailure(f"source_missing: {exc}") from exc
+        plan = [PlannedChunk(i, start, length, media.checksum(media.chunk_path(chunk_dir, i)))
+                for i, (start, length) in enumerate(bounds)]
+        await self.at("chunking.split", claim)
+        await self._write(lambda: self.store.commit_plan(claim, self.worker_id, plan))
+        await self.at("chunking.committed", claim)
+        return plan
+
+    async def transcribe_remaining(self, claim: Claim, plan: list[PlannedChunk]) -> None:
+        committed = await self._read(lambda: self.store.committed_chunks(claim.job_id))
+        remaining = [chunk for chunk in plan if chunk.index not in committed]
+        gate = asyncio.Semaphore(self.settings.chunk_concurrency)
+
+        async def one(chunk: PlannedChunk) -> None:
+            async with gate:
+                await self.transcribe_chunk(claim, chunk)
+
+        async with asyncio.TaskGroup() as group:
+            for chunk in remaining:
+                group.create_task(one(chunk))
+
+    async def transcribe_chunk(self, claim: Claim, chunk: PlannedChunk) -> None:
+        await self.at("chunk.before_request", claim, chunk.index)
+        path = media.chunk_path(self.chunk_dir(claim.job_id), chunk.index)
+        if not recovery.intact(path, chunk.checksum):
+            # damaged while we held the job: cut it again before sending garbage
+            await recovery.recut(self, claim, [chunk])
+        text = await self.transcriber.transcribe(path, claim.job_id, chunk.index)
+        await self.at("chunk.transcribed.before_commit", claim, chunk.index)
+        result = ChunkResult(chunk.index, text, chunk.checksum, claim.epoch, self.worker_id)
+        reply = await self._write(lambda: self.store.commit_chunk(claim, self.worker_id, result))
+        if reply == "duplicate":
+            log.info("chunk %d of job %s was already committed; kept the first result",
+                     chunk.index, claim.job_id)
+        await self.at("chunk.committed", claim, chunk.index)
+
+    async def finish(self, claim: Claim, plan: list[PlannedChunk]) -> None:
+        await self.at("assembly.started", claim)
+        committed = await self._read(lambda: self.store.committed_chunks(claim.job_id))
+        missing = [chunk.index for chunk in plan if chunk.index not in committed]
+        if missing:
+            raise JobFailure(f"chunks {missing} are not committed; refusing to complete")
+        texts = (committed[chunk.index].text.strip() for chunk in plan)
+        transcript = " ".join(text for text in texts if text)
+        await self.at("job.before_complete", claim)
+        try:
+            await self._write(lambda: self.store.complete(claim, self.worker_id, transcript))
+        except Fenced:
+            # a retried completion whose first attempt did land is not a refusal
+            job = await self._read(lambda: self.store.job(claim.job_id))
+            if not (job.get(JobField.STATE) == JobState.COMPLETED
+                    and job.get(JobField.EPOCH) == str(claim.epoch)):
+                raise
+        shutil.rmtree(self.chunk_dir(claim.job_id), ignore_errors=True)
+        log.info("job %s completed (%d chunks)", claim.job_id, len(plan))
+        await self.at("job.completed", claim)
+
+    # -- Redis access that survives short outages ---------------------------
+    # A lost connection is retried forever here: the lease keeper (worker.py)
+    # cancels this job's task once the lease can no longer be ours, which is
+    # what bounds the wait.
+
+    async def _write(self, op: Callable[[], Awaitable[str]]) -> str:
+        """Run an epoch-checked script; a refusal raises ``Fenced``."""
+        reply = await self._retrying(op)
+        if reply in _REFUSALS:
+            raise Fenced(reply)
+        return reply
+
+    async def _read(self, op: Callable[[], Awaitable[T]]) -> T:
+        return await self._retrying(op)
+
+    async def _retrying(self, op: Callable[[], Awaitable[T]]) -> T:
+        delay = 0.05
+        while True:
+            try:
+                return await op()
+            except REDIS_ERRORS as exc:
+                log.warning("redis unavailable (%s); retrying in %.2fs", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 1.0)

@@ -1,0 +1,221 @@
+"""Typed access to the worker's Redis state; every write is one Lua script.
+
+The scripts live in ``lua``; this module only names their keys and
+arguments and turns their replies into Python values. Reads that feed a
+decision (recovery) are advisory: the write that follows re-checks
+everything under the epoch.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from redis.asyncio import Redis
+
+from system_under_test import lua
+from system_under_test.constants import (
+    EVENTS,
+    PREFIX,
+    QUEUE,
+    JobField,
+    JobState,
+    chunks_key,
+    job_events_key,
+    job_key,
+    lease_key,
+    plan_key,
+    state_key,
+    transcript_key,
+)
+from system_under_test.events import Event
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A job this worker holds at ``epoch``; ``recovering`` for a takeover."""
+
+    job_id: str
+    epoch: int
+    recovering: bool
+
+
+@dataclass(frozen=True)
+class PlannedChunk:
+    index: int
+    start: float
+    duration: float
+    checksum: str
+
+    def to_json(self) -> str:
+        return json.dumps({"start": self.start, "duration": self.duration,
+                           "checksum": self.checksum}, sort_keys=True)
+
+
+@dataclass(frozen=True)
+class ChunkResult:
+    index: int
+    text: str
+    checksum: str
+    epoch: int
+    worker_id: str
+
+
+class Store:
+    def __init__(self, redis: Redis) -> None:
+        self.redis = redis
+        self._submit = redis.register_script(lua.SUBMIT)
+        self._claim = redis.register_script(lua.CLAIM)
+        self._renew = redis.register_script(lua.RENEW)
+        self._commit_plan = redis.register_script(lua.COMMIT_PLAN)
+        self._commit_chunk = redis.register_script(lua.COMMIT_CHUNK)
+        self._emit = redis.register_script(lua.EMIT)
+        self._complete = redis.register_script(lua.COMPLETE)
+        self._fail = redis.register_script(lua.FAIL)
+        self._release = redis.register_script(lua.RELEASE)
+        self._recover = redis.register_script(lua.RECOVER)
+        self._cancel = redis.register_script(lua.CANCEL)
+
+    # -- API side ---------------------------------------------------------
+
+    async def submit(self, job_id: str, fields: dict[str, str], data: dict[str, Any]) -> str:
+        flat: list[str] = []
+        for key, value in fields.items():
+            flat += [key, value]
+        reply = await self._submit(
+            keys=[job_key(job_id), EVENTS, QUEUE],
+            args=[PREFIX, job_id, json.dumps(data), *flat],
+        )
+        return str(reply)
+
+    async def cancel(self, job_id: str) -> str:
+        """'ok', 'no_such_job', or the terminal state that prevents it."""
+        reply = await self._cancel(
+            keys=[job_key(job_id), EVENTS, lease_key(job_id), QUEUE], args=[PREFIX, job_id]
+        )
+        return str(reply)
+
+    async def job(self, job_id: str) -> dict[str, str]:
+        return await self.redis.hgetall(job_key(job_id))  # type: ignore[no-any-return,misc]
+
+    async def transcript(self, job_id: str) -> str | None:
+        return await self.redis.get(transcript_key(job_id))  # type: ignore[no-any-return]
+
+    async def events(self, job_id: str, count: int = 1000) -> list[Event]:
+        entries = await self.redis.xrange(job_events_key(job_id), count=count)
+        return [Event.from_fields(entry_id, fields) for entry_id, fields in entries]
+
+    # -- worker side ------------------------------------------------------
+
+    async def claim(self, worker_id: str, lease_ms: int) -> Claim | None:
+        reply = await self._claim(keys=[QUEUE, EVENTS], args=[PREFIX, worker_id, lease_ms])
+        if not reply:
+            return None
+        return Claim(str(reply[0]), int(reply[1]), recovering=False)
+
+    async def renew(self, claim: Claim, worker_id: str, lease_ms: int) -> bool:
+        reply = await self._renew(
+            keys=[job_key(claim.job_id), lease_key(claim.job_id)],
+            args=[worker_id, claim.epoch, lease_ms],
+        )
+        return bool(reply)
+
+    async def orphaned_jobs(self) -> list[str]:
+        """PROCESSING jobs whose lease is gone: their worker died or stalled."""
+        ids = sorted(await self.redis.smembers(state_key(JobState.PROCESSING)))  # type: ignore[misc]
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for job_id in ids:
+                pipe.exists(lease_key(job_id))
+            flags = await pipe.execute()
+        return [job_id for job_id, flag in zip(ids, flags, strict=True) if not flag]
+
+    async def recover(self, job_id: str, worker_id: str, lease_ms: int) -> tuple[str, str]:
+        """('claimed', epoch) | ('failed', reason) | ('skip', why)."""
+        reply = await self._recover(
+            keys=[job_key(job_id), EVENTS, lease_key(job_id)],
+            args=[PREFIX, job_id, worker_id, lease_ms],
+        )
+        return str(reply[0]), str(reply[1])
+
+    async def commit_plan(
+        self, claim: Claim, worker_id: str, chunks: Sequence[PlannedChunk]
+    ) -> str:
+        pairs: list[str] = []
+        for chunk in chunks:
+            pairs += [str(chunk.index), chunk.to_json()]
+        reply = await self._commit_plan(
+            keys=[job_key(claim.job_id), EVENTS, plan_key(claim.job_id)],
+            args=[claim.job_id, worker_id, claim.epoch, _flag(claim), len(chunks),
+                  json.dumps({"chunk_count": len(chunks)}), *pairs],
+        )
+        return str(reply)
+
+    async def plan(self, job_id: str) -> list[PlannedChunk]:
+        raw = await self.redis.hgetall(plan_key(job_id))  # type: ignore[misc]
+        chunks = []
+        for index, value in raw.items():
+            entry = json.loads(value)
+            chunks.append(PlannedChunk(int(index), float(entry["start"]),
+                                       float(entry["duration"]), str(entry["checksum"])))
+        return sorted(chunks, key=lambda c: c.index)
+
+    async def commit_chunk(self, claim: Claim, worker_id: str, result: ChunkResult) -> str:
+        """'ok', 'duplicate' (already committed; nothing changed) or why it was refused."""
+        value = json.dumps({"text": result.text, "checksum": result.checksum,
+                            "epoch": result.epoch, "worker": result.worker_id}, sort_keys=True)
+        reply = await self._commit_chunk(
+            keys=[job_key(claim.job_id), EVENTS, chunks_key(claim.job_id)],
+            args=[claim.job_id, worker_id, claim.epoch, _flag(claim), result.index, value],
+        )
+        return str(reply)
+
+    async def committed_chunks(self, job_id: str) -> dict[int, ChunkResult]:
+        raw = await self.redis.hgetall(chunks_key(job_id))  # type: ignore[misc]
+        results = {}
+        for index, value in raw.items():
+            entry = json.loads(value)
+            results[int(index)] = ChunkResult(int(index), entry["text"], entry["checksum"],
+                                              int(entry["epoch"]), entry["worker"])
+        return results
+
+    async def emit(self, claim: Claim, worker_id: str, event: str, data: dict[str, Any]) -> str:
+        reply = await self._emit(
+            keys=[job_key(claim.job_id), EVENTS],
+            args=[claim.job_id, worker_id, claim.epoch, _flag(claim), event, json.dumps(data)],
+        )
+        return str(reply)
+
+    async def complete(self, claim: Claim, worker_id: str, transcript: str) -> str:
+        reply = await self._complete(
+            keys=[job_key(claim.job_id), EVENTS, chunks_key(claim.job_id),
+                  transcript_key(claim.job_id), lease_key(claim.job_id)],
+            args=[PREFIX, claim.job_id, worker_id, claim.epoch, _flag(claim), transcript],
+        )
+        return str(reply)
+
+    async def fail(self, claim: Claim, worker_id: str, reason: str) -> str:
+        reply = await self._fail(
+            keys=[job_key(claim.job_id), EVENTS, lease_key(claim.job_id)],
+            args=[PREFIX, claim.job_id, worker_id, claim.epoch, _flag(claim), reason],
+        )
+        return str(reply)
+
+    async def release(self, claim: Claim, worker_id: str) -> str:
+        reply = await self._release(
+            keys=[job_key(claim.job_id), EVENTS, lease_key(claim.job_id), QUEUE],
+            args=[PREFIX, claim.job_id, worker_id, claim.epoch],
+        )
+        return str(reply)
+
+
+def _flag(claim: Claim) -> str:
+    return "1" if claim.recovering else "0"
+
+
+def job_state(job: dict[str, str]) -> JobState | None:
+    state = job.get(JobField.STATE)
+    return JobState(state) if state else None
