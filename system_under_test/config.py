@@ -12,7 +12,14 @@ import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 ENV_PREFIX = "CRASHLAB_"
@@ -54,7 +61,9 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(30.0, gt=0, description="timeout of one transcription call")
     transcribe_attempts: int = Field(6, ge=1, description="tries per chunk on 429/5xx/timeouts")
     poll_interval_ms: int = Field(100, ge=5, description="idle wait between queue polls")
-    failpoints: str = Field("", description='failpoints armed at start, e.g. "chunk.committed=2*off->pause"')
+    failpoints: str = Field(
+        "", description='failpoints armed at start, e.g. "chunk.committed=2*off->pause"'
+    )
     control_url: str = Field(
         "", description="where the worker serves failpoint control, e.g. http://127.0.0.1:7100"
     )
@@ -88,7 +97,7 @@ class Settings(BaseSettings):
         if self.heartbeat_ms * 2 > self.lease_ttl_ms:
             raise ValueError(
                 f"CRASHLAB_HEARTBEAT_MS ({self.heartbeat_ms}) must be at most half of "
-                f"CRASHLAB_LEASE_TTL_MS ({self.lease_ttl_ms}) so a lease is renewed before it expires"
+                f"CRASHLAB_LEASE_TTL_MS ({self.lease_ttl_ms}) so a lease is renewed in time"
             )
         return self
 

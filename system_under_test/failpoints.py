@@ -88,7 +88,8 @@ def parse_actions(text: str) -> tuple[Term, ...]:
             )
         count, kind, arg = match.groups()
         if kind == "sleep" and arg is None:
-            raise ValueError(f"bad failpoint action {raw.strip()!r}: sleep needs milliseconds, e.g. sleep(200)")
+            raise ValueError(f"bad failpoint action {raw.strip()!r}: "
+                             "sleep needs milliseconds, e.g. sleep(200)")
         terms.append(Term(Kind(kind), int(count) if count else None, int(arg or 0)))
     return tuple(terms)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from redis.asyncio import Redis
 
@@ -98,13 +98,14 @@ class Store:
         return str(reply)
 
     async def job(self, job_id: str) -> dict[str, str]:
-        return await self.redis.hgetall(job_key(job_id))  # type: ignore[no-any-return,misc]
+        return cast(dict[str, str], await self.redis.hgetall(job_key(job_id)))
 
     async def transcript(self, job_id: str) -> str | None:
-        return await self.redis.get(transcript_key(job_id))  # type: ignore[no-any-return]
+        return cast(str | None, await self.redis.get(transcript_key(job_id)))
 
     async def events(self, job_id: str, count: int = 1000) -> list[Event]:
-        entries = await self.redis.xrange(job_events_key(job_id), count=count)
+        entries = cast(list[tuple[str, dict[str, str]]],
+                       await self.redis.xrange(job_events_key(job_id), count=count))
         return [Event.from_fields(entry_id, fields) for entry_id, fields in entries]
 
     # -- worker side ------------------------------------------------------
@@ -124,7 +125,8 @@ class Store:
 
     async def orphaned_jobs(self) -> list[str]:
         """PROCESSING jobs whose lease is gone: their worker died or stalled."""
-        ids = sorted(await self.redis.smembers(state_key(JobState.PROCESSING)))  # type: ignore[misc]
+        members = cast(set[str], await self.redis.smembers(state_key(JobState.PROCESSING)))
+        ids = sorted(members)
         if not ids:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
@@ -155,7 +157,7 @@ class Store:
         return str(reply)
 
     async def plan(self, job_id: str) -> list[PlannedChunk]:
-        raw = await self.redis.hgetall(plan_key(job_id))  # type: ignore[misc]
+        raw = cast(dict[str, str], await self.redis.hgetall(plan_key(job_id)))
         chunks = []
         for index, value in raw.items():
             entry = json.loads(value)
@@ -174,7 +176,7 @@ class Store:
         return str(reply)
 
     async def committed_chunks(self, job_id: str) -> dict[int, ChunkResult]:
-        raw = await self.redis.hgetall(chunks_key(job_id))  # type: ignore[misc]
+        raw = cast(dict[str, str], await self.redis.hgetall(chunks_key(job_id)))
         results = {}
         for index, value in raw.items():
             entry = json.loads(value)

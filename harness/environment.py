@@ -1,0 +1,242 @@
+"""One run's world: services, the worker's API, worker incarnations, workload.
+
+``Environment`` starts everything a scenario needs on free loopback ports:
+the data Redis, Toxiproxy in front of it (the worker only ever sees the
+proxy, so the harness can sever it), the transcription service, and the
+target's API; then starts and signals worker incarnations through a
+``Runtime``. Everything it starts is stopped by ``close()``, which the
+runner calls on every exit path; processes also die with the harness
+(PDEATHSIG) and are found by the registry if the harness is SIGKILLed.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import redis
+
+from harness.audio import SEGMENT_SECONDS, expected_transcript, words_for, write_wav
+from harness.control_client import ControlClient
+from harness.errors import SetupError
+from harness.ports import LOOPBACK, free_port, port_open, wait_until
+from harness.procs import ManagedProcess, ProcessRegistry
+from harness.runtime.base import Runtime, WorkerHandle
+from harness.services.redis_server import RedisServer
+from harness.services.toxiproxy import Proxy, ToxiproxyServer
+from harness.services.transcription_server import TranscriptionService
+from harness.target import JobSnapshot, Target, Wiring, WorkerSpec
+
+log = logging.getLogger(__name__)
+
+Sink = Callable[..., None]
+TERMINAL = ("COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED")
+
+
+@dataclass
+class Worker:
+    """One worker incarnation and its control channel."""
+
+    worker_id: str
+    handle: WorkerHandle
+    control: ControlClient
+
+
+@dataclass(frozen=True)
+class SubmittedJob:
+    job_id: str
+    media: Path
+    words: tuple[str, ...]
+    expected_transcript: str
+    media_seconds: float
+
+
+@dataclass
+class EnvironmentOptions:
+    redis_aof: bool = False
+    worker_settings: dict[str, str] = field(default_factory=dict)
+    ready_timeout: float = 30.0
+
+
+class Environment:
+    def __init__(self, run_dir: Path, target: Target, runtime: Runtime, *,
+                 registry: ProcessRegistry | None = None, sink: Sink | None = None,
+                 options: EnvironmentOptions | None = None) -> None:
+        self.run_dir = run_dir
+        self.target = target
+        self.runtime = runtime
+        self.registry = registry
+        self.sink: Sink = sink or (lambda kind, **fields: None)
+        self.options = options or EnvironmentOptions()
+        self.redis = RedisServer(run_dir / "redis", aof=self.options.redis_aof, registry=registry)
+        self.toxiproxy = ToxiproxyServer(run_dir / "toxiproxy", registry=registry)
+        self.transcription = TranscriptionService(run_dir / "transcription", registry=registry)
+        self.proxy: Proxy | None = None
+        self.api: ManagedProcess | None = None
+        self.api_url = ""
+        self.workers: dict[str, Worker] = {}
+        self.jobs: dict[str, SubmittedJob] = {}
+        self._incarnations: dict[str, int] = {}
+        self._client: redis.Redis | None = None
+
+    # -- lifecycle -----------------------------------------------------------
+
+    def start(self) -> Environment:
+        self.redis.start()
+        self.sink("process_start", name="redis", role="service", pid=self.redis.pid)
+        self.toxiproxy.start()
+        self.sink("process_start", name="toxiproxy", role="service", pid=self.toxiproxy.pid)
+        self.proxy = self.toxiproxy.create_proxy("redis", self.redis.port)
+        self.transcription.start()
+        self.sink("process_start", name="transcription", role="service",
+                  pid=self.transcription.process.pid)
+        self.wiring = Wiring(redis_url=self.proxy.url_for_redis(),
+                             openai_base_url=self.transcription.base_url,
+                             data_dir=self.run_dir / "data")
+        self._start_api()
+        return self
+
+    def _start_api(self) -> None:
+        port = free_port()
+        env = _child_env(self.target.environment(self.wiring, None))
+        self.api = ManagedProcess("api", self.target.api_argv(LOOPBACK, port),
+                                  log_path=self.run_dir / "logs" / "api.log", env=env,
+                                  registry=self.registry).start()
+        self.api_url = f"http://{LOOPBACK}:{port}"
+        api = self.api
+
+        def healthy() -> bool:
+            if not port_open(port):
+                return False
+            return httpx.get(f"{self.api_url}/health", timeout=2.0).status_code == 200
+
+        try:
+            wait_until(healthy, timeout=self.options.ready_timeout, what="worker API",
+                       alive=api.is_running)
+        except (TimeoutError, RuntimeError) as exc:
+            raise SetupError(f"{exc}; its log ends with:\n{api.log_tail()}") from exc
+        self.sink("process_start", name="api", role="api", pid=api.pid)
+
+    def close(self) -> None:
+        """Stop everything this environment started, newest first; never raises."""
+        steps: list[tuple[str, Callable[[], Any]]] = [
+            ("workers", lambda: self.runtime.stop_all(grace=2.0)),
+            ("api", lambda: self.api.stop() if self.api is not None else None),
+            ("transcription", self.transcription.stop),
+            ("toxiproxy", self.toxiproxy.stop),
+            ("redis", self.redis.stop),
+        ]
+        for name, step in steps:
+            try:
+                step()
+            except Exception:  # noqa: BLE001 - teardown must reach every step
+                log.exception("stopping %s failed", name)
+        if self._client is not None:
+            self._client.close()
+
+    def __enter__(self) -> Environment:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- workers -------------------------------------------------------------
+
+    def start_worker(self, worker_id: str, *, failpoints: str = "",
+                     settings: Mapping[str, str] | None = None,
+                     wait_ready: bool = True) -> Worker:
+        incarnation = self._incarnations.get(worker_id, 0) + 1
+        self._incarnations[worker_id] = incarnation
+        name = worker_id if incarnation == 1 else f"{worker_id}.{incarnation}"
+        control_url = f"http://{LOOPBACK}:{free_port()}"
+        spec = WorkerSpec(worker_id=name, control_url=control_url, failpoints=failpoints,
+                          settings={**self.options.worker_settings, **(settings or {})})
+        env = _child_env(self.target.environment(self.wiring, spec))
+        handle = self.runtime.start_worker(name, self.target.worker_argv(), env)
+        worker = Worker(name, handle, ControlClient(control_url))
+        self.workers[name] = worker
+        if wait_ready:
+            try:
+                wait_until(worker.control.ready, timeout=self.options.ready_timeout,
+                           what=f"worker {name}", alive=lambda: self.runtime.is_running(handle))
+            except (TimeoutError, RuntimeError) as exc:
+                tail = _tail(self.runtime.log_path(handle))
+                raise SetupError(f"{exc}; its log ends with:\n{tail}") from exc
+        return worker
+
+    def live_workers(self) -> list[Worker]:
+        return [w for w in self.workers.values() if self.runtime.is_running(w.handle)]
+
+    # -- workload ------------------------------------------------------------
+
+    def make_media(self, seed: int, seconds: float) -> tuple[Path, list[str]]:
+        segments = max(1, round(seconds / SEGMENT_SECONDS))
+        words = words_for(seed, segments)
+        path = self.run_dir / "media" / f"job-{seed}.wav"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        write_wav(path, words)
+        return path, words
+
+    def submit(self, seed: int, seconds: float, *, max_retries: int | None = None,
+               chunk_seconds: float | None = None) -> SubmittedJob:
+        media, words = self.make_media(seed, seconds)
+        job_id = self.target.submit(self.api_url, media, max_retries=max_retries)
+        job = SubmittedJob(job_id, media, tuple(words), expected_transcript(words),
+                           len(words) * SEGMENT_SECONDS)
+        self.jobs[job_id] = job
+        self.sink("op", op="submit", job_id=job_id, expected_transcript=job.expected_transcript,
+                  media_seconds=job.media_seconds, chunk_seconds=chunk_seconds)
+        return job
+
+    # -- observation (straight to Redis, never through the proxy) ------------
+
+    @property
+    def client(self) -> redis.Redis:
+        if self._client is None:
+            self._client = self.redis.client()
+        return self._client
+
+    def snapshot(self, job_id: str) -> JobSnapshot:
+        return self.target.snapshot(self.client, job_id)
+
+    def wait_terminal(self, timeout: float, job_ids: list[str] | None = None) -> bool:
+        """Whether every job (default: all submitted) reached a terminal state in time."""
+        ids = job_ids if job_ids is not None else list(self.jobs)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if all(self.snapshot(i).state in TERMINAL for i in ids):
+                    return True
+            except redis.ConnectionError:
+                pass  # Redis is being restarted by a fault
+            time.sleep(0.05)
+        return False
+
+    def events(self) -> list[tuple[str, dict[str, Any]]]:
+        return self.target.read_events(self.client, "0")
+
+
+def _child_env(extra: Mapping[str, str]) -> dict[str, str]:
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CRASHLAB_", "OPENAI_"))}
+    env.update(extra)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    # the worker must import the same code as the harness, installed or not
+    here = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = here + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    env.setdefault("CRASHLAB_PYTHON", sys.executable)
+    return env
+
+
+def _tail(path: Path, lines: int = 30) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
