@@ -104,7 +104,8 @@ class Environment:
 
     def _start_api(self) -> None:
         port = free_port()
-        env = _child_env(self.target.environment(self.wiring, None))
+        env = _child_env(self.target.environment(self.wiring, None,
+                                                 self.options.worker_settings))
         self.api = ManagedProcess("api", self.target.api_argv(LOOPBACK, port),
                                   log_path=self.run_dir / "logs" / "api.log", env=env,
                                   registry=self.registry).start()
@@ -155,9 +156,9 @@ class Environment:
         self._incarnations[worker_id] = incarnation
         name = worker_id if incarnation == 1 else f"{worker_id}.{incarnation}"
         control_url = f"http://{LOOPBACK}:{free_port()}"
-        spec = WorkerSpec(worker_id=name, control_url=control_url, failpoints=failpoints,
-                          settings={**self.options.worker_settings, **(settings or {})})
-        env = _child_env(self.target.environment(self.wiring, spec))
+        spec = WorkerSpec(worker_id=name, control_url=control_url, failpoints=failpoints)
+        merged = {**self.options.worker_settings, **(settings or {})}
+        env = _child_env(self.target.environment(self.wiring, spec, merged))
         handle = self.runtime.start_worker(name, self.target.worker_argv(), env)
         worker = Worker(name, handle, ControlClient(control_url))
         self.workers[name] = worker

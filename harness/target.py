@@ -11,7 +11,7 @@ worker plugs in by implementing this Protocol (see README, "Your own worker").
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -34,7 +34,6 @@ class WorkerSpec:
     worker_id: str
     control_url: str
     failpoints: str = ""
-    settings: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -76,8 +75,12 @@ class Target(Protocol):
 
     def worker_argv(self) -> Sequence[str]: ...
 
-    def environment(self, wiring: Wiring, worker: WorkerSpec | None) -> dict[str, str]:
-        """Environment variables for the API (``worker`` None) or one worker."""
+    def environment(self, wiring: Wiring, worker: WorkerSpec | None,
+                    settings: Mapping[str, str]) -> dict[str, str]:
+        """Environment variables for the API (``worker`` None) or one worker.
+
+        ``settings`` are the scenario's knobs (e.g. ``lease_ttl_ms``), given to both.
+        """
         ...
 
     def submit(self, api_url: str, media: Path, *, max_retries: int | None = None) -> str:

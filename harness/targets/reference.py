@@ -59,7 +59,8 @@ class ReferenceTarget:
     def worker_argv(self) -> Sequence[str]:
         return [self.python, "-m", "system_under_test", "worker"]
 
-    def environment(self, wiring: Wiring, worker: WorkerSpec | None) -> dict[str, str]:
+    def environment(self, wiring: Wiring, worker: WorkerSpec | None,
+                    settings: Mapping[str, str]) -> dict[str, str]:
         env = {
             "CRASHLAB_REDIS_URL": wiring.redis_url,
             "CRASHLAB_DATA_DIR": str(wiring.data_dir),
@@ -72,7 +73,7 @@ class ReferenceTarget:
                 "CRASHLAB_CONTROL_URL": worker.control_url,
                 "CRASHLAB_FAILPOINTS": worker.failpoints,
             }
-            env |= {f"CRASHLAB_{k.upper()}": v for k, v in worker.settings.items()}
+        env |= {f"CRASHLAB_{k.upper()}": v for k, v in settings.items()}
         return env
 
     def submit(self, api_url: str, media: Path, *, max_retries: int | None = None) -> str:
