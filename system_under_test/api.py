@@ -24,6 +24,8 @@ from fastapi import FastAPI, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialBackoff
 
 from system_under_test import media
 from system_under_test.config import Settings
@@ -67,8 +69,12 @@ def _status(job: dict[str, str]) -> JobStatus:
 def create_app(settings: Settings) -> FastAPI:
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # A pooled connection that died during an outage is retried once on a
+        # fresh one, so the first request after Redis comes back succeeds.
         redis = Redis.from_url(settings.redis_url, decode_responses=True,
-                               socket_connect_timeout=1.0, socket_timeout=2.0)
+                               socket_connect_timeout=1.0, socket_timeout=2.0,
+                               retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
+                               retry_on_error=list(REDIS_ERRORS))
         app.state.store = Store(redis)
         try:
             yield
@@ -137,6 +143,7 @@ def create_app(settings: Settings) -> FastAPI:
         }
         data: dict[str, Any] = {"filename": file.filename, "size": size,
                                 "duration": probe.duration, "max_retries": retries}
+        # 'exists' means a retried submit whose first attempt landed: same job, fine
         await store(request).submit(job_id, {str(k): v for k, v in fields.items()}, data)
         return Submitted(job_id=job_id, state=JobState.QUEUED)
 
