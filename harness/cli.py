@@ -7,6 +7,7 @@ error (a binary, port or service is missing).
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import subprocess
@@ -16,8 +17,18 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
+from rich.table import Table
 
-from harness.errors import CrashlabError, InconclusiveError, SetupError
+from harness.cleanup import process_registry, reap_leftovers
+from harness.errors import CrashlabError, InconclusiveError, ScenarioError, SetupError
 from harness.procs import ProcessRegistry, default_state_dir
 from harness.runfolder import DEFAULT_ROOT, new_run_dir
 
@@ -30,10 +41,11 @@ err = Console(stderr=True)
 
 
 def _registry() -> ProcessRegistry:
-    registry = ProcessRegistry(default_state_dir() / "procs")
-    for leftover in registry.reap_leftovers():
+    """The process registry, after removing what an interrupted run left behind."""
+    state_dir = default_state_dir()
+    for leftover in reap_leftovers(state_dir):
         err.print(f"[yellow]removed a leftover of an interrupted run:[/] {leftover}")
-    return registry
+    return process_registry(state_dir)
 
 
 def _configure_logging(verbose: bool) -> None:
@@ -111,6 +123,131 @@ def demo(
         raise typer.Exit(EXIT_OK)
     console.print(f"[red bold]invariant violated[/] for job {result.job_id}")
     raise typer.Exit(EXIT_VIOLATION)
+
+
+@app.command("list")
+def list_scenarios(
+    as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+) -> None:
+    """The scenario catalog: name, origin, faults."""
+    from harness.scenario import catalog
+
+    try:
+        scenarios = catalog()
+    except ScenarioError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(EXIT_SETUP) from None
+    if as_json:
+        print(json.dumps([{"name": s.name, "description": s.description, "origin": s.origin,
+                           "faults": [f.kind for f in s.faults]} for s in scenarios.values()],
+                         indent=2))
+        return
+    table = Table(show_header=True, header_style="bold")
+    for column in ("scenario", "faults", "origin"):
+        table.add_column(column)
+    for s in scenarios.values():
+        table.add_row(s.name, ", ".join(f.kind for f in s.faults) or "-", s.origin)
+    console.print(table)
+
+
+@app.command()
+def run(
+    scenarios: Annotated[list[str] | None, typer.Argument(
+        help="catalog names or scenario files", show_default=False)] = None,
+    all_: Annotated[bool, typer.Option("--all", help="run the whole catalog")] = False,
+    repeat: Annotated[int, typer.Option(min=1, help="run each scenario N times")] = 1,
+    seed: Annotated[int, typer.Option(help="seed of the first run (then seed+1, ...)")] = 1,
+    runtime: Annotated[str, typer.Option(help="where workers run: process")] = "process",
+    runs: Annotated[Path, typer.Option(help="folder for run folders")] = DEFAULT_ROOT,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run scenarios against the real worker and check every invariant."""
+    from harness.runner import RunResult, run_scenario
+    from harness.scenario import catalog, resolve
+
+    _configure_logging(verbose)
+    if runtime != "process":
+        err.print(f"[red]unknown runtime {runtime!r}[/]: this build has 'process'")
+        raise typer.Exit(EXIT_SETUP)
+    try:
+        chosen = list(catalog().values()) if all_ else [resolve(n) for n in scenarios or []]
+    except ScenarioError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(EXIT_SETUP) from None
+    if not chosen:
+        err.print("nothing to run: name scenarios or pass --all (`crashlab list` shows them)")
+        raise typer.Exit(EXIT_SETUP)
+    registry = _registry()
+    out = err if as_json else console
+    results: list[RunResult] = []
+    total = len(chosen) * repeat
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                  MofNCompleteColumn(), TimeElapsedColumn(), console=out,
+                  transient=False) as bar:
+        task = bar.add_task("scenarios", total=total)
+        for number, (scenario, rep) in enumerate(
+                ((s, r) for s in chosen for r in range(repeat))):
+            run_seed = seed + number
+
+            def step(message: str, name: str = scenario.name) -> None:
+                bar.update(task, description=f"{name}: {message}")
+
+            try:
+                result = run_scenario(scenario, seed=run_seed, registry=registry,
+                                      runs_root=runs, progress=step)
+            except (SetupError, ScenarioError) as exc:
+                bar.stop()
+                err.print(f"[red]setup error in {scenario.name}:[/] {exc}")
+                raise typer.Exit(EXIT_SETUP) from None
+            results.append(result)
+            bar.advance(task)
+            colour = {"valid": "green", "invalid": "red"}.get(result.verdict, "yellow")
+            bar.console.print(f"[{colour}]{result.verdict:<8}[/] {scenario.name} "
+                              f"({result.duration_s:.1f} s, faults fired {result.faults_fired}/"
+                              f"{result.faults_planned}) {result.run_dir}")
+            for check in result.checks:
+                if check.verdict != "valid":
+                    bar.console.print(f"         [{colour}]{check.checker}[/]: {check.witness}")
+    code = _exit_code([r.verdict for r in results])
+    if as_json:
+        print(json.dumps({"verdict": ("valid", "invalid", "unknown")[code] if code < 3 else "",
+                          "exit_code": code,
+                          "scenarios": [r.to_json() for r in results]}, indent=2))
+    raise typer.Exit(code)
+
+
+@app.command()
+def analyze(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder, e.g. runs/latest")],
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Re-check a stored run from its history and final state; runs nothing."""
+    from harness.checkers.base import combine
+    from harness.runner import analyze as analyze_run
+
+    if not (run_dir / "history.jsonl").is_file():
+        err.print(f"[red]{run_dir} is not a run folder[/] (no history.jsonl)")
+        raise typer.Exit(EXIT_SETUP)
+    checks, stored = analyze_run(run_dir.resolve())
+    verdict = combine(c.verdict for c in checks)
+    if as_json:
+        print(json.dumps({"verdict": str(verdict), "checks": [c.to_json() for c in checks],
+                          "stored_verdict": stored and stored.get("verdict")}, indent=2))
+    else:
+        for check in checks:
+            console.print(f"{check.verdict:<8} {check.checker}: {check.witness}")
+        console.print(f"verdict: [bold]{verdict}[/]"
+                      + (f" (stored: {stored['verdict']})" if stored else ""))
+    raise typer.Exit(_exit_code([verdict]))
+
+
+def _exit_code(verdicts: list[str]) -> int:
+    if "invalid" in verdicts:
+        return EXIT_VIOLATION
+    if "unknown" in verdicts:
+        return EXIT_INCONCLUSIVE
+    return EXIT_OK
 
 
 def main() -> None:

@@ -163,13 +163,28 @@ class Environment:
         worker = Worker(name, handle, ControlClient(control_url))
         self.workers[name] = worker
         if wait_ready:
-            try:
-                wait_until(worker.control.ready, timeout=self.options.ready_timeout,
-                           what=f"worker {name}", alive=lambda: self.runtime.is_running(handle))
-            except (TimeoutError, RuntimeError) as exc:
-                tail = _tail(self.runtime.log_path(handle))
-                raise SetupError(f"{exc}; its log ends with:\n{tail}") from exc
+            self.wait_ready(worker)
         return worker
+
+    def wait_ready(self, worker: Worker) -> None:
+        """Until the worker's control channel answers; ``SetupError`` with its log if not."""
+        handle = worker.handle
+        try:
+            wait_until(worker.control.ready, timeout=self.options.ready_timeout,
+                       what=f"worker {worker.worker_id}",
+                       alive=lambda: self.runtime.is_running(handle))
+        except (TimeoutError, RuntimeError) as exc:
+            tail = _tail(self.runtime.log_path(handle))
+            raise SetupError(f"{exc}; its log ends with:\n{tail}") from exc
+
+    def top_up(self, count: int) -> list[Worker]:
+        """Start workers at once until ``count`` are alive (concurrent recovery races)."""
+        alive = {w.worker_id.split(".")[0] for w in self.live_workers()}
+        missing = [f"w{i}" for i in range(1, count + 1) if f"w{i}" not in alive]
+        started = [self.start_worker(name, wait_ready=False) for name in missing[:count - len(alive)]]
+        for worker in started:
+            self.wait_ready(worker)
+        return started
 
     def live_workers(self) -> list[Worker]:
         return [w for w in self.workers.values() if self.runtime.is_running(w.handle)]

@@ -20,14 +20,13 @@ import ctypes
 import json
 import logging
 import os
-import signal
 import queue
+import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
-from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import psutil
@@ -121,7 +120,7 @@ class ProcessRegistry:
     def add(self, proc: psutil.Process, name: str) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         entry = {"pid": proc.pid, "create_time": proc.create_time(), "name": name,
-                 "owner": os.getpid()}
+                 "owner": os.getpid(), "owner_create_time": psutil.Process().create_time()}
         (self.folder / f"{proc.pid}.json").write_text(json.dumps(entry))
 
     def remove(self, pid: int) -> None:
@@ -141,10 +140,12 @@ class ProcessRegistry:
             except (OSError, ValueError):
                 path.unlink(missing_ok=True)
                 continue
-            if psutil.pid_exists(entry.get("owner", -1)) and entry.get("owner") != os.getpid():
-                continue  # another harness is running and owns it
+            if is_alive(entry.get("owner", -1), entry.get("owner_create_time")):
+                continue  # a harness that is still running owns it
             try:
                 proc = psutil.Process(entry["pid"])
+                if proc.status() == psutil.STATUS_ZOMBIE:
+                    raise psutil.NoSuchProcess(proc.pid)  # dead, only not yet reaped
                 if abs(proc.create_time() - entry["create_time"]) < 0.01:
                     _kill_group(proc.pid)
                     killed.append(f"{entry['name']} (pid {entry['pid']})")
@@ -163,6 +164,22 @@ class ProcessRegistry:
         if killed:
             log.warning("removed leftovers of an interrupted run: %s", ", ".join(killed))
         return killed
+
+
+def is_alive(pid: int, create_time: float | None = None) -> bool:
+    """Whether ``pid`` is a live (non-zombie) process started at ``create_time``.
+
+    Without ``create_time`` any live process with that pid counts.
+    """
+    try:
+        proc = psutil.Process(pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:
+            return False
+        return create_time is None or abs(proc.create_time() - create_time) < 0.01
+    except psutil.AccessDenied:
+        return True  # someone else's process: assume it is what it claims
+    except (psutil.NoSuchProcess, ValueError):
+        return False
 
 
 def _group_members(pgid: int) -> list[int]:

@@ -89,6 +89,14 @@ class Target(Protocol):
 
     def job_ids(self, client: redis.Redis) -> list[str]: ...
 
+    def chunk_file(self, wiring: Wiring, job_id: str, index: int) -> Path:
+        """Where the worker keeps chunk ``index`` of a job (file faults damage it)."""
+        ...
+
+    def source_files(self, wiring: Wiring, job_id: str) -> list[Path]:
+        """The job's original media as the worker stored it."""
+        ...
+
     def snapshot(self, client: redis.Redis, job_id: str) -> JobSnapshot: ...
 
     def read_events(self, client: redis.Redis, after: str) -> list[tuple[str, dict[str, Any]]]:

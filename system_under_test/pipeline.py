@@ -33,6 +33,27 @@ _REFUSALS = {"stale_epoch", "not_processing", "no_such_job", "incomplete"}
 T = TypeVar("T")
 
 
+def _primary(errors: ExceptionGroup[Exception]) -> Exception:
+    """The one exception that decides the job's outcome when parallel chunks fail.
+
+    Losing the job (``Fenced``) outranks a reason to fail it, which outranks
+    anything unexpected: a worker that no longer owns a job must not fail it.
+    """
+    flat: list[Exception] = []
+    pending: list[Exception] = [errors]
+    while pending:
+        error = pending.pop(0)
+        if isinstance(error, ExceptionGroup):
+            pending.extend(error.exceptions)
+        else:
+            flat.append(error)
+    for kind in (Fenced, JobFailure):
+        for error in flat:
+            if isinstance(error, kind):
+                return error
+    return flat[0]
+
+
 class JobRunner:
     def __init__(self, settings: Settings, store: Store, transcriber: Transcriber,
                  failpoints: Failpoints) -> None:
@@ -92,9 +113,12 @@ class JobRunner:
             async with gate:
                 await self.transcribe_chunk(claim, chunk)
 
-        async with asyncio.TaskGroup() as group:
-            for chunk in remaining:
-                group.create_task(one(chunk))
+        try:
+            async with asyncio.TaskGroup() as group:
+                for chunk in remaining:
+                    group.create_task(one(chunk))
+        except ExceptionGroup as errors:
+            raise _primary(errors) from errors
 
     async def transcribe_chunk(self, claim: Claim, chunk: PlannedChunk) -> None:
         await self.at("chunk.before_request", claim, chunk.index)

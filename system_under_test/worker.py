@@ -171,6 +171,7 @@ class Worker:
         renewed = time.monotonic()
         while True:
             await asyncio.sleep(self.settings.heartbeat_ms / 1000)
+            await self.failpoints.hit("lease.renew", job=claim.job_id)
             try:
                 if not await self.store.renew(claim, self.worker_id, self.settings.lease_ttl_ms):
                     log.warning("job %s: lease renewal refused at epoch %d", claim.job_id,

@@ -40,6 +40,7 @@ PHASES: dict[str, str] = {
     "recovery.verified": "chunk files checked against their checksums",
     "recovery.rechunked": "damaged chunk files were cut again",
     "recovery.resumed": "processing_resumed published",
+    "lease.renew": "the lease keeper is about to renew a lease",
 }
 
 
@@ -86,6 +87,12 @@ class ReferenceTarget:
             raise CrashlabError(f"the API refused the job: {response.status_code} "
                                 f"{response.text}")
         return str(response.json()["job_id"])
+
+    def chunk_file(self, wiring: Wiring, job_id: str, index: int) -> Path:
+        return wiring.data_dir / "jobs" / job_id / "chunks" / f"chunk-{index:04d}.wav"
+
+    def source_files(self, wiring: Wiring, job_id: str) -> list[Path]:
+        return sorted((wiring.data_dir / "jobs" / job_id).glob("source.*"))
 
     def job_ids(self, client: redis.Redis) -> list[str]:
         ids: set[str] = set()

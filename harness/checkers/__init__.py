@@ -1,0 +1,82 @@
+"""The checkers: each decides one recovery invariant from a run's history and final state.
+
+``ALL_CHECKERS`` lists one instance of each; ``run_checkers`` runs them all
+and returns their results in that order (``combine`` of their verdicts is
+the run's verdict). A history entry that breaks the schema makes that
+checker's verdict unknown rather than crashing the report.
+
+    jobs_terminal            snapshot   every submitted job ended in an expected state
+    transcript_exact         snapshot   completed transcripts equal the expected ones
+    chunk_committed_once     chunks     one commit per chunk, matching the final state
+    external_work_per_chunk  chunks     billable transcription work once per chunk
+    recovery_paired          recovery   every recovery resumes and closes
+    events_ordered           ordering   per-job seq 1..n, timestamps in order
+    progress_monotonic       chunks     chunks_done rises by one per commit
+    stale_epoch_rejected     ordering   one owner per epoch, no stale or zombie writes
+    retry_accounting         recovery   retry_count counts recoveries; max_retries enforced
+    state_index_exclusive    snapshot   each job in exactly its own state index
+    fault_coverage           faults     every planned fault fired and healed
+"""
+
+from __future__ import annotations
+
+import logging
+
+from harness.checkers.base import (
+    Checker,
+    CheckResult,
+    Expectations,
+    Verdict,
+    combine,
+)
+from harness.checkers.chunks import ChunkCommittedOnce, ExternalWorkPerChunk, ProgressMonotonic
+from harness.checkers.faults import FaultCoverage
+from harness.checkers.ordering import EventsOrdered, StaleEpochRejected
+from harness.checkers.recovery import RecoveryPaired, RetryAccounting
+from harness.checkers.snapshot import JobsTerminal, StateIndexExclusive, TranscriptExact
+from harness.history import FinalState, History, HistoryError
+
+log = logging.getLogger(__name__)
+
+ALL_CHECKERS: list[Checker] = [
+    JobsTerminal(),
+    TranscriptExact(),
+    ChunkCommittedOnce(),
+    ExternalWorkPerChunk(),
+    RecoveryPaired(),
+    EventsOrdered(),
+    ProgressMonotonic(),
+    StaleEpochRejected(),
+    RetryAccounting(),
+    StateIndexExclusive(),
+    FaultCoverage(),
+]
+
+
+def run_checkers(history: History, state: FinalState,
+                 expectations: Expectations | None = None) -> list[CheckResult]:
+    """Run every checker; ``expectations`` default to those parsed from ``state.expect``."""
+    if expectations is None:
+        expectations = Expectations.from_json(state.expect)
+    results = []
+    for checker in ALL_CHECKERS:
+        try:
+            result = checker.check(history, state, expectations)
+        except HistoryError as exc:
+            log.warning("checker %s could not read the history: %s", checker.name, exc)
+            result = CheckResult(checker.name, Verdict.UNKNOWN,
+                                 f"the history does not follow the schema: {exc}")
+        log.debug("%s: %s (%s)", result.checker, result.verdict, result.witness)
+        results.append(result)
+    return results
+
+
+__all__ = [
+    "ALL_CHECKERS",
+    "CheckResult",
+    "Checker",
+    "Expectations",
+    "Verdict",
+    "combine",
+    "run_checkers",
+]

@@ -1,0 +1,97 @@
+"""Checkers of each job's event stream: complete and in order, and fenced by epoch.
+
+events_ordered
+    Per job, the ``seq`` numbers in the history (which holds the whole stream,
+    copied at the end of the run) are 1, 2, 3, ... in stream order, with no
+    gap and no duplicate, and ``ts_ms`` never decreases along ``seq``.
+stale_epoch_rejected
+    A single owner per epoch. Per job, along ``seq``: the epoch never
+    decreases (a write at an epoch the job has left is a stale write that
+    should have been refused); each epoch is opened once, by ``job_claimed``
+    or ``recovery_started`` (whose worker owns it) or by ``job_cancelled``
+    (the API); and every other event at epoch e (``chunk_committed``,
+    ``job_completed``, ...) is written by the owner of e. A write by anyone
+    else is a zombie write.
+"""
+
+from __future__ import annotations
+
+from harness.checkers.base import CheckResult, Expectations, Findings, plural
+from harness.history import FinalState, History, SutEvent, SutEventName
+
+_OPENERS = {SutEventName.JOB_CLAIMED, SutEventName.RECOVERY_STARTED, SutEventName.JOB_CANCELLED}
+
+
+class EventsOrdered:
+    name = "events_ordered"
+
+    def check(self, history: History, state: FinalState,
+              expectations: Expectations) -> CheckResult:
+        found = Findings(self.name)
+        last_seq: dict[str, int] = {}
+        seen: dict[tuple[str, int], SutEvent] = {}
+        for event in history.sut_events:  # stream order
+            job_id, seq = event.job_id, event.seq
+            last = last_seq.get(job_id, 0)
+            earlier = seen.get((job_id, seq))
+            if earlier is not None:
+                found.invalid(f"job {job_id}: seq {seq} appears twice: {earlier.event} (stream id "
+                              f"{earlier.stream_id}) and {event.event} (stream id "
+                              f"{event.stream_id})")
+            elif seq > last + 1:
+                missing = f"seq {last + 1}" if seq == last + 2 else f"seq {last + 1}..{seq - 1}"
+                found.invalid(f"job {job_id}: {missing} missing; the stream goes from seq {last} "
+                              f"to {event.describe()} (stream id {event.stream_id})")
+            elif seq <= last:
+                found.invalid(f"job {job_id}: {event.describe()} comes after seq {last} in the "
+                              "stream (out of order)")
+            seen.setdefault((job_id, seq), event)
+            last_seq[job_id] = max(last, seq)
+        for job_id, events in history.events_by_job.items():
+            for before, after in zip(events, events[1:], strict=False):
+                if after.ts_ms < before.ts_ms:
+                    found.invalid(f"job {job_id}: {after.describe()} has ts_ms {after.ts_ms}, "
+                                  f"earlier than {before.describe()} at ts_ms {before.ts_ms}")
+        return found.result(f"{plural(len(history.sut_events), 'event')} of "
+                            f"{plural(len(last_seq), 'job')} numbered 1..n in order")
+
+
+class StaleEpochRejected:
+    name = "stale_epoch_rejected"
+
+    def check(self, history: History, state: FinalState,
+              expectations: Expectations) -> CheckResult:
+        found = Findings(self.name)
+        epochs = 0
+        for job_id, events in history.events_by_job.items():
+            owners: dict[int, SutEvent] = {}
+            newest: SutEvent | None = None
+            for event in events:
+                if newest is not None and event.epoch < newest.epoch:
+                    found.invalid(f"job {job_id}: stale write {event.describe()} was accepted "
+                                  f"after the job had moved to epoch {newest.epoch} "
+                                  f"({newest.describe()})")
+                    continue
+                newest = event
+                if event.event == SutEventName.JOB_QUEUED:
+                    continue
+                if event.event in _OPENERS:
+                    opened = owners.get(event.epoch)
+                    if opened is not None:
+                        found.invalid(f"job {job_id}: epoch {event.epoch} was opened twice: "
+                                      f"{opened.describe()} and {event.describe()}")
+                    else:
+                        owners[event.epoch] = event
+                        epochs += 1
+                    continue
+                owner = owners.get(event.epoch)
+                if owner is None:
+                    found.invalid(f"job {job_id}: {event.describe()} was written at epoch "
+                                  f"{event.epoch}, which no job_claimed or recovery_started "
+                                  "opened")
+                elif owner.worker_id != event.worker_id:
+                    found.invalid(f"job {job_id}: zombie write {event.describe()}: epoch "
+                                  f"{event.epoch} belongs to worker {owner.worker_id} "
+                                  f"({owner.describe()})")
+        return found.result(f"{plural(epochs, 'epoch')} each written only by its owner, "
+                            "never going back")

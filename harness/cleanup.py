@@ -1,0 +1,239 @@
+"""Tear down everything a run started, on every way out of it.
+
+``Cleanup`` is a stack of teardown steps, like ``contextlib.ExitStack``: the
+runner pushes each server, runtime and temporary directory as it creates
+them, and leaving the ``with`` block undoes them in reverse order whether
+the run ended normally, raised, was interrupted with Ctrl-C, or was sent
+SIGTERM. While the block runs, SIGTERM raises ``HarnessTerminated`` (a
+``KeyboardInterrupt``) in the main thread, so it unwinds exactly like
+Ctrl-C; the previous handler comes back afterwards. While the steps run,
+SIGINT and SIGTERM are held back so a second Ctrl-C cannot cut teardown
+short; one that arrived is raised once teardown is done.
+
+Only a SIGKILLed harness skips all this. Its children die with it
+(``PR_SET_PDEATHSIG``, see ``harness.procs``), and ``reap_leftovers`` at the
+next start kills whatever the process registry still lists and deletes the
+temporary directories the dead run left. The state directory holds both:
+
+    <state_dir>/procs/<pid>.json       one per live child (``ProcessRegistry``)
+    <state_dir>/tempdirs/<id>.json     one per temporary directory of a live run
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import signal
+import tempfile
+import threading
+import uuid
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType, TracebackType
+from typing import Any, TypeVar
+
+import psutil
+
+from harness.errors import CrashlabError
+from harness.procs import ProcessRegistry, is_alive
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+TEMP_PREFIX = "crashlab-"
+_Handler = Callable[[int, FrameType | None], Any] | int | None
+
+
+class HarnessTerminated(KeyboardInterrupt):
+    """The harness got SIGTERM; unwinds like Ctrl-C."""
+
+    def __init__(self, signum: int = signal.SIGTERM) -> None:
+        self.signum = signum
+        super().__init__(f"terminated by {signal.Signals(signum).name}")
+
+
+class CleanupError(CrashlabError):
+    """One or more teardown steps failed (each was tried; see ``errors``)."""
+
+    def __init__(self, errors: list[tuple[str, BaseException]]) -> None:
+        self.errors = errors
+        listed = "; ".join(f"{what}: {exc!r}" for what, exc in errors)
+        super().__init__(f"{len(errors)} teardown step(s) failed: {listed}")
+
+
+def process_registry(state_dir: Path) -> ProcessRegistry:
+    """The process registry kept in ``state_dir``."""
+    return ProcessRegistry(state_dir / "procs")
+
+
+def _tempdir_markers(state_dir: Path) -> Path:
+    return state_dir / "tempdirs"
+
+
+@dataclass
+class _Step:
+    what: str
+    run: Callable[[], object]
+
+
+class Cleanup:
+    """A stack of teardown steps, run in reverse on every exit path."""
+
+    def __init__(self, *, state_dir: Path | None = None, handle_sigterm: bool = True) -> None:
+        self.state_dir = state_dir.resolve() if state_dir is not None else None
+        self.registry = process_registry(self.state_dir) if self.state_dir else None
+        self.handle_sigterm = handle_sigterm
+        self._steps: list[_Step] = []
+        self._old_sigterm: _Handler = None
+        self._installed = False
+        self._held: list[int] = []
+
+    # -- building the stack --------------------------------------------------
+
+    def callback(self, fn: Callable[[], object], what: str | None = None) -> None:
+        """Run ``fn()`` at teardown (``what`` names it in logs)."""
+        self._steps.append(_Step(what or str(getattr(fn, "__qualname__", fn)), fn))
+
+    def enter(self, cm: AbstractContextManager[T], what: str | None = None) -> T:
+        """Enter ``cm`` now and exit it at teardown; returns what it returns."""
+        value = cm.__enter__()
+        self.callback(lambda: cm.__exit__(None, None, None), what or type(cm).__name__)
+        return value
+
+    def temp_dir(self, label: str = "run", parent: Path | None = None) -> Path:
+        """A new temporary directory, deleted at teardown (or by ``reap_leftovers``).
+
+        It is made in ``parent``, by default the system's temporary directory.
+        """
+        path = Path(tempfile.mkdtemp(prefix=f"{TEMP_PREFIX}{label}-", dir=parent)).resolve()
+        marker: Path | None = None
+        if self.state_dir is not None:
+            folder = _tempdir_markers(self.state_dir)
+            folder.mkdir(parents=True, exist_ok=True)
+            marker = folder / f"{uuid.uuid4().hex}.json"
+            marker.write_text(json.dumps({
+                "path": str(path),
+                "owner": os.getpid(),
+                "owner_create_time": psutil.Process().create_time(),
+            }))
+
+        def remove() -> None:
+            shutil.rmtree(path, ignore_errors=True)
+            if marker is not None:
+                marker.unlink(missing_ok=True)
+
+        self.callback(remove, f"remove {path}")
+        return path
+
+    # -- running it ----------------------------------------------------------
+
+    def close(self) -> list[tuple[str, BaseException]]:
+        """Run every step, newest first; returns the failures (each is logged)."""
+        errors: list[tuple[str, BaseException]] = []
+        held = self._hold_signals()
+        try:
+            while self._steps:
+                step = self._steps.pop()
+                try:
+                    step.run()
+                except BaseException as exc:  # every step runs, whatever one does
+                    log.error("teardown step %r failed: %r", step.what, exc, exc_info=exc)
+                    errors.append((step.what, exc))
+        finally:
+            self._release_signals(held)
+        return errors
+
+    def __enter__(self) -> Cleanup:
+        if self.handle_sigterm and _in_main_thread():
+            self._old_sigterm = signal.signal(signal.SIGTERM, _raise_terminated)
+            self._installed = True
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is not None:
+            log.info("tearing down after %s", exc_type.__name__)
+        try:
+            errors = self.close()
+        finally:
+            if self._installed:
+                signal.signal(signal.SIGTERM, self._old_sigterm)
+                self._installed = False
+        held, self._held = self._held, []
+        if exc_type is None and held:
+            signum = held[0]
+            raise HarnessTerminated(signum) if signum == signal.SIGTERM else KeyboardInterrupt()
+        if exc_type is None and errors:
+            raise CleanupError(errors)
+
+    # -- signals held back during teardown -----------------------------------
+
+    def _hold_signals(self) -> dict[int, _Handler]:
+        if not _in_main_thread():
+            return {}
+        previous: dict[int, _Handler] = {}
+
+        def hold(signum: int, frame: FrameType | None) -> None:
+            log.warning("%s during teardown: finishing teardown first",
+                        signal.Signals(signum).name)
+            self._held.append(signum)
+
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            previous[signum] = signal.signal(signum, hold)
+        return previous
+
+    def _release_signals(self, previous: dict[int, _Handler]) -> None:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _raise_terminated(signum: int, frame: FrameType | None) -> None:
+    raise HarnessTerminated(signum)
+
+
+def reap_leftovers(state_dir: Path) -> list[str]:
+    """Undo what a harness that died without teardown left in ``state_dir``.
+
+    Kills the processes its registry lists and deletes its temporary
+    directories; entries of harnesses that are still running are left alone.
+    Call it once at startup, before starting anything. Returns a description
+    of each thing removed.
+    """
+    state_dir = state_dir.resolve()
+    removed = process_registry(state_dir).reap_leftovers()
+    folder = _tempdir_markers(state_dir)
+    if not folder.is_dir():
+        return removed
+    for marker in sorted(folder.glob("*.json")):
+        try:
+            entry = json.loads(marker.read_text())
+            path = Path(entry["path"])
+            owner = int(entry["owner"])
+            owner_created = float(entry["owner_create_time"])
+        except (OSError, ValueError, KeyError, TypeError):
+            log.warning("ignoring unreadable temp-dir marker %s", marker)
+            marker.unlink(missing_ok=True)
+            continue
+        if is_alive(owner, owner_created):
+            continue  # a harness that is still running owns it
+        if not path.name.startswith(TEMP_PREFIX):  # never delete what we did not create
+            log.warning("temp-dir marker %s names %s, not a crashlab directory", marker, path)
+        elif path.exists():
+            shutil.rmtree(path, ignore_errors=True)
+            removed.append(f"temporary directory {path}")
+            log.warning("removed temporary directory %s of an interrupted run", path)
+        marker.unlink(missing_ok=True)
+    return removed

@@ -1,0 +1,74 @@
+"""The nemesis contract: a fault fires once, is recorded, and is always healed.
+
+A ``Fault`` is built from its validated spec (one pydantic model per kind,
+in the kind's own module). The runner calls ``fire`` in schedule order and
+``heal`` for every fault at the end, whatever happened in between. ``fire``
+returns True once the fault took effect; False means it never fired (its
+phase was not reached in time): the runner records ``fault_skipped`` and
+the verdict can be no better than *unknown*.
+
+Faults act only through the ``FaultContext``: the environment's services and
+runtime, the seeded ``Random`` of the run, and the history sink.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from harness.environment import Environment, Worker
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FaultContext:
+    env: Environment
+    rng: random.Random
+    record: Callable[..., None]
+    phase_timeout: float = 30.0
+    worker_settings: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def lease_ttl_s(self) -> float:
+        return int(self.worker_settings.get("lease_ttl_ms", "5000")) / 1000
+
+    def live_workers(self) -> list[Worker]:
+        return self.env.live_workers()
+
+    def kill(self, worker: Worker) -> None:
+        self.env.runtime.kill(worker.handle, signal.SIGKILL)
+        self.env.runtime.wait(worker.handle, 10)
+
+    def replace(self, worker: Worker) -> Worker:
+        """Start the next incarnation of a dead worker (same id, fresh process)."""
+        base = worker.worker_id.split(".")[0]
+        return self.env.start_worker(base)
+
+    def chunk_file(self, job_id: str, index: int) -> Path:
+        return self.env.target.chunk_file(self.env.wiring, job_id, index)
+
+    def source_files(self, job_id: str) -> list[Path]:
+        return self.env.target.source_files(self.env.wiring, job_id)
+
+    def first_job(self) -> str:
+        return next(iter(self.env.jobs))
+
+
+class Fault(Protocol):
+    """One fault of a schedule."""
+
+    fault_id: str
+
+    def describe(self) -> dict[str, Any]:
+        """The spec as plain data, for the history and the report."""
+        ...
+
+    def fire(self, ctx: FaultContext) -> bool: ...
+
+    def heal(self, ctx: FaultContext) -> None: ...

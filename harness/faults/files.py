@@ -1,0 +1,82 @@
+"""File faults: corrupt or delete a chunk file, delete the original media.
+
+They act on the files the target says its worker keeps, usually right
+after a kill, so the replacement finds the damage during recovery. A file
+fault whose file does not exist has not fired.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.faults.base import FaultContext
+
+
+class CorruptChunkSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["corrupt_chunk"]
+    chunk: int = Field(0, ge=0, description="chunk index")
+    mode: Literal["corrupt", "delete"] = "corrupt"
+    job: int = Field(0, ge=0, description="which submitted job (0 = the first)")
+
+
+class DeleteSourceSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["delete_source"]
+    job: int = Field(0, ge=0)
+
+
+class CorruptChunk:
+    def __init__(self, fault_id: str, spec: CorruptChunkSpec) -> None:
+        self.fault_id = fault_id
+        self.spec = spec
+
+    def describe(self) -> dict[str, Any]:
+        return self.spec.model_dump()
+
+    def fire(self, ctx: FaultContext) -> bool:
+        job_id = list(ctx.env.jobs)[self.spec.job]
+        path = ctx.chunk_file(job_id, self.spec.chunk)
+        if not path.is_file():
+            return False
+        if self.spec.mode == "delete":
+            path.unlink()
+        else:
+            data = bytearray(path.read_bytes())
+            # flip bytes in the middle of the samples: the header still parses
+            middle = len(data) // 2
+            data[middle:middle + 64] = bytes(b ^ 0xFF for b in data[middle:middle + 64])
+            path.write_bytes(bytes(data))
+        ctx.record("fault_start", fault_id=self.fault_id, fault=self.spec.kind,
+                   params=self.describe(), job=job_id, path=str(path))
+        ctx.record("fault_heal", fault_id=self.fault_id)
+        return True
+
+    def heal(self, ctx: FaultContext) -> None:
+        """A damaged file is the worker's to repair; nothing to undo here."""
+
+
+class DeleteSource:
+    def __init__(self, fault_id: str, spec: DeleteSourceSpec) -> None:
+        self.fault_id = fault_id
+        self.spec = spec
+
+    def describe(self) -> dict[str, Any]:
+        return self.spec.model_dump()
+
+    def fire(self, ctx: FaultContext) -> bool:
+        job_id = list(ctx.env.jobs)[self.spec.job]
+        files = ctx.source_files(job_id)
+        if not files:
+            return False
+        for path in files:
+            path.unlink()
+        ctx.record("fault_start", fault_id=self.fault_id, fault=self.spec.kind,
+                   params=self.describe(), job=job_id, paths=[str(p) for p in files])
+        ctx.record("fault_heal", fault_id=self.fault_id)
+        return True
+
+    def heal(self, ctx: FaultContext) -> None:
+        """The original is gone for good: that is the fault."""

@@ -1,0 +1,85 @@
+"""Pause past lease: freeze a worker (SIGSTOP) until its lease expires, then thaw it.
+
+The frozen worker is a zombie: another worker takes the job over at a new
+epoch while it sleeps; when it wakes it still believes it owns the job and
+tries to write. Fencing must reject every such write. If ``point`` is given,
+the worker is frozen while paused at that failpoint, then released after
+SIGCONT, so its very next step is a write with the old epoch.
+
+A thawed worker's heartbeat would normally notice the lost lease first and
+stop the job before it writes. With ``stall_heartbeat`` (the default when a
+point is given) the worker's ``lease.renew`` point is paused too, as a
+starved heartbeat thread would be, so the zombie's write really reaches
+Redis and only the fencing check stands between it and the data.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.faults.base import FaultContext
+from harness.faults.kill_at_phase import pause_actions
+
+
+class PausePastLeaseSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["pause_past_lease"]
+    point: str | None = Field(None, description="freeze while paused at this failpoint")
+    occurrence: int = Field(1, ge=1)
+    hold_leases: float = Field(3.0, gt=1.0, description="how long to freeze, in lease TTLs")
+    stall_heartbeat: bool = Field(True, description="also pause lease.renew (needs point)")
+
+
+class PausePastLease:
+    def __init__(self, fault_id: str, spec: PausePastLeaseSpec) -> None:
+        self.fault_id = fault_id
+        self.spec = spec
+        self._frozen: list[Any] = []
+
+    def describe(self) -> dict[str, Any]:
+        return self.spec.model_dump()
+
+    def fire(self, ctx: FaultContext) -> bool:
+        workers = ctx.live_workers()
+        if not workers:
+            return False
+        victim = workers[0]
+        stall = self.spec.stall_heartbeat and self.spec.point is not None
+        if stall:
+            victim.control.arm("lease.renew", "pause")
+        if self.spec.point is not None:
+            victim.control.arm(self.spec.point, pause_actions(self.spec.occurrence))
+            hit = victim.control.wait_for_hit(self.spec.point, timeout=ctx.phase_timeout)
+            if hit is None:
+                victim.control.disarm(self.spec.point)
+                victim.control.disarm("lease.renew")
+                return False
+            ctx.record("failpoint_hit", worker=victim.worker_id, point=hit.point, hit=hit.hit,
+                       job=hit.job, chunk=hit.chunk, pid=hit.pid, action=hit.action)
+        if len(workers) == 1:
+            # someone must be alive to take the job over while the victim sleeps
+            ctx.env.start_worker(f"rescuer-{self.fault_id}")
+        ctx.env.runtime.pause(victim.handle)
+        self._frozen.append(victim)
+        ctx.record("fault_start", fault_id=self.fault_id, fault=self.spec.kind,
+                   params=self.describe(), worker=victim.worker_id)
+        time.sleep(ctx.lease_ttl_s * self.spec.hold_leases)
+        self._thaw(ctx)
+        if self.spec.point is not None:
+            victim.control.disarm(self.spec.point)  # releases the paused step: a zombie write
+        if stall:
+            time.sleep(0.2)  # let the zombie's write reach Redis before its heartbeat wakes
+            victim.control.disarm("lease.renew")
+        return True
+
+    def heal(self, ctx: FaultContext) -> None:
+        self._thaw(ctx)
+
+    def _thaw(self, ctx: FaultContext) -> None:
+        while self._frozen:
+            worker = self._frozen.pop()
+            ctx.env.runtime.resume(worker.handle)
+            ctx.record("fault_heal", fault_id=self.fault_id)

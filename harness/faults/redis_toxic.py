@@ -1,0 +1,54 @@
+"""Redis toxics: latency, reset_peer or timeout on the proxied connection for a window."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.faults.base import FaultContext
+
+
+class RedisToxicSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["redis_toxic"]
+    toxic: Literal["latency", "reset_peer", "timeout"]
+    latency_ms: int = Field(100, ge=0, description="latency toxic: added delay")
+    jitter_ms: int = Field(0, ge=0)
+    timeout_ms: int = Field(0, ge=0, description="reset_peer/timeout toxics: toxiproxy's timeout")
+    duration_ms: int = Field(1000, ge=1)
+    delay_ms: int = Field(0, ge=0)
+
+
+class RedisToxic:
+    def __init__(self, fault_id: str, spec: RedisToxicSpec) -> None:
+        self.fault_id = fault_id
+        self.spec = spec
+        self._active = False
+
+    def describe(self) -> dict[str, Any]:
+        return self.spec.model_dump()
+
+    def fire(self, ctx: FaultContext) -> bool:
+        proxy = ctx.env.proxy
+        assert proxy is not None
+        time.sleep(self.spec.delay_ms / 1000)
+        if self.spec.toxic == "latency":
+            proxy.add_latency(self.spec.latency_ms, self.spec.jitter_ms)
+        elif self.spec.toxic == "reset_peer":
+            proxy.add_reset_peer(self.spec.timeout_ms)
+        else:
+            proxy.add_timeout(self.spec.timeout_ms)
+        self._active = True
+        ctx.record("fault_start", fault_id=self.fault_id, fault=self.spec.kind,
+                   params=self.describe())
+        time.sleep(self.spec.duration_ms / 1000)
+        self.heal(ctx)
+        return True
+
+    def heal(self, ctx: FaultContext) -> None:
+        if self._active and ctx.env.proxy is not None:
+            ctx.env.proxy.remove_toxics()
+            self._active = False
+            ctx.record("fault_heal", fault_id=self.fault_id)

@@ -1,0 +1,59 @@
+"""Transcription service faults: HTTP errors (429/5xx), latency, or hung calls.
+
+The fault is set on the service and counts as fired once the service has
+applied it to at least one call; it is cleared after ``duration_ms`` (or
+when the run heals), which also releases hung calls.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.faults.base import FaultContext
+
+
+class ServiceErrorsSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["service_errors"]
+    status: Literal[429, 500, 502, 503] | None = None
+    count: int | None = Field(3, ge=1, description="calls to hit; null = every call in the window")
+    latency_ms: int = Field(0, ge=0)
+    hang: bool = False
+    duration_ms: int = Field(2000, ge=0, description="window before the fault is cleared")
+
+
+class ServiceErrors:
+    def __init__(self, fault_id: str, spec: ServiceErrorsSpec) -> None:
+        self.fault_id = fault_id
+        self.spec = spec
+        self._active = False
+
+    def describe(self) -> dict[str, Any]:
+        return self.spec.model_dump()
+
+    def fire(self, ctx: FaultContext) -> bool:
+        service = ctx.env.transcription
+        service.set_fault(status=self.spec.status, count=self.spec.count,
+                          latency_ms=self.spec.latency_ms, hang=self.spec.hang)
+        self._active = True
+        deadline = time.monotonic() + ctx.phase_timeout
+        while not any(f.get("fired", 0) for f in service.faults()):
+            if time.monotonic() > deadline:
+                self.heal(ctx, fired=False)
+                return False
+            time.sleep(0.02)
+        ctx.record("fault_start", fault_id=self.fault_id, fault=self.spec.kind,
+                   params=self.describe())
+        time.sleep(self.spec.duration_ms / 1000)
+        self.heal(ctx)
+        return True
+
+    def heal(self, ctx: FaultContext, fired: bool = True) -> None:
+        if self._active:
+            ctx.env.transcription.clear_faults()
+            self._active = False
+            if fired:
+                ctx.record("fault_heal", fault_id=self.fault_id)

@@ -1,0 +1,70 @@
+"""Sever Redis: disable the Toxiproxy proxy for a window, so every worker
+connection to Redis is cut and new ones are refused; then enable it again.
+
+With ``point``, the cut starts while a worker is paused at that failpoint
+(released as soon as the cut is in place), so the worker meets the outage
+at an exact step; otherwise it starts after ``delay_ms``.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from harness.faults.base import FaultContext
+from harness.faults.kill_at_phase import pause_actions
+
+
+class SeverRedisSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["sever_redis"]
+    duration_ms: int = Field(1000, ge=1)
+    delay_ms: int = Field(0, ge=0)
+    point: str | None = None
+    occurrence: int = Field(1, ge=1)
+
+
+class SeverRedis:
+    def __init__(self, fault_id: str, spec: SeverRedisSpec) -> None:
+        self.fault_id = fault_id
+        self.spec = spec
+        self._cut = False
+
+    def describe(self) -> dict[str, Any]:
+        return self.spec.model_dump()
+
+    def fire(self, ctx: FaultContext) -> bool:
+        proxy = ctx.env.proxy
+        assert proxy is not None
+        paused = None
+        if self.spec.point is not None:
+            workers = ctx.live_workers()
+            if not workers:
+                return False
+            paused = workers[0]
+            paused.control.arm(self.spec.point, pause_actions(self.spec.occurrence))
+            hit = paused.control.wait_for_hit(self.spec.point, timeout=ctx.phase_timeout)
+            if hit is None:
+                paused.control.disarm(self.spec.point)
+                return False
+            ctx.record("failpoint_hit", worker=paused.worker_id, point=hit.point, hit=hit.hit,
+                       job=hit.job, chunk=hit.chunk, pid=hit.pid, action=hit.action)
+        else:
+            time.sleep(self.spec.delay_ms / 1000)
+        proxy.disable()
+        self._cut = True
+        ctx.record("fault_start", fault_id=self.fault_id, fault=self.spec.kind,
+                   params=self.describe())
+        if paused is not None:
+            paused.control.disarm(self.spec.point or "")  # the control channel bypasses Redis
+        time.sleep(self.spec.duration_ms / 1000)
+        self.heal(ctx)
+        return True
+
+    def heal(self, ctx: FaultContext) -> None:
+        if self._cut and ctx.env.proxy is not None:
+            ctx.env.proxy.enable()
+            self._cut = False
+            ctx.record("fault_heal", fault_id=self.fault_id)

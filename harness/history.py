@@ -1,0 +1,563 @@
+"""The run's history: one JSONL file (``history.jsonl``) the runner appends to.
+
+Each line is one JSON object with three reserved keys, ``index`` (0, 1, 2, ...
+in write order), ``ts`` (``time.time()`` when written) and ``kind``, plus the
+fields of that kind. This docstring is THE schema; the runner writes exactly
+these kinds and the checkers read nothing else:
+
+    run_start        {scenario, seed, schedule, target}
+                     ``schedule`` is the list of planned faults, each
+                     {fault_id, fault, params}
+    process_start    {name, role, pid, incarnation}
+                     ``role`` is "worker", "api" or "service"
+    process_signal   {name, pid, signal}
+                     ``signal`` is "SIGKILL", "SIGSTOP", "SIGCONT" or "SIGTERM"
+    process_exit     {name, pid, code}
+    op               {op, job_id, expected_transcript, media_seconds,
+                      chunk_seconds, expected_chunks}
+                     ``op`` is "submit"
+    fault_start      {fault_id, fault, params}       ``fault`` is the kind name
+    fault_heal       {fault_id}
+    fault_skipped    {fault_id, reason}              planned but did not fire
+    failpoint_hit    {worker, point, hit, job, chunk, pid, action}
+    sut_event        {stream_id, event, job_id, worker_id, epoch, seq, ts_ms,
+                      recovery, data}
+                     one entry of the worker's event stream, copied at the end
+                     of the run; ``epoch``/``seq``/``ts_ms`` are ints,
+                     ``recovery`` a bool, ``data`` an object (see
+                     ``SutEventName`` for the events and their data)
+    external_call    {seq, idempotency_key, job_id, chunk_index, outcome,
+                      status_code, text}
+                     one line of the transcription service's call log;
+                     ``outcome`` is "new" (billable work), "repeat", "fault"
+                     or "bad_request"
+    run_end          {reason}
+
+Field names ``index``, ``ts`` and ``kind`` are reserved (a call-log ``ts``
+must be renamed before it is recorded).
+
+``HistoryWriter`` appends (thread-safe, one flush per line);
+``load_history`` reads the file back as a ``History`` of typed ``Entry``
+records, with typed views (``SutEvent``, ``SubmitOp``, ...) that are parsed
+once and cached.
+
+The final state beside it, ``state.json``, is written by the runner after the
+run: ``{"jobs": {job_id: JobSnapshot.to_json()}, "expect": {...}}``, where
+``expect`` holds the scenario's optional expectations (parsed by
+``harness.checkers.base.Expectations``). ``save_state``/``load_state`` read
+and write it as a ``FinalState``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+from types import MappingProxyType, TracebackType
+from typing import Any, TypeVar, overload
+
+from harness.errors import CrashlabError
+from harness.target import JobSnapshot
+
+log = logging.getLogger(__name__)
+
+HISTORY_FILE = "history.jsonl"
+"""The history's file name inside a run folder."""
+
+STATE_FILE = "state.json"
+"""The final state's file name inside a run folder."""
+
+RESERVED = frozenset({"index", "ts", "kind"})
+
+_View = TypeVar("_View")
+
+
+class HistoryError(CrashlabError):
+    """A history file or entry does not follow the schema (names file, entry and field)."""
+
+
+class EntryKind(StrEnum):
+    RUN_START = "run_start"
+    PROCESS_START = "process_start"
+    PROCESS_SIGNAL = "process_signal"
+    PROCESS_EXIT = "process_exit"
+    OP = "op"
+    FAULT_START = "fault_start"
+    FAULT_HEAL = "fault_heal"
+    FAULT_SKIPPED = "fault_skipped"
+    FAILPOINT_HIT = "failpoint_hit"
+    SUT_EVENT = "sut_event"
+    EXTERNAL_CALL = "external_call"
+    RUN_END = "run_end"
+
+
+class SutEventName(StrEnum):
+    """The worker's events and their ``data``."""
+
+    JOB_QUEUED = "job_queued"  # {filename, size, duration, max_retries}
+    JOB_CLAIMED = "job_claimed"  # {}
+    CHUNKING_COMPLETED = "chunking_completed"  # {chunk_count}
+    CHUNK_COMMITTED = "chunk_committed"  # {chunk, chunks_done, chunk_count}
+    JOB_COMPLETED = "job_completed"  # {chunk_count, transcript_chars}
+    JOB_FAILED = "job_failed"  # {reason}
+    JOB_CANCELLED = "job_cancelled"  # {previous_state}
+    JOB_RELEASED = "job_released"  # {} graceful shutdown, no retry counted
+    RECOVERY_STARTED = "recovery_started"  # {previous_worker, previous_epoch, retry_count}
+    PROCESSING_RESUMED = "processing_resumed"  # {committed, remaining, rechunked}
+    RECOVERY_COMPLETED = "recovery_completed"  # {chunk_count}
+    RECOVERY_FAILED = "recovery_failed"  # {reason}
+
+
+class CallOutcome(StrEnum):
+    NEW = "new"
+    REPEAT = "repeat"
+    FAULT = "fault"
+    BAD_REQUEST = "bad_request"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One line of the history."""
+
+    index: int
+    ts: float
+    kind: str
+    fields: Mapping[str, Any]
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> Entry:
+        try:
+            index, ts, kind = int(raw["index"]), float(raw["ts"]), str(raw["kind"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise HistoryError(f"history entry {dict(raw)!r} lacks a valid index/ts/kind "
+                               f"({exc!r})") from exc
+        rest = {key: value for key, value in raw.items() if key not in RESERVED}
+        return cls(index, ts, kind, MappingProxyType(rest))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"index": self.index, "ts": self.ts, "kind": self.kind, **self.fields}
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return self.fields.get(name, default)
+
+    def require(self, name: str) -> Any:
+        """The field ``name``; ``HistoryError`` naming the entry if it is missing."""
+        try:
+            return self.fields[name]
+        except KeyError:
+            raise HistoryError(f"history entry {self.index} ({self.kind}) has no "
+                               f"field {name!r}") from None
+
+    def text(self, name: str) -> str:
+        return str(self.require(name))
+
+    def integer(self, name: str) -> int:
+        value = self.require(name)
+        try:
+            return int(value)
+        except (TypeError, ValueError):
+            raise HistoryError(f"history entry {self.index} ({self.kind}): field {name!r} "
+                               f"is {value!r}, not an integer") from None
+
+    def optional_text(self, name: str) -> str | None:
+        value = self.fields.get(name)
+        return None if value is None else str(value)
+
+    def optional_int(self, name: str) -> int | None:
+        value = self.fields.get(name)
+        return None if value is None else self.integer(name)
+
+
+@dataclass(frozen=True)
+class PlannedFault:
+    """One fault of ``run_start.schedule``."""
+
+    fault_id: str
+    fault: str
+    params: Mapping[str, Any]
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> PlannedFault:
+        return cls(str(raw["fault_id"]), str(raw.get("fault", "")),
+                   MappingProxyType(dict(raw.get("params") or {})))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"fault_id": self.fault_id, "fault": self.fault, "params": dict(self.params)}
+
+
+@dataclass(frozen=True)
+class SubmitOp:
+    """A job the runner submitted (``op`` with ``op == "submit"``)."""
+
+    index: int
+    job_id: str
+    expected_transcript: str | None
+    media_seconds: float | None
+    chunk_seconds: float | None
+    expected_chunks: int | None
+
+    @classmethod
+    def from_entry(cls, entry: Entry) -> SubmitOp:
+        media, chunk = entry.get("media_seconds"), entry.get("chunk_seconds")
+        return cls(entry.index, entry.text("job_id"), entry.optional_text("expected_transcript"),
+                   None if media is None else float(media),
+                   None if chunk is None else float(chunk), entry.optional_int("expected_chunks"))
+
+
+@dataclass(frozen=True)
+class ProcessInfo:
+    """A ``process_start``: one incarnation of a named process."""
+
+    index: int
+    name: str
+    role: str
+    pid: int
+    incarnation: int
+
+    @classmethod
+    def from_entry(cls, entry: Entry) -> ProcessInfo:
+        return cls(entry.index, entry.text("name"), entry.text("role"), entry.integer("pid"),
+                   int(entry.get("incarnation", 0)))
+
+
+@dataclass(frozen=True)
+class ProcessSignal:
+    """A signal the runner sent; ``role`` comes from the process's ``process_start``."""
+
+    index: int
+    name: str
+    pid: int
+    signal: str
+    role: str | None
+
+
+@dataclass(frozen=True)
+class SutEvent:
+    """One event of the worker's stream (``sut_event``)."""
+
+    index: int
+    stream_id: str
+    event: str
+    job_id: str
+    worker_id: str
+    epoch: int
+    seq: int
+    ts_ms: int
+    recovery: bool
+    data: Mapping[str, Any]
+
+    @classmethod
+    def from_entry(cls, entry: Entry) -> SutEvent:
+        recovery = entry.get("recovery", False)
+        if isinstance(recovery, str):
+            recovery = recovery not in ("", "0", "false", "False")
+        data = entry.get("data") or {}
+        if isinstance(data, str):
+            data = json.loads(data)
+        return cls(entry.index, entry.text("stream_id"), entry.text("event"),
+                   entry.text("job_id"), entry.text("worker_id"), entry.integer("epoch"),
+                   entry.integer("seq"), entry.integer("ts_ms"), bool(recovery),
+                   MappingProxyType(dict(data)))
+
+    def data_int(self, name: str) -> int | None:
+        value = self.data.get(name)
+        try:
+            return None if value is None else int(value)
+        except (TypeError, ValueError):
+            return None
+
+    def describe(self) -> str:
+        """``seq 7 (chunk_committed chunk 3 by worker w1 epoch 1)``: how witnesses name an
+        event."""
+        what = self.event
+        if self.event == SutEventName.CHUNK_COMMITTED:
+            what += f" chunk {self.data.get('chunk')}"
+        return f"seq {self.seq} ({what} by worker {self.worker_id} epoch {self.epoch})"
+
+    def brief(self) -> str:
+        """``seq 7 (worker w1 epoch 1)``: the short form, when the event kind is obvious."""
+        return f"seq {self.seq} (worker {self.worker_id} epoch {self.epoch})"
+
+
+@dataclass(frozen=True)
+class ExternalCall:
+    """One call the transcription service logged (``external_call``)."""
+
+    index: int
+    seq: int
+    idempotency_key: str | None
+    job_id: str | None
+    chunk_index: int | None
+    outcome: str
+    status_code: int | None
+    text: str | None
+
+    @classmethod
+    def from_entry(cls, entry: Entry) -> ExternalCall:
+        return cls(entry.index, entry.integer("seq"), entry.optional_text("idempotency_key"),
+                   entry.optional_text("job_id"), entry.optional_int("chunk_index"),
+                   entry.text("outcome"), entry.optional_int("status_code"),
+                   entry.optional_text("text"))
+
+
+@dataclass(frozen=True)
+class History(Sequence[Entry]):
+    """The entries of one run, in file order, with typed views parsed once on first use."""
+
+    entries: tuple[Entry, ...]
+
+    @classmethod
+    def from_json(cls, records: Iterable[Mapping[str, Any]]) -> History:
+        return cls(tuple(Entry.from_json(raw) for raw in records))
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[Entry]:
+        return iter(self.entries)
+
+    @overload
+    def __getitem__(self, i: int) -> Entry: ...
+
+    @overload
+    def __getitem__(self, i: slice) -> tuple[Entry, ...]: ...
+
+    def __getitem__(self, i: int | slice) -> Entry | tuple[Entry, ...]:
+        return self.entries[i]
+
+    @cached_property
+    def by_kind(self) -> Mapping[str, tuple[Entry, ...]]:
+        grouped: dict[str, list[Entry]] = {}
+        for entry in self.entries:
+            grouped.setdefault(entry.kind, []).append(entry)
+        return MappingProxyType({kind: tuple(group) for kind, group in grouped.items()})
+
+    def of_kind(self, kind: str) -> tuple[Entry, ...]:
+        return self.by_kind.get(kind, ())
+
+    @cached_property
+    def run_start(self) -> Entry | None:
+        starts = self.of_kind(EntryKind.RUN_START)
+        return starts[0] if starts else None
+
+    @cached_property
+    def schedule(self) -> tuple[PlannedFault, ...]:
+        """The planned faults of ``run_start`` (empty without one)."""
+        if self.run_start is None:
+            return ()
+        try:
+            return tuple(PlannedFault.from_json(raw)
+                         for raw in self.run_start.get("schedule") or ())
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise HistoryError(f"run_start (entry {self.run_start.index}) has a malformed "
+                               f"schedule: {exc!r}") from exc
+
+    @cached_property
+    def submits(self) -> tuple[SubmitOp, ...]:
+        return tuple(_parse(SubmitOp.from_entry, entry) for entry in self.of_kind(EntryKind.OP)
+                     if entry.get("op") == "submit")
+
+    @cached_property
+    def submits_by_job(self) -> Mapping[str, SubmitOp]:
+        return MappingProxyType({op.job_id: op for op in self.submits})
+
+    @cached_property
+    def processes(self) -> tuple[ProcessInfo, ...]:
+        return tuple(_parse(ProcessInfo.from_entry, entry)
+                     for entry in self.of_kind(EntryKind.PROCESS_START))
+
+    @cached_property
+    def signals(self) -> tuple[ProcessSignal, ...]:
+        roles_by_pid = {proc.pid: proc.role for proc in self.processes}
+        roles_by_name = {proc.name: proc.role for proc in self.processes}
+        result = []
+        for entry in self.of_kind(EntryKind.PROCESS_SIGNAL):
+            name, pid = entry.text("name"), entry.integer("pid")
+            role = roles_by_pid.get(pid, roles_by_name.get(name))
+            result.append(ProcessSignal(entry.index, name, pid, entry.text("signal"), role))
+        return tuple(result)
+
+    @cached_property
+    def worker_kills(self) -> tuple[ProcessSignal, ...]:
+        """Every SIGKILL sent to a process whose role is ``worker``."""
+        return tuple(sig for sig in self.signals
+                     if sig.signal == "SIGKILL" and sig.role == "worker")
+
+    @cached_property
+    def sut_events(self) -> tuple[SutEvent, ...]:
+        return tuple(_parse(SutEvent.from_entry, entry)
+                     for entry in self.of_kind(EntryKind.SUT_EVENT))
+
+    @cached_property
+    def events_by_job(self) -> Mapping[str, tuple[SutEvent, ...]]:
+        """Each job's events sorted by ``seq`` (stable: history order breaks ties)."""
+        grouped: dict[str, list[SutEvent]] = {}
+        for event in self.sut_events:
+            grouped.setdefault(event.job_id, []).append(event)
+        return MappingProxyType({job: tuple(sorted(events, key=lambda e: e.seq))
+                                 for job, events in grouped.items()})
+
+    @cached_property
+    def external_calls(self) -> tuple[ExternalCall, ...]:
+        return tuple(_parse(ExternalCall.from_entry, entry)
+                     for entry in self.of_kind(EntryKind.EXTERNAL_CALL))
+
+
+def _parse(parser: Callable[[Entry], _View], entry: Entry) -> _View:
+    """``parser(entry)``, with any malformed field reported as a ``HistoryError``."""
+    try:
+        return parser(entry)
+    except HistoryError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise HistoryError(f"history entry {entry.index} ({entry.kind}) is malformed: "
+                           f"{exc!r}") from exc
+
+
+def _json_default(value: object) -> Any:
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, set | frozenset):
+        return sorted(value, key=str)
+    if isinstance(value, tuple):
+        return list(value)
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable: {value!r}")
+
+
+class HistoryWriter:
+    """Appends entries to one history file; safe to share between threads.
+
+    The file is created (``HistoryError`` if it exists) unless ``append`` is
+    true, in which case indices continue after the entries already there.
+    """
+
+    def __init__(self, path: Path, *, append: bool = False) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._next_index = 0
+        if append and path.exists():
+            self._next_index = sum(1 for line in path.read_text(encoding="utf-8").splitlines()
+                                   if line.strip())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self._file = path.open("a" if append else "x", encoding="utf-8")
+        except FileExistsError:
+            raise HistoryError(f"history {path} already exists; each run writes a new one "
+                               "(pass append=True to continue it)") from None
+        self._closed = False
+
+    def record(self, kind: str, **fields: Any) -> Entry:
+        """Append one entry of ``kind`` (stamped with ``ts`` and the next ``index``)."""
+        clash = RESERVED.intersection(fields)
+        if clash:
+            raise HistoryError(f"{kind} entry uses reserved field name(s) {sorted(clash)}")
+        with self._lock:
+            if self._closed:
+                raise HistoryError(f"history {self.path} is closed; cannot record {kind}")
+            entry = Entry(self._next_index, time.time(), str(kind), MappingProxyType(fields))
+            line = json.dumps(entry.to_json(), default=_json_default, separators=(",", ":"))
+            self._file.write(line + "\n")
+            self._file.flush()
+            self._next_index += 1
+        return entry
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._file.close()
+
+    def __enter__(self) -> HistoryWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+def load_history(path: Path) -> History:
+    """Read a history file; a torn last line (the runner died mid-write) is dropped with a
+    warning, any other malformed line is a ``HistoryError`` naming the file and line."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    records: list[Mapping[str, Any]] = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as exc:
+            if number == len(lines):
+                log.warning("%s: dropping the torn last line %d (%s)", path, number, exc)
+                break
+            raise HistoryError(f"{path}:{number} is not valid JSON ({exc})") from exc
+        if not isinstance(raw, dict):
+            raise HistoryError(f"{path}:{number} is not a JSON object")
+        records.append(raw)
+    return History.from_json(records)
+
+
+@dataclass(frozen=True)
+class FinalState:
+    """Every job's final snapshot plus the scenario's raw expectations."""
+
+    jobs: Mapping[str, JobSnapshot]
+    expect: Mapping[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"jobs": {job_id: snap.to_json() for job_id, snap in self.jobs.items()},
+                "expect": dict(self.expect)}
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> FinalState:
+        jobs = {str(job_id): snapshot_from_json(snap)
+                for job_id, snap in (raw.get("jobs") or {}).items()}
+        return cls(MappingProxyType(jobs), MappingProxyType(dict(raw.get("expect") or {})))
+
+
+def snapshot_from_json(raw: Mapping[str, Any]) -> JobSnapshot:
+    """The inverse of ``JobSnapshot.to_json`` (chunk indices back to ints)."""
+    try:
+        chunk_count = raw.get("chunk_count")
+        return JobSnapshot(
+            job_id=str(raw["job_id"]), state=str(raw["state"]), epoch=int(raw["epoch"]),
+            retry_count=int(raw["retry_count"]), max_retries=int(raw["max_retries"]),
+            chunk_count=None if chunk_count is None else int(chunk_count),
+            chunks_done=int(raw["chunks_done"]), progress=float(raw["progress"]),
+            error=raw.get("error"), transcript=raw.get("transcript"),
+            committed_chunks={int(k): dict(v) for k, v in
+                              (raw.get("committed_chunks") or {}).items()},
+            state_sets=[str(s) for s in raw.get("state_sets") or ()],
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise HistoryError(f"job snapshot {raw.get('job_id')!r} is malformed: {exc!r}") from exc
+
+
+def save_state(path: Path, jobs: Mapping[str, JobSnapshot] | Iterable[JobSnapshot],
+               expect: Mapping[str, Any] | None = None) -> FinalState:
+    """Write ``state.json`` atomically (temp file, then rename); returns what was written."""
+    by_id = dict(jobs) if isinstance(jobs, Mapping) else {snap.job_id: snap for snap in jobs}
+    state = FinalState(MappingProxyType(by_id), MappingProxyType(dict(expect or {})))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(state.to_json(), indent=2, sort_keys=True,
+                              default=_json_default) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return state
+
+
+def load_state(path: Path) -> FinalState:
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise HistoryError(f"{path} is not valid JSON ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise HistoryError(f"{path} is not a JSON object")
+    return FinalState.from_json(raw)

@@ -1,0 +1,186 @@
+"""Run one scenario end to end and judge it from what was recorded.
+
+``run_scenario`` follows one path, top to bottom: make the run folder, start
+the environment (every teardown pushed on a ``Cleanup``), start the workers,
+submit the workload through the worker's API, fire the schedule's faults in
+order, heal them all, top the workers back up, wait for every job to settle,
+copy the worker's event stream and the transcription service's call log into
+the history, snapshot the final state, tear everything down, and only then
+run the checkers on the saved files. ``analyze`` re-runs the checkers on a
+stored run folder without starting anything.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.checkers import run_checkers
+from harness.checkers.base import CheckResult, Expectations, Verdict, combine
+from harness.cleanup import Cleanup
+from harness.environment import Environment, EnvironmentOptions
+from harness.errors import ScenarioError
+from harness.faults import Fault, FaultContext, build_fault
+from harness.history import HISTORY_FILE, STATE_FILE, HistoryWriter, load_history, load_state, save_state
+from harness.procs import ProcessRegistry
+from harness.runfolder import DEFAULT_ROOT, new_run_dir
+from harness.runtime.process import ProcessRuntime
+from harness.scenario import Scenario
+from harness.target import Target
+from harness.targets.reference import ReferenceTarget
+
+log = logging.getLogger(__name__)
+
+RESULTS_FILE = "results.json"
+SCHEDULE_FILE = "schedule.json"
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    scenario: str
+    run_dir: Path
+    seed: int
+    verdict: Verdict
+    checks: tuple[CheckResult, ...]
+    faults_planned: int
+    faults_fired: int
+    duration_s: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "scenario": self.scenario, "run_dir": str(self.run_dir), "seed": self.seed,
+            "verdict": str(self.verdict),
+            "checkers": {c.checker: str(c.verdict) for c in self.checks},
+            "checks": [c.to_json() for c in self.checks],
+            "faults": {"planned": self.faults_planned, "fired": self.faults_fired},
+            "duration_s": round(self.duration_s, 3),
+            "replay": f"crashlab replay {self.run_dir}",
+        }
+
+
+def check_phases(scenario: Scenario, target: Target) -> None:
+    phases = target.phases()
+    for index, fault in enumerate(scenario.faults):
+        point = getattr(fault, "point", None)
+        if point is not None and point not in phases:
+            raise ScenarioError(f"scenario {scenario.name}: faults.{index}.point: unknown phase "
+                                f"{point!r} for target {target.name}; known phases: "
+                                f"{', '.join(phases)}")
+
+
+def run_scenario(scenario: Scenario, *, seed: int, registry: ProcessRegistry,
+                 runs_root: Path = DEFAULT_ROOT, target: Target | None = None,
+                 progress: Progress | None = None) -> RunResult:
+    target = target or ReferenceTarget()
+    check_phases(scenario, target)
+    say: Progress = progress or (lambda message: None)
+    started = time.monotonic()
+    run_dir = new_run_dir(scenario.name, runs_root)
+    (run_dir / SCHEDULE_FILE).write_text(json.dumps(
+        {"scenario": scenario.model_dump(mode="json"), "seed": seed, "target": target.name},
+        indent=2) + "\n")
+    faults = [build_fault(f"f{i + 1}", spec) for i, spec in enumerate(scenario.faults)]
+    expectations = scenario.expectations()
+    with Cleanup() as cleanup:
+        history = cleanup.enter(HistoryWriter(run_dir / HISTORY_FILE), "history")
+        history.record("run_start", scenario=scenario.name, seed=seed, target=target.name,
+                       schedule=[{"fault_id": f.fault_id, "fault": f.describe()["kind"],
+                                  "params": f.describe()} for f in faults])
+        runtime = ProcessRuntime(run_dir, registry, on_event=_runtime_sink(history))
+        env = Environment(run_dir, target, runtime, registry=registry, sink=history.record,
+                          options=EnvironmentOptions(redis_aof=scenario.needs_aof,
+                                                     worker_settings=scenario.worker_settings))
+        cleanup.callback(env.close, "environment")
+        say("starting services")
+        env.start()
+        ctx = FaultContext(env, random.Random(seed), history.record,
+                           worker_settings=scenario.worker_settings)
+        cleanup.callback(lambda: _heal_all(faults, ctx), "heal faults")
+        env.top_up(scenario.initial_workers or scenario.workers)
+        say(f"submitting {scenario.workload.jobs} job(s)")
+        for index in range(scenario.workload.jobs):
+            env.submit(seed * 1000 + index, scenario.workload.media_seconds,
+                       max_retries=scenario.workload.max_retries,
+                       chunk_seconds=float(scenario.worker_settings["chunk_seconds"]))
+        fired = 0
+        for fault in faults:
+            say(f"fault {fault.fault_id}: {fault.describe()['kind']}")
+            if fault.fire(ctx):
+                fired += 1
+            else:
+                history.record("fault_skipped", fault_id=fault.fault_id,
+                               reason=f"did not fire within {ctx.phase_timeout:.0f}s")
+        _heal_all(faults, ctx)
+        env.top_up(scenario.workers)
+        say("waiting for jobs to settle")
+        settled = env.wait_terminal(scenario.timeout_s)
+        _collect(env, history)
+        snapshots = {job_id: env.snapshot(job_id) for job_id in env.jobs}
+        save_state(run_dir / STATE_FILE, snapshots, expect=expectations.to_json())
+        history.record("run_end", reason="settled" if settled else
+                       f"jobs still running after {scenario.timeout_s:.0f}s")
+    say("checking")
+    checks = tuple(judge(run_dir, expectations))
+    result = RunResult(scenario.name, run_dir, seed, combine(c.verdict for c in checks), checks,
+                       len(faults), fired, time.monotonic() - started)
+    (run_dir / RESULTS_FILE).write_text(json.dumps(result.to_json(), indent=2) + "\n")
+    return result
+
+
+def judge(run_dir: Path, expectations: Expectations | None = None) -> list[CheckResult]:
+    """Run every checker on a stored run folder."""
+    history = load_history(run_dir / HISTORY_FILE)
+    state = load_state(run_dir / STATE_FILE)
+    if expectations is None:
+        expectations = Expectations.from_json(state.expect)
+    return run_checkers(history, state, expectations)
+
+
+def analyze(run_dir: Path) -> tuple[list[CheckResult], dict[str, Any] | None]:
+    """Re-check a stored run; returns the checks and the stored results (if any)."""
+    stored_path = run_dir / RESULTS_FILE
+    stored = json.loads(stored_path.read_text()) if stored_path.is_file() else None
+    return judge(run_dir), stored
+
+
+def _heal_all(faults: list[Fault], ctx: FaultContext) -> None:
+    for fault in faults:
+        try:
+            fault.heal(ctx)
+        except Exception:  # noqa: BLE001 - every fault must get its chance to heal
+            log.exception("healing %s failed", fault.fault_id)
+
+
+def _collect(env: Environment, history: HistoryWriter) -> None:
+    """Copy the worker's event stream and the service's call log into the history."""
+    for stream_id, event in env.events():
+        history.record("sut_event", stream_id=stream_id, **event)
+    for call in env.transcription.calls():
+        fields = {k: v for k, v in call.items() if k not in ("ts", "index", "kind")}
+        history.record("external_call", call_ts=call.get("ts"), **fields)
+
+
+def _runtime_sink(history: HistoryWriter) -> Callable[..., None]:
+    """Translate the runtime's process events into the history's schema."""
+
+    def sink(kind: str, /, **fields: object) -> None:
+        name = str(fields.get("name"))
+        if kind == "process_start":
+            history.record(kind, name=name, role="worker", pid=fields.get("pid"),
+                           incarnation=int(name.rsplit(".", 1)[1]) if "." in name else 1)
+        elif kind == "process_signal":
+            history.record(kind, name=name, pid=fields.get("pid"),
+                           signal=fields.get("signal_name"),
+                           delivered=fields.get("delivered"))
+        elif kind == "process_exit":
+            history.record(kind, name=name, pid=fields.get("pid"),
+                           code=fields.get("exit_code"))
+
+    return sink

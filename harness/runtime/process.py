@@ -1,0 +1,269 @@
+"""Workers as local child processes, each in its own process group.
+
+``ProcessRuntime`` starts a worker with ``harness.procs.ManagedProcess`` (own
+session, dies with the harness, listed in the process registry), with its
+stdout and stderr in ``run_dir/logs/<name>.log`` and ``run_dir`` as its
+working directory. Every signal goes to the worker's whole process group, so
+a SIGKILL also takes the ffmpeg or other helpers it started, as a machine
+crash would.
+
+One watcher thread per worker blocks in ``waitid(..., WNOWAIT)`` until the
+worker exits, so a death is noticed (and time-stamped) when it happens, even
+if nobody is asking. The watcher then kills whatever is left in the group and
+reaps the worker. Each worker's signals, exit handling and events run under
+one lock, so a ``process_signal`` event always precedes the ``process_exit``
+it caused, and a signal can never reach a pid that was reaped and reused.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import signal
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+
+from harness.errors import SetupError
+from harness.procs import ManagedProcess, ProcessRegistry
+from harness.runtime.base import (
+    PROCESS_EXIT,
+    PROCESS_SIGNAL,
+    PROCESS_START,
+    EventSink,
+    WorkerHandle,
+)
+
+log = logging.getLogger(__name__)
+
+RUNTIME = "process"
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+_STOPPING = (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
+
+
+@dataclass
+class _Worker:
+    handle: WorkerHandle
+    proc: ManagedProcess
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    exited: threading.Event = field(default_factory=threading.Event)
+    exit_code: int | None = None
+    paused: bool = False
+
+
+class ProcessRuntime:
+    """Runs workers as process groups under ``run_dir``; see the module docstring."""
+
+    runtime = RUNTIME
+
+    def __init__(
+        self,
+        run_dir: Path,
+        registry: ProcessRegistry | None = None,
+        *,
+        on_event: EventSink | None = None,
+        inherit_env: bool = True,
+        kill_timeout: float = 10.0,
+    ) -> None:
+        self.run_dir = run_dir.resolve()
+        self.registry = registry
+        self.on_event = on_event
+        self.inherit_env = inherit_env
+        self.kill_timeout = kill_timeout
+        self._lock = threading.Lock()
+        self._workers: dict[str, _Worker] = {}
+
+    # -- starting ------------------------------------------------------------
+
+    def start_worker(
+        self, name: str, argv: Sequence[str], env: Mapping[str, str]
+    ) -> WorkerHandle:
+        """Start ``argv`` as worker ``name``.
+
+        The child's environment is this process's environment updated with
+        ``env`` (only ``env`` when the runtime was made with
+        ``inherit_env=False``). ``name`` must be new to this runtime (e.g.
+        ``worker-1``, then ``worker-1.2`` for its restart); it names the log.
+        """
+        if not _NAME.match(name):
+            raise ValueError(f"worker name {name!r} must match {_NAME.pattern}")
+        if not argv:
+            raise ValueError("argv must not be empty")
+        child_env = {**os.environ, **env} if self.inherit_env else dict(env)
+        log_path = self.run_dir / "logs" / f"{name}.log"
+        with self._lock:
+            if name in self._workers:
+                raise ValueError(f"a worker called {name!r} was already started")
+            proc = ManagedProcess(
+                name, argv, log_path=log_path, env=child_env, cwd=self.run_dir,
+                registry=self.registry,
+            )
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                proc.start()
+            except OSError as exc:
+                raise SetupError(f"cannot start worker {name} ({argv[0]}): {exc}") from exc
+            started_at = proc.started_at if proc.started_at is not None else time.time()
+            handle = WorkerHandle(name, RUNTIME, str(proc.pid), log_path, started_at)
+            worker = _Worker(handle, proc)
+            self._workers[name] = worker
+        with worker.lock:  # the watcher's exit event waits for the start event
+            threading.Thread(
+                target=self._watch, args=(worker,), name=f"watch-{name}", daemon=True
+            ).start()
+            self._emit(PROCESS_START, name=name, pid=proc.pid, ts=started_at,
+                       log=str(log_path))
+        log.info("worker %s started (pid %d): %s", name, proc.pid, " ".join(argv))
+        return handle
+
+    # -- signals -------------------------------------------------------------
+
+    def kill(self, handle: WorkerHandle, sig: int = signal.SIGKILL) -> None:
+        """Send ``sig`` to the worker's process group; after SIGKILL, wait until it is gone."""
+        worker = self._get(handle)
+        delivered = self._signal(worker, sig)
+        if sig == signal.SIGKILL and delivered and not worker.exited.wait(self.kill_timeout):
+            log.warning("worker %s still not reaped %.0fs after SIGKILL",
+                        handle.name, self.kill_timeout)
+
+    def pause(self, handle: WorkerHandle) -> None:
+        """SIGSTOP the worker's process group."""
+        self._signal(self._get(handle), signal.SIGSTOP)
+
+    def resume(self, handle: WorkerHandle) -> None:
+        """SIGCONT the worker's process group."""
+        self._signal(self._get(handle), signal.SIGCONT)
+
+    # -- state ---------------------------------------------------------------
+
+    def wait(self, handle: WorkerHandle, timeout: float | None) -> int | None:
+        worker = self._get(handle)
+        worker.exited.wait(timeout)
+        return worker.exit_code
+
+    def exit_status(self, handle: WorkerHandle) -> int | None:
+        worker = self._get(handle)
+        if not worker.exited.is_set() and not self._alive(worker):
+            worker.exited.wait(1.0)  # it has died; give the watcher a moment to reap it
+        return worker.exit_code
+
+    def is_running(self, handle: WorkerHandle) -> bool:
+        """Alive, including paused; False as soon as it has died."""
+        return self._alive(self._get(handle))
+
+    def pid(self, handle: WorkerHandle) -> int:
+        return self._get(handle).proc.pid
+
+    def log_path(self, handle: WorkerHandle) -> Path:
+        return self._get(handle).handle.log_path
+
+    def workers(self) -> list[WorkerHandle]:
+        """Every worker this runtime started, in start order."""
+        with self._lock:
+            return [worker.handle for worker in self._workers.values()]
+
+    # -- teardown ------------------------------------------------------------
+
+    def stop_all(self, grace: float = 5.0) -> None:
+        """SIGTERM every live worker, SIGKILL those still alive after ``grace`` s.
+
+        Safe to call more than once and on every exit path.
+        """
+        with self._lock:
+            live = [w for w in self._workers.values() if not w.exited.is_set()]
+        if not live:
+            return
+        for worker in live:
+            if worker.paused:  # a stopped process cannot act on SIGTERM
+                self._signal(worker, signal.SIGCONT)
+            self._signal(worker, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        for worker in live:
+            worker.exited.wait(max(0.0, deadline - time.monotonic()))
+        for worker in live:
+            if not worker.exited.is_set():
+                log.warning("worker %s ignored SIGTERM for %.1fs; killing it",
+                            worker.handle.name, grace)
+                self.kill(worker.handle, signal.SIGKILL)
+
+    def __enter__(self) -> ProcessRuntime:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop_all()
+
+    # -- internals -----------------------------------------------------------
+
+    def _get(self, handle: WorkerHandle) -> _Worker:
+        with self._lock:
+            worker = self._workers.get(handle.name)
+        if worker is None or worker.handle != handle:
+            raise ValueError(f"{handle.name!r} is not a worker of this runtime")
+        return worker
+
+    def _alive(self, worker: _Worker) -> bool:
+        if worker.exited.is_set():
+            return False
+        with worker.lock:
+            return not worker.exited.is_set() and worker.proc.is_running()
+
+    def _signal(self, worker: _Worker, sig: int) -> bool:
+        """Signal the group under the worker's lock; whether it was still alive."""
+        name = worker.handle.name
+        with worker.lock:
+            ts = time.time()
+            delivered = not worker.exited.is_set() and worker.proc.is_running()
+            if delivered:
+                worker.proc.signal(sig)
+                if sig in _STOPPING:
+                    worker.paused = True
+                elif sig == signal.SIGCONT:
+                    worker.paused = False
+            self._emit(PROCESS_SIGNAL, name=name, pid=worker.proc.pid, signal=int(sig),
+                       signal_name=signal.Signals(sig).name, delivered=delivered, ts=ts)
+        if delivered:
+            log.info("worker %s (pid %d): sent %s", name, worker.proc.pid,
+                     signal.Signals(sig).name)
+        else:
+            log.info("worker %s had already exited; %s not sent", name,
+                     signal.Signals(sig).name)
+        return delivered
+
+    def _watch(self, worker: _Worker) -> None:
+        """Thread body: notice the exit, clear the group, reap, report."""
+        pid = worker.proc.pid
+        while True:
+            try:
+                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
+            except ChildProcessError:  # already reaped
+                pass
+            except OSError:  # pragma: no cover - EINTR is retried by Python itself
+                time.sleep(0.05)
+                continue
+            break
+        ts = time.time()
+        with worker.lock:
+            code = worker.proc.kill()  # SIGKILLs what is left of the group, reaps
+            worker.exit_code = code
+            worker.paused = False
+            self._emit(PROCESS_EXIT, name=worker.handle.name, pid=pid, exit_code=code,
+                       signal=-code if code < 0 else None, ts=ts)
+            worker.exited.set()
+        log.info("worker %s (pid %d) exited with %d", worker.handle.name, pid, code)
+
+    def _emit(self, kind: str, **fields: object) -> None:
+        if self.on_event is None:
+            return
+        try:
+            self.on_event(kind, **fields)
+        except Exception:
+            log.exception("the runtime's event sink failed on %s %s", kind, fields)

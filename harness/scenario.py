@@ -1,0 +1,158 @@
+"""Scenario files: YAML, validated at load, with errors naming file, field and fix.
+
+A scenario is a workload (jobs of a given media length), a number of
+workers, worker settings, an ordered schedule of faults (see
+``harness.faults``) and what the checkers should expect. The catalog ships
+as package data in ``scenarios/``; ``crashlab list`` shows it.
+
+Example::
+
+    name: crash-after-transcription
+    description: SIGKILL right after a chunk commit; the replacement resumes.
+    origin: seed 002, basic 1
+    workload: {jobs: 1, media_seconds: 6}
+    workers: 1
+    faults:
+      - {kind: kill_at_phase, point: chunk.committed, occurrence: 2}
+    expect: {retry_count: 1}
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from harness.checkers.base import Expectations
+from harness.errors import ScenarioError
+from harness.faults import FaultSpec
+
+# Worker settings a scenario may set (the target turns them into its own variables).
+DEFAULT_SETTINGS = {"lease_ttl_ms": "1000", "heartbeat_ms": "200", "chunk_seconds": "1.0",
+                    "chunk_concurrency": "1", "poll_interval_ms": "20"}
+
+
+class Workload(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    jobs: int = Field(1, ge=1, le=100)
+    media_seconds: float = Field(4.0, gt=0, le=600)
+    max_retries: int | None = Field(None, ge=0, le=100)
+
+
+class ExpectSpec(BaseModel):
+    """The scenario's expectations; ``to_expectations`` hands them to the checkers."""
+
+    model_config = ConfigDict(extra="forbid")
+    terminal_states: list[str] = Field(default_factory=lambda: ["COMPLETED"])
+    retry_count: int | None = Field(None, ge=0)
+    failure_reason: str | None = None
+    idempotency_keys_honoured: bool = True
+
+    def to_expectations(self, max_retries: int | None) -> Expectations:
+        return Expectations(
+            terminal_states=frozenset(self.terminal_states),
+            idempotency_keys_honoured=self.idempotency_keys_honoured,
+            max_retries=max_retries,
+            expect_failure_reason=self.failure_reason,
+            expect_retry_count=self.retry_count,
+        )
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
+    description: str
+    origin: str = ""
+    workload: Workload = Field(default_factory=Workload)
+    workers: int = Field(1, ge=1, le=16, description="workers alive once the faults are done")
+    initial_workers: int | None = Field(None, ge=1, le=16,
+                                        description="workers at the start (default: workers)")
+    settings: dict[str, str] = Field(default_factory=dict)
+    faults: list[FaultSpec] = Field(default_factory=list)
+    expect: ExpectSpec = Field(default_factory=ExpectSpec)
+    timeout_s: float = Field(90, gt=0, le=3600, description="budget for jobs to settle")
+
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _stringify(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            return {str(k): str(v) for k, v in value.items()}
+        return value
+
+    @property
+    def worker_settings(self) -> dict[str, str]:
+        return {**DEFAULT_SETTINGS, **self.settings}
+
+    @property
+    def needs_aof(self) -> bool:
+        return any(f.kind == "restart_redis" for f in self.faults)
+
+    def expectations(self) -> Expectations:
+        return self.expect.to_expectations(self.workload.max_retries)
+
+
+def parse_scenario(text: str, source: str) -> Scenario:
+    """Parse YAML text; ``ScenarioError`` naming ``source``, the field and the fix."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ScenarioError(f"{source}: not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{source}: expected a mapping with at least 'name' and "
+                            f"'description', got {type(raw).__name__}")
+    try:
+        return Scenario.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(part) for part in err["loc"]) or "(top level)"
+            problems.append(f"  {field}: {err['msg']}{_hint(err)}")
+        raise ScenarioError(f"{source}: invalid scenario\n" + "\n".join(problems)) from None
+
+
+def _hint(err: Any) -> str:
+    kind = err.get("type")
+    if kind == "extra_forbidden":
+        return " (remove it, or check its spelling)"
+    if kind == "union_tag_invalid":
+        from harness.faults import FAULT_KINDS
+
+        return f" (fault kind must be one of: {', '.join(FAULT_KINDS)})"
+    if kind == "missing":
+        return " (add this field)"
+    return ""
+
+
+def load_scenario_file(path: Path) -> Scenario:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ScenarioError(f"cannot read scenario file {path}: {exc.strerror}") from None
+    return parse_scenario(text, str(path))
+
+
+def catalog() -> dict[str, Scenario]:
+    """Every scenario shipped in the ``scenarios`` package, by name."""
+    found: dict[str, Scenario] = {}
+    for entry in sorted(importlib.resources.files("scenarios").iterdir(), key=lambda e: e.name):
+        if entry.name.endswith(".yaml"):
+            scenario = parse_scenario(entry.read_text(encoding="utf-8"), f"scenarios/{entry.name}")
+            if scenario.name in found:
+                raise ScenarioError(f"scenarios/{entry.name}: duplicate name {scenario.name!r}")
+            found[scenario.name] = scenario
+    return found
+
+
+def resolve(name_or_path: str) -> Scenario:
+    """A catalog name, or a path to a scenario file."""
+    path = Path(name_or_path)
+    if name_or_path.endswith((".yaml", ".yml")) or path.is_file():
+        return load_scenario_file(path)
+    scenarios = catalog()
+    if name_or_path not in scenarios:
+        raise ScenarioError(f"no scenario named {name_or_path!r}; `crashlab list` shows the "
+                            f"catalog ({', '.join(sorted(scenarios))})")
+    return scenarios[name_or_path]

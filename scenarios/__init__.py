@@ -1,0 +1,1 @@
+"""The scenario catalog: YAML files shipped as package data (see harness.scenario)."""
