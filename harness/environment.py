@@ -177,11 +177,12 @@ class Environment:
             tail = _tail(self.runtime.log_path(handle))
             raise SetupError(f"{exc}; its log ends with:\n{tail}") from exc
 
-    def top_up(self, count: int) -> list[Worker]:
+    def top_up(self, count: int, failpoints: str = "") -> list[Worker]:
         """Start workers at once until ``count`` are alive (concurrent recovery races)."""
         alive = {w.worker_id.split(".")[0] for w in self.live_workers()}
         missing = [f"w{i}" for i in range(1, count + 1) if f"w{i}" not in alive]
-        started = [self.start_worker(name, wait_ready=False) for name in missing[:count - len(alive)]]
+        started = [self.start_worker(name, failpoints=failpoints, wait_ready=False)
+                   for name in missing[:count - len(alive)]]
         for worker in started:
             self.wait_ready(worker)
         return started

@@ -103,14 +103,17 @@ def run_scenario(scenario: Scenario, *, seed: int, registry: ProcessRegistry,
         ctx = FaultContext(env, random.Random(seed), history.record,
                            worker_settings=scenario.worker_settings)
         cleanup.callback(lambda: _heal_all(faults, ctx), "heal faults")
-        env.top_up(scenario.initial_workers or scenario.workers)
+        if faults:
+            ctx.upcoming = faults[0].points()
+        env.top_up(scenario.initial_workers or scenario.workers, failpoints=ctx.upcoming_spec)
         say(f"submitting {scenario.workload.jobs} job(s)")
         for index in range(scenario.workload.jobs):
             env.submit(seed * 1000 + index, scenario.workload.media_seconds,
                        max_retries=scenario.workload.max_retries,
                        chunk_seconds=float(scenario.worker_settings["chunk_seconds"]))
         fired = 0
-        for fault in faults:
+        for index, fault in enumerate(faults):
+            ctx.upcoming = faults[index + 1].points() if index + 1 < len(faults) else {}
             say(f"fault {fault.fault_id}: {fault.describe()['kind']}")
             if fault.fire(ctx):
                 fired += 1
@@ -118,6 +121,7 @@ def run_scenario(scenario: Scenario, *, seed: int, registry: ProcessRegistry,
                 history.record("fault_skipped", fault_id=fault.fault_id,
                                reason=f"did not fire within {ctx.phase_timeout:.0f}s")
         _heal_all(faults, ctx)
+        ctx.upcoming = {}
         env.top_up(scenario.workers)
         say("waiting for jobs to settle")
         settled = env.wait_terminal(scenario.timeout_s)

@@ -34,7 +34,10 @@ class FaultCoverage:
         fired: set[str] = set()
         unhealed: dict[str, Entry] = {}
         skipped: dict[str, str] = {}
-        for entry in history.entries:
+        kinds = (EntryKind.FAULT_START, EntryKind.FAULT_HEAL, EntryKind.FAULT_SKIPPED)
+        records = sorted((e for kind in kinds for e in history.of_kind(kind)),
+                         key=lambda e: e.index)
+        for entry in records:
             if entry.kind == EntryKind.FAULT_START:
                 fault_id = entry.text("fault_id")
                 fired.add(fault_id)

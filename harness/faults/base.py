@@ -33,6 +33,24 @@ class FaultContext:
     record: Callable[..., None]
     phase_timeout: float = 30.0
     worker_settings: dict[str, str] = field(default_factory=dict)
+    # failpoints the next fault needs, armed from the environment in every
+    # worker started from now on, so no hit can slip by before it is armed
+    upcoming: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def upcoming_spec(self) -> str:
+        return ";".join(f"{point}={actions}" for point, actions in self.upcoming.items())
+
+    def arm(self, worker: Worker, point: str, actions: str) -> None:
+        """Arm ``point`` unless the worker was started with it armed already.
+
+        Re-arming would reset its hit count and release a hit already paused.
+        """
+        if point not in worker.control.armed():
+            worker.control.arm(point, actions)
+
+    def start_worker(self, name: str) -> Worker:
+        return self.env.start_worker(name, failpoints=self.upcoming_spec)
 
     @property
     def lease_ttl_s(self) -> float:
@@ -47,8 +65,7 @@ class FaultContext:
 
     def replace(self, worker: Worker) -> Worker:
         """Start the next incarnation of a dead worker (same id, fresh process)."""
-        base = worker.worker_id.split(".")[0]
-        return self.env.start_worker(base)
+        return self.start_worker(worker.worker_id.split(".")[0])
 
     def chunk_file(self, job_id: str, index: int) -> Path:
         return self.env.target.chunk_file(self.env.wiring, job_id, index)
@@ -67,6 +84,10 @@ class Fault(Protocol):
 
     def describe(self) -> dict[str, Any]:
         """The spec as plain data, for the history and the report."""
+        ...
+
+    def points(self) -> dict[str, str]:
+        """Failpoints to arm at worker start for this fault (point -> actions)."""
         ...
 
     def fire(self, ctx: FaultContext) -> bool: ...

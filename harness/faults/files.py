@@ -36,6 +36,9 @@ class CorruptChunk:
     def describe(self) -> dict[str, Any]:
         return self.spec.model_dump()
 
+    def points(self) -> dict[str, str]:
+        return {}
+
     def fire(self, ctx: FaultContext) -> bool:
         job_id = list(ctx.env.jobs)[self.spec.job]
         path = ctx.chunk_file(job_id, self.spec.chunk)
@@ -65,6 +68,9 @@ class DeleteSource:
 
     def describe(self) -> dict[str, Any]:
         return self.spec.model_dump()
+
+    def points(self) -> dict[str, str]:
+        return {}
 
     def fire(self, ctx: FaultContext) -> bool:
         job_id = list(ctx.env.jobs)[self.spec.job]

@@ -37,10 +37,13 @@ class KillAtPhase:
     def describe(self) -> dict[str, Any]:
         return self.spec.model_dump()
 
+    def points(self) -> dict[str, str]:
+        return {self.spec.point: pause_actions(self.spec.occurrence)}
+
     def fire(self, ctx: FaultContext) -> bool:
         workers = ctx.live_workers()
         for worker in workers:
-            worker.control.arm(self.spec.point, pause_actions(self.spec.occurrence))
+            ctx.arm(worker, self.spec.point, pause_actions(self.spec.occurrence))
         deadline = time.monotonic() + ctx.phase_timeout
         while time.monotonic() < deadline:
             for worker in workers:

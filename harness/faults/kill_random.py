@@ -37,6 +37,9 @@ class KillRandom:
     def describe(self) -> dict[str, Any]:
         return self.spec.model_dump()
 
+    def points(self) -> dict[str, str]:
+        return {}
+
     def fire(self, ctx: FaultContext) -> bool:
         delay = ctx.rng.uniform(self.spec.min_ms, self.spec.max_ms) / 1000
         time.sleep(delay)

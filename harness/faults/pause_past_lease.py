@@ -42,6 +42,11 @@ class PausePastLease:
     def describe(self) -> dict[str, Any]:
         return self.spec.model_dump()
 
+    def points(self) -> dict[str, str]:
+        if self.spec.point is None:
+            return {}
+        return {self.spec.point: pause_actions(self.spec.occurrence)}
+
     def fire(self, ctx: FaultContext) -> bool:
         workers = ctx.live_workers()
         if not workers:
@@ -51,7 +56,7 @@ class PausePastLease:
         if stall:
             victim.control.arm("lease.renew", "pause")
         if self.spec.point is not None:
-            victim.control.arm(self.spec.point, pause_actions(self.spec.occurrence))
+            ctx.arm(victim, self.spec.point, pause_actions(self.spec.occurrence))
             hit = victim.control.wait_for_hit(self.spec.point, timeout=ctx.phase_timeout)
             if hit is None:
                 victim.control.disarm(self.spec.point)
@@ -61,7 +66,7 @@ class PausePastLease:
                        job=hit.job, chunk=hit.chunk, pid=hit.pid, action=hit.action)
         if len(workers) == 1:
             # someone must be alive to take the job over while the victim sleeps
-            ctx.env.start_worker(f"rescuer-{self.fault_id}")
+            ctx.start_worker(f"rescuer-{self.fault_id}")
         ctx.env.runtime.pause(victim.handle)
         self._frozen.append(victim)
         ctx.record("fault_start", fault_id=self.fault_id, fault=self.spec.kind,

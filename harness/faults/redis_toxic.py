@@ -30,6 +30,9 @@ class RedisToxic:
     def describe(self) -> dict[str, Any]:
         return self.spec.model_dump()
 
+    def points(self) -> dict[str, str]:
+        return {}
+
     def fire(self, ctx: FaultContext) -> bool:
         proxy = ctx.env.proxy
         assert proxy is not None

@@ -35,6 +35,11 @@ class RestartRedis:
     def describe(self) -> dict[str, Any]:
         return self.spec.model_dump()
 
+    def points(self) -> dict[str, str]:
+        if self.spec.point is None:
+            return {}
+        return {self.spec.point: pause_actions(self.spec.occurrence)}
+
     def fire(self, ctx: FaultContext) -> bool:
         paused = None
         if self.spec.point is not None:
@@ -42,7 +47,7 @@ class RestartRedis:
             if not workers:
                 return False
             paused = workers[0]
-            paused.control.arm(self.spec.point, pause_actions(self.spec.occurrence))
+            ctx.arm(paused, self.spec.point, pause_actions(self.spec.occurrence))
             if paused.control.wait_for_hit(self.spec.point, timeout=ctx.phase_timeout) is None:
                 paused.control.disarm(self.spec.point)
                 return False

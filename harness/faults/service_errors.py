@@ -34,6 +34,9 @@ class ServiceErrors:
     def describe(self) -> dict[str, Any]:
         return self.spec.model_dump()
 
+    def points(self) -> dict[str, str]:
+        return {}
+
     def fire(self, ctx: FaultContext) -> bool:
         service = ctx.env.transcription
         service.set_fault(status=self.spec.status, count=self.spec.count,

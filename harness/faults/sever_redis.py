@@ -35,6 +35,11 @@ class SeverRedis:
     def describe(self) -> dict[str, Any]:
         return self.spec.model_dump()
 
+    def points(self) -> dict[str, str]:
+        if self.spec.point is None:
+            return {}
+        return {self.spec.point: pause_actions(self.spec.occurrence)}
+
     def fire(self, ctx: FaultContext) -> bool:
         proxy = ctx.env.proxy
         assert proxy is not None
@@ -44,7 +49,7 @@ class SeverRedis:
             if not workers:
                 return False
             paused = workers[0]
-            paused.control.arm(self.spec.point, pause_actions(self.spec.occurrence))
+            ctx.arm(paused, self.spec.point, pause_actions(self.spec.occurrence))
             hit = paused.control.wait_for_hit(self.spec.point, timeout=ctx.phase_timeout)
             if hit is None:
                 paused.control.disarm(self.spec.point)
