@@ -159,6 +159,9 @@ def run(
     seed: Annotated[int, typer.Option(help="seed of the first run (then seed+1, ...)")] = 1,
     runtime: Annotated[str, typer.Option(help="where workers run: process")] = "process",
     runs: Annotated[Path, typer.Option(help="folder for run folders")] = DEFAULT_ROOT,
+    mutant: Annotated[str | None, typer.Option(
+        help="attack a copy of the reference worker with this planted bug "
+             "(see harness/mutants.py); the run should come out invalid")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
@@ -179,6 +182,16 @@ def run(
         err.print("nothing to run: name scenarios or pass --all (`crashlab list` shows them)")
         raise typer.Exit(EXIT_SETUP)
     registry = _registry()
+    target = None
+    if mutant is not None:
+        from harness.mutants import MUTANTS, materialize
+        from harness.targets.reference import ReferenceTarget
+
+        if mutant not in MUTANTS:
+            err.print(f"[red]no mutant named {mutant!r}[/]; known: {', '.join(MUTANTS)}")
+            raise typer.Exit(EXIT_SETUP)
+        copy = materialize(MUTANTS[mutant], default_state_dir() / "mutants" / mutant)
+        target = ReferenceTarget(pythonpath=copy)
     out = err if as_json else console
     results: list[RunResult] = []
     total = len(chosen) * repeat
@@ -195,7 +208,7 @@ def run(
 
             try:
                 result = run_scenario(scenario, seed=run_seed, registry=registry,
-                                      runs_root=runs, progress=step)
+                                      runs_root=runs, target=target, progress=step)
             except (SetupError, ScenarioError) as exc:
                 bar.stop()
                 err.print(f"[red]setup error in {scenario.name}:[/] {exc}")
@@ -256,3 +269,5 @@ def main() -> None:
     except KeyboardInterrupt:
         err.print("[yellow]interrupted; everything this run started was stopped[/]")
         sys.exit(130)
+if __name__ == "__main__":
+    main()

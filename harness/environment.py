@@ -245,9 +245,11 @@ def _child_env(extra: Mapping[str, str]) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CRASHLAB_", "OPENAI_"))}
     env.update(extra)
     env.setdefault("PYTHONUNBUFFERED", "1")
-    # the worker must import the same code as the harness, installed or not
+    # the worker must import the same code as the harness, installed or not; a
+    # target's own PYTHONPATH (a patched copy of the worker) comes first
     here = str(Path(__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = here + (":" + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    first = extra.get("PYTHONPATH")
+    env["PYTHONPATH"] = f"{first}:{here}" if first else here
     env.setdefault("CRASHLAB_PYTHON", sys.executable)
     return env
 

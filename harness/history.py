@@ -27,7 +27,7 @@ these kinds and the checkers read nothing else:
                      ``recovery`` a bool, ``data`` an object (see
                      ``SutEventName`` for the events and their data)
     external_call    {seq, idempotency_key, job_id, chunk_index, outcome,
-                      status_code, text}
+                      status_code, text, call_ts}
                      one line of the transcription service's call log;
                      ``outcome`` is "new" (billable work), "repeat", "fault"
                      or "bad_request"
@@ -297,13 +297,16 @@ class ExternalCall:
     outcome: str
     status_code: int | None
     text: str | None
+    call_ts: float | None = None  # when the call reached the service (its log's ``ts``)
 
     @classmethod
     def from_entry(cls, entry: Entry) -> ExternalCall:
+        raw_ts = entry.get("call_ts")
         return cls(entry.index, entry.integer("seq"), entry.optional_text("idempotency_key"),
                    entry.optional_text("job_id"), entry.optional_int("chunk_index"),
                    entry.text("outcome"), entry.optional_int("status_code"),
-                   entry.optional_text("text"))
+                   entry.optional_text("text"),
+                   float(raw_ts) if isinstance(raw_ts, int | float) else None)
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,7 @@ def run_scenario(scenario: Scenario, *, seed: int, registry: ProcessRegistry,
         say("starting services")
         env.start()
         ctx = FaultContext(env, random.Random(seed), history.record,
+                           phase_timeout=scenario.phase_timeout_s,
                            worker_settings=scenario.worker_settings)
         cleanup.callback(lambda: _heal_all(faults, ctx), "heal faults")
         if faults:

@@ -74,6 +74,8 @@ class Scenario(BaseModel):
     faults: list[FaultSpec] = Field(default_factory=list)
     expect: ExpectSpec = Field(default_factory=ExpectSpec)
     timeout_s: float = Field(90, gt=0, le=3600, description="budget for jobs to settle")
+    phase_timeout_s: float = Field(30, gt=0, le=600,
+                                   description="how long a fault waits for its phase")
 
     @field_validator("settings", mode="before")
     @classmethod

@@ -33,6 +33,7 @@ from harness.checkers.chunks import ChunkCommittedOnce, ExternalWorkPerChunk, Pr
 from harness.checkers.faults import FaultCoverage
 from harness.checkers.ordering import EventsOrdered, StaleEpochRejected
 from harness.checkers.recovery import RecoveryPaired, RetryAccounting
+from harness.checkers.redundant import NoWorkAfterCommit
 from harness.checkers.snapshot import JobsTerminal, StateIndexExclusive, TranscriptExact
 from harness.history import FinalState, History, HistoryError
 
@@ -43,6 +44,7 @@ ALL_CHECKERS: list[Checker] = [
     TranscriptExact(),
     ChunkCommittedOnce(),
     ExternalWorkPerChunk(),
+    NoWorkAfterCommit(),
     RecoveryPaired(),
     EventsOrdered(),
     ProgressMonotonic(),

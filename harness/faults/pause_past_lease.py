@@ -11,6 +11,11 @@ stop the job before it writes. With ``stall_heartbeat`` (the default when a
 point is given) the worker's ``lease.renew`` point is paused too, as a
 starved heartbeat thread would be, so the zombie's write really reaches
 Redis and only the fencing check stands between it and the data.
+
+With ``rescuer_point``, the worker started to take the job over is itself
+paused there (e.g. ``recovery.resumed``) until the zombie has written, so
+the zombie's write lands while the new epoch owns the job but before the
+new owner has redone the chunk: the one moment where only fencing helps.
 """
 
 from __future__ import annotations
@@ -31,6 +36,8 @@ class PausePastLeaseSpec(BaseModel):
     occurrence: int = Field(1, ge=1)
     hold_leases: float = Field(3.0, gt=1.0, description="how long to freeze, in lease TTLs")
     stall_heartbeat: bool = Field(True, description="also pause lease.renew (needs point)")
+    rescuer_point: str | None = Field(
+        None, description="hold the rescuing worker at this point until the zombie wrote")
 
 
 class PausePastLease:
@@ -64,20 +71,33 @@ class PausePastLease:
                 return False
             ctx.record("failpoint_hit", worker=victim.worker_id, point=hit.point, hit=hit.hit,
                        job=hit.job, chunk=hit.chunk, pid=hit.pid, action=hit.action)
-        if len(workers) == 1:
+        rescuer = None
+        if len(workers) == 1 or self.spec.rescuer_point is not None:
             # someone must be alive to take the job over while the victim sleeps
-            ctx.start_worker(f"rescuer-{self.fault_id}")
+            arming = "" if self.spec.rescuer_point is None else f"{self.spec.rescuer_point}=1*pause"
+            rescuer = ctx.env.start_worker(f"rescuer-{self.fault_id}", failpoints=arming)
         ctx.env.runtime.pause(victim.handle)
         self._frozen.append(victim)
         ctx.record("fault_start", fault_id=self.fault_id, fault=self.spec.kind,
                    params=self.describe(), worker=victim.worker_id)
-        time.sleep(ctx.lease_ttl_s * self.spec.hold_leases)
+        held = None
+        if rescuer is not None and self.spec.rescuer_point is not None:
+            held = rescuer.control.wait_for_hit(self.spec.rescuer_point,
+                                                timeout=ctx.phase_timeout)
+            if held is not None:
+                ctx.record("failpoint_hit", worker=rescuer.worker_id, point=held.point,
+                           hit=held.hit, job=held.job, chunk=held.chunk, pid=held.pid,
+                           action=held.action)
+        else:
+            time.sleep(ctx.lease_ttl_s * self.spec.hold_leases)
         self._thaw(ctx)
         if self.spec.point is not None:
             victim.control.disarm(self.spec.point)  # releases the paused step: a zombie write
         if stall:
-            time.sleep(0.2)  # let the zombie's write reach Redis before its heartbeat wakes
+            time.sleep(0.3)  # let the zombie's write reach Redis before its heartbeat wakes
             victim.control.disarm("lease.renew")
+        if rescuer is not None and self.spec.rescuer_point is not None:
+            rescuer.control.disarm(self.spec.rescuer_point)
         return True
 
     def heal(self, ctx: FaultContext) -> None:

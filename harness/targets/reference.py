@@ -47,8 +47,10 @@ PHASES: dict[str, str] = {
 class ReferenceTarget:
     name = "reference"
 
-    def __init__(self, python: str | None = None) -> None:
+    def __init__(self, python: str | None = None, pythonpath: Path | None = None) -> None:
         self.python = python or sys.executable
+        # a folder searched first for ``system_under_test`` (a patched copy, for mutants)
+        self.pythonpath = pythonpath
 
     def phases(self) -> Mapping[str, str]:
         return PHASES
@@ -68,6 +70,8 @@ class ReferenceTarget:
             "OPENAI_BASE_URL": wiring.openai_base_url,
             "OPENAI_API_KEY": "crashlab-local",
         }
+        if self.pythonpath is not None:
+            env["PYTHONPATH"] = str(self.pythonpath)
         if worker is not None:
             env |= {
                 "CRASHLAB_WORKER_ID": worker.worker_id,

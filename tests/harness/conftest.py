@@ -21,7 +21,7 @@ def pid_gone(pid: int) -> bool:
 
 
 @pytest.fixture
-def registry(tmp_path: Path) -> ProcessRegistry:
+def proc_registry(tmp_path: Path) -> ProcessRegistry:
     return ProcessRegistry(tmp_path / "state" / "procs")
 
 

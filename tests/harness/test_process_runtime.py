@@ -44,8 +44,10 @@ def events() -> Events:
 
 
 @pytest.fixture
-def runtime(tmp_path: Path, registry: ProcessRegistry, events: Events) -> Iterator[ProcessRuntime]:
-    rt = ProcessRuntime(tmp_path / "run", registry,
+def runtime(
+    tmp_path: Path, proc_registry: ProcessRegistry, events: Events
+) -> Iterator[ProcessRuntime]:
+    rt = ProcessRuntime(tmp_path / "run", proc_registry,
                         on_event=lambda kind, **fields: events.append((kind, fields)))
     yield rt
     rt.stop_all(grace=1.0)

@@ -18,12 +18,12 @@ Factory = Callable[..., RedisServer]
 
 
 @pytest.fixture
-def make_server(tmp_path: Path, registry: ProcessRegistry) -> Iterator[Factory]:
+def make_server(tmp_path: Path, proc_registry: ProcessRegistry) -> Iterator[Factory]:
     servers: list[RedisServer] = []
 
     def make(aof: bool = False, port: int | None = None) -> RedisServer:
         server = RedisServer(tmp_path / f"redis-{len(servers)}", aof=aof, port=port,
-                             registry=registry)
+                             registry=proc_registry)
         servers.append(server)
         return server
 
@@ -55,16 +55,16 @@ def test_client_decodes_strings_and_targets_this_server(make_server: Factory) ->
 
 
 def test_running_server_is_listed_in_the_registry_until_stopped(
-    make_server: Factory, registry: ProcessRegistry, wait_gone: Callable[[int, float], bool]
+    make_server: Factory, proc_registry: ProcessRegistry, wait_gone: Callable[[int, float], bool]
 ) -> None:
     server = make_server().start()
     pid = server.pid
-    assert (registry.folder / f"{pid}.json").exists()
+    assert (proc_registry.folder / f"{pid}.json").exists()
 
     server.stop()
 
     assert wait_gone(pid, 5.0)
-    assert not (registry.folder / f"{pid}.json").exists()
+    assert not (proc_registry.folder / f"{pid}.json").exists()
 
 
 def test_kill9_without_aof_loses_writes_and_restart_reuses_port(make_server: Factory) -> None:

@@ -12,10 +12,7 @@ from typing import Any
 
 import pytest
 
-pytest.importorskip("boto3", reason="the S3 tests need boto3 and moto[server] installed")
-pytest.importorskip("moto.server", reason="the S3 tests need boto3 and moto[server] installed")
-
-from harness.services.s3 import S3Server  # noqa: E402
+from harness.services.s3 import S3Server
 
 PART = 5 * 1024 * 1024  # S3's smallest part size for all parts but the last
 
