@@ -4,6 +4,7 @@
 #
 #   make setup   SETUP_FLAGS="--quiet --with-chromium --with-docker"
 #   make test    PYTEST_ARGS="-k procs -x"
+#   make run     the whole scenario catalog against the reference worker
 #   make demo | lint | chaos
 
 SHELL := bash
@@ -14,10 +15,14 @@ VENV := .venv
 SETUP_FLAGS ?=
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test lint chaos
+.PHONY: setup run demo test lint chaos
 
 setup:
 	bash scripts/setup.sh $(SETUP_FLAGS)
+
+# The main job: every catalog scenario, on the process runtime, embedded defaults.
+run: setup
+	$(VENV)/bin/crashlab run --all --runtime process
 
 demo: setup
 	$(VENV)/bin/crashlab demo

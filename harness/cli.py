@@ -199,8 +199,7 @@ def run(
                   MofNCompleteColumn(), TimeElapsedColumn(), console=out,
                   transient=False) as bar:
         task = bar.add_task("scenarios", total=total)
-        for number, (scenario, rep) in enumerate(
-                ((s, r) for s in chosen for r in range(repeat))):
+        for number, scenario in enumerate(s for s in chosen for _ in range(repeat)):
             run_seed = seed + number
 
             def step(message: str, name: str = scenario.name) -> None:

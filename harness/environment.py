@@ -35,7 +35,7 @@ from harness.target import JobSnapshot, Target, Wiring, WorkerSpec
 
 log = logging.getLogger(__name__)
 
-Sink = Callable[..., None]
+Sink = Callable[..., object]
 TERMINAL = ("COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED")
 
 
@@ -72,7 +72,7 @@ class Environment:
         self.target = target
         self.runtime = runtime
         self.registry = registry
-        self.sink: Sink = sink or (lambda kind, **fields: None)
+        self.sink: Sink = sink if sink is not None else _ignore
         self.options = options or EnvironmentOptions()
         self.redis = RedisServer(run_dir / "redis", aof=self.options.redis_aof, registry=registry)
         self.toxiproxy = ToxiproxyServer(run_dir / "toxiproxy", registry=registry)
@@ -237,6 +237,10 @@ class Environment:
 
     def events(self) -> list[tuple[str, dict[str, Any]]]:
         return self.target.read_events(self.client, "0")
+
+
+def _ignore(kind: str, **fields: object) -> None:
+    """The default sink: record nothing."""
 
 
 def _child_env(extra: Mapping[str, str]) -> dict[str, str]:

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import system_under_test
-
 from harness.errors import CrashlabError
 
 
@@ -40,7 +39,8 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
         "still holds its epoch, so a zombie's late commit is accepted",
         "zombie-worker",
         (Patch("lua.py",
-               'COMMIT_CHUNK = _PRELUDE + """\nlocal why = fenced(ARGV[3])\nif why then return why end\n',
+               'COMMIT_CHUNK = _PRELUDE + """\n'
+               "local why = fenced(ARGV[3])\nif why then return why end\n",
                'COMMIT_CHUNK = _PRELUDE + """\n'
                "if redis.call('HGET', KEYS[1], 'state') ~= 'PROCESSING' then "
                "return 'not_processing' end\n"),),

@@ -27,7 +27,14 @@ from harness.cleanup import Cleanup
 from harness.environment import Environment, EnvironmentOptions
 from harness.errors import ScenarioError
 from harness.faults import Fault, FaultContext, build_fault
-from harness.history import HISTORY_FILE, STATE_FILE, HistoryWriter, load_history, load_state, save_state
+from harness.history import (
+    HISTORY_FILE,
+    STATE_FILE,
+    HistoryWriter,
+    load_history,
+    load_state,
+    save_state,
+)
 from harness.procs import ProcessRegistry
 from harness.runfolder import DEFAULT_ROOT, new_run_dir
 from harness.runtime.process import ProcessRuntime

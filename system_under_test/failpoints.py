@@ -52,7 +52,7 @@ POINTS: dict[str, str] = {
     "recovery.verified": "chunk files checked against their checksums",
     "recovery.rechunked": "missing or corrupt chunk files were cut again from the original",
     "recovery.resumed": "processing_resumed published; remaining chunks about to run",
-    "lease.renew": "the lease keeper is about to renew a job's lease (pause it: a stalled heartbeat)",
+    "lease.renew": "the lease keeper is about to renew a lease (paused: a stalled heartbeat)",
 }
 
 

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 class FaultContext:
     env: Environment
     rng: random.Random
-    record: Callable[..., None]
+    record: Callable[..., object]
     phase_timeout: float = 30.0
     worker_settings: dict[str, str] = field(default_factory=dict)
     # failpoints the next fault needs, armed from the environment in every

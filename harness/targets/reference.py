@@ -12,7 +12,7 @@ import json
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import httpx
 import redis
@@ -123,9 +123,10 @@ class ReferenceTarget:
         )
 
     def read_events(self, client: redis.Redis, after: str) -> list[tuple[str, dict[str, Any]]]:
-        entries = client.xrange(f"{PREFIX}:events", min=f"({after}" if after != "0" else "-")
+        entries = cast(list[tuple[str, dict[str, str]]],
+                       client.xrange(f"{PREFIX}:events", min=f"({after}" if after != "0" else "-"))
         out = []
-        for entry_id, fields in entries:  # type: ignore[union-attr]
+        for entry_id, fields in entries:
             event: dict[str, Any] = dict(fields)
             event["data"] = json.loads(event.get("data") or "{}")
             for name in ("epoch", "seq", "ts_ms"):

@@ -75,7 +75,8 @@ class RunBuilder:
         self._call_seq += 1
         return self.add("external_call", seq=self._call_seq,
                         idempotency_key=f"{job_id}:{chunk}", job_id=job_id, chunk_index=chunk,
-                        outcome=outcome, status_code=200, text=text)
+                        outcome=outcome, status_code=200, text=text,
+                        call_ts=self._tick() / 1000)
 
     def start_worker(self, name: str, incarnation: int) -> int:
         pid = self._next_pid()

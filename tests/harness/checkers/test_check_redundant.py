@@ -1,0 +1,31 @@
+"""no_work_after_commit: a committed chunk is never sent to the service again."""
+
+from __future__ import annotations
+
+from harness.checkers.base import Verdict
+from tests.harness.checkers.builders import check, checker_named, one_job
+
+CHECKER = checker_named("no_work_after_commit")
+
+
+def test_recovered_run_that_only_redoes_the_uncommitted_chunk_is_valid() -> None:
+    result = check(CHECKER, one_job())
+    assert result.verdict is Verdict.VALID
+    assert "redid a committed chunk" in result.witness
+
+
+def test_call_for_a_chunk_after_its_commit_is_invalid_and_names_job_and_chunk() -> None:
+    run = one_job()
+    run.call("job-1", 0, "repeat", "alfa")  # after everything: chunk 0 was long committed
+    result = check(CHECKER, run)
+    assert result.verdict is Verdict.INVALID
+    assert "job job-1 chunk 0" in result.witness and "after it was committed" in result.witness
+
+
+def test_runs_with_a_frozen_worker_are_not_judged() -> None:
+    run = one_job()
+    run.call("job-1", 0, "repeat", "alfa")
+    run.add("process_signal", name="w2", pid=4242, signal="SIGSTOP")
+    result = check(CHECKER, run)
+    assert result.verdict is Verdict.VALID
+    assert result.witness.startswith("not checked")
