@@ -6,9 +6,10 @@ it off. It gives you:
 
 * markers ``chaos``, ``slow`` and ``docker``, declared for you (``--strict-markers``
   accepts them without an ini entry; declaring them yourself as well is fine);
-* options ``--crashlab-runs DIR`` (where run folders go; default a temporary
-  directory per session, under pytest's ``--basetemp``) and ``--crashlab-seed N``
-  (the seed ``crashlab_run`` uses when a test gives none; default 1);
+* options ``--crashlab-runs DIR`` (where run folders go, relative to the current
+  directory; default a temporary directory per session, under pytest's
+  ``--basetemp``) and ``--crashlab-seed N`` (the seed ``crashlab_run`` uses
+  when a test gives none; default 1);
 * the fixtures below. Everything they start is stopped when the test (or the
   session) ends, whether it passed, failed or was interrupted.
 
@@ -67,7 +68,9 @@ Example
     import pytest
     from harness.targets.reference import ReferenceTarget
 
-    class MyTarget(ReferenceTarget):      # or any class implementing harness.target.Target
+    # Same API, Redis layout and failpoints as the reference worker, another command;
+    # a worker that differs more implements harness.target.Target in full.
+    class MyTarget(ReferenceTarget):
         name = "my-worker"
 
         def worker_argv(self):
@@ -307,7 +310,7 @@ def failure_message(result: RunResult) -> str | None:
         return None
     lines = [f"crashlab: scenario {result.scenario!r} (seed {result.seed}) is "
              f"{result.verdict}: {len(bad)} of {len(result.checks)} checker(s) not valid",
-             f"run folder: {result.run_dir} (crashlab replay {result.run_dir})"]
+             f"run folder: {result.run_dir}", f"replay: crashlab replay {result.run_dir}"]
     for check in bad:
         lines.append(f"  {check.checker}: {check.verdict}: {check.witness}")
         first = f"{check.verdict}: {check.witness}"
