@@ -34,7 +34,7 @@ from harness.runfolder import DEFAULT_ROOT, new_run_dir
 
 EXIT_OK, EXIT_VIOLATION, EXIT_INCONCLUSIVE, EXIT_SETUP = 0, 1, 2, 3
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Chaos and fault-injection harness for Redis-backed job workers.")
 console = Console()
 err = Console(stderr=True)
@@ -241,7 +241,15 @@ def analyze(
     if not (run_dir / "history.jsonl").is_file():
         err.print(f"[red]{run_dir} is not a run folder[/] (no history.jsonl)")
         raise typer.Exit(EXIT_SETUP)
-    checks, stored = analyze_run(run_dir.resolve())
+    if not (run_dir / "state.json").is_file():
+        err.print(f"[yellow]{run_dir} has no state.json[/]: the run is still going or was "
+                  "interrupted before its final state was saved; nothing to check")
+        raise typer.Exit(EXIT_INCONCLUSIVE)
+    try:
+        checks, stored = analyze_run(run_dir.resolve())
+    except CrashlabError as exc:
+        err.print(f"[red]cannot analyze {run_dir}:[/] {exc}")
+        raise typer.Exit(EXIT_SETUP) from None
     verdict = combine(c.verdict for c in checks)
     if as_json:
         print(json.dumps({"verdict": str(verdict), "checks": [c.to_json() for c in checks],

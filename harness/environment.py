@@ -201,14 +201,17 @@ class Environment:
         return path, words
 
     def submit(self, seed: int, seconds: float, *, max_retries: int | None = None,
+               timeout_s: float | None = None,
                chunk_seconds: float | None = None) -> SubmittedJob:
         media, words = self.make_media(seed, seconds)
-        job_id = self.target.submit(self.api_url, media, max_retries=max_retries)
+        job_id = self.target.submit(self.api_url, media, max_retries=max_retries,
+                                    timeout_s=timeout_s)
         job = SubmittedJob(job_id, media, tuple(words), expected_transcript(words),
                            len(words) * SEGMENT_SECONDS)
         self.jobs[job_id] = job
         self.sink("op", op="submit", job_id=job_id, expected_transcript=job.expected_transcript,
-                  media_seconds=job.media_seconds, chunk_seconds=chunk_seconds)
+                  media_seconds=job.media_seconds, chunk_seconds=chunk_seconds,
+                  timeout_s=timeout_s)
         return job
 
     # -- observation (straight to Redis, never through the proxy) ------------

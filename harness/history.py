@@ -31,6 +31,10 @@ these kinds and the checkers read nothing else:
                      one line of the transcription service's call log;
                      ``outcome`` is "new" (billable work), "repeat", "fault"
                      or "bad_request"
+    rejected_write   {job_id, worker_id, epoch, current_epoch, state, op, reason, ts_ms}
+                     a write the worker's fencing check refused (a zombie or a
+                     worker past the deadline tried, and changed nothing);
+                     copied from the worker's rejected-writes stream at the end
     run_end          {reason}
 
 Field names ``index``, ``ts`` and ``kind`` are reserved (a call-log ``ts``
@@ -94,6 +98,7 @@ class EntryKind(StrEnum):
     FAILPOINT_HIT = "failpoint_hit"
     SUT_EVENT = "sut_event"
     EXTERNAL_CALL = "external_call"
+    REJECTED_WRITE = "rejected_write"
     RUN_END = "run_end"
 
 
@@ -108,6 +113,7 @@ class SutEventName(StrEnum):
     JOB_FAILED = "job_failed"  # {reason}
     JOB_CANCELLED = "job_cancelled"  # {previous_state}
     JOB_RELEASED = "job_released"  # {} graceful shutdown, no retry counted
+    JOB_TIMED_OUT = "job_timed_out"  # {deadline_ms, now_ms, previous_state}; opens an epoch
     RECOVERY_STARTED = "recovery_started"  # {previous_worker, previous_epoch, retry_count}
     PROCESSING_RESUMED = "processing_resumed"  # {committed, remaining, rechunked}
     RECOVERY_COMPLETED = "recovery_completed"  # {chunk_count}

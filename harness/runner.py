@@ -118,6 +118,7 @@ def run_scenario(scenario: Scenario, *, seed: int, registry: ProcessRegistry,
         for index in range(scenario.workload.jobs):
             env.submit(seed * 1000 + index, scenario.workload.media_seconds,
                        max_retries=scenario.workload.max_retries,
+                       timeout_s=scenario.workload.timeout_s,
                        chunk_seconds=float(scenario.worker_settings["chunk_seconds"]))
         fired = 0
         for index, fault in enumerate(faults):
@@ -174,6 +175,8 @@ def _collect(env: Environment, history: HistoryWriter) -> None:
     """Copy the worker's event stream and the service's call log into the history."""
     for stream_id, event in env.events():
         history.record("sut_event", stream_id=stream_id, **event)
+    for rejected in env.target.read_rejected(env.client):
+        history.record("rejected_write", **rejected)
     for call in env.transcription.calls():
         fields = {k: v for k, v in call.items() if k not in ("ts", "index", "kind")}
         history.record("external_call", call_ts=call.get("ts"), **fields)

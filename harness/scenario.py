@@ -40,6 +40,7 @@ class Workload(BaseModel):
     jobs: int = Field(1, ge=1, le=100)
     media_seconds: float = Field(4.0, gt=0, le=600)
     max_retries: int | None = Field(None, ge=0, le=100)
+    timeout_s: float | None = Field(None, gt=0, le=86400, description="per-job deadline")
 
 
 class ExpectSpec(BaseModel):
@@ -50,6 +51,7 @@ class ExpectSpec(BaseModel):
     retry_count: int | None = Field(None, ge=0)
     failure_reason: str | None = None
     idempotency_keys_honoured: bool = True
+    min_rejected_writes: int | None = Field(None, ge=0)
 
     def to_expectations(self, max_retries: int | None) -> Expectations:
         return Expectations(
@@ -58,6 +60,7 @@ class ExpectSpec(BaseModel):
             max_retries=max_retries,
             expect_failure_reason=self.failure_reason,
             expect_retry_count=self.retry_count,
+            min_rejected_writes=self.min_rejected_writes,
         )
 
 

@@ -83,7 +83,8 @@ class Target(Protocol):
         """
         ...
 
-    def submit(self, api_url: str, media: Path, *, max_retries: int | None = None) -> str:
+    def submit(self, api_url: str, media: Path, *, max_retries: int | None = None,
+               timeout_s: float | None = None) -> str:
         """Submit one job through the worker's real API; returns its id."""
         ...
 
@@ -101,6 +102,10 @@ class Target(Protocol):
 
     def read_events(self, client: redis.Redis, after: str) -> list[tuple[str, dict[str, Any]]]:
         """Events after stream id ``after`` as (id, event dict) pairs."""
+        ...
+
+    def read_rejected(self, client: redis.Redis) -> list[dict[str, Any]]:
+        """Writes the worker refused because the writer no longer owned the job."""
         ...
 
     def reset(self, client: redis.Redis) -> None:

@@ -1,6 +1,7 @@
 """The HTTP API: submit audio, follow a job, read its transcript and events.
 
-    POST /jobs                      multipart ``file`` (+ optional ``max_retries``) -> 201
+    POST /jobs                      multipart ``file`` (+ optional ``max_retries``,
+                                    ``timeout_s``) -> 201
     GET  /jobs/{id}                 state, progress, retries, error
     GET  /jobs/{id}/transcript      200 when COMPLETED, 409 before
     GET  /jobs/{id}/events          the job's events (schema: ``events``)
@@ -46,6 +47,7 @@ class JobStatus(BaseModel):
     max_retries: int
     epoch: int
     error: str | None
+    deadline_ms: int | None
 
 
 class Submitted(BaseModel):
@@ -63,6 +65,7 @@ def _status(job: dict[str, str]) -> JobStatus:
         retry_count=int(job.get(JobField.RETRY_COUNT, 0)),
         max_retries=int(job.get(JobField.MAX_RETRIES, 0)),
         epoch=int(job.get(JobField.EPOCH, 0)), error=job.get(JobField.ERROR) or None,
+        deadline_ms=int(job[JobField.DEADLINE_MS]) if job.get(JobField.DEADLINE_MS) else None,
     )
 
 
@@ -105,6 +108,7 @@ def create_app(settings: Settings) -> FastAPI:
         request: Request,
         file: Annotated[UploadFile, File(description="the audio to transcribe")],
         max_retries: Annotated[int | None, Form(ge=0, le=100)] = None,
+        timeout_s: Annotated[float | None, Form(gt=0, le=7 * 86400)] = None,
     ) -> Submitted:
         job_id = uuid.uuid4().hex[:16]
         job_dir = uploads / job_id
@@ -144,7 +148,9 @@ def create_app(settings: Settings) -> FastAPI:
         data: dict[str, Any] = {"filename": file.filename, "size": size,
                                 "duration": probe.duration, "max_retries": retries}
         # 'exists' means a retried submit whose first attempt landed: same job, fine
-        await store(request).submit(job_id, {str(k): v for k, v in fields.items()}, data)
+        timeout = settings.job_timeout_s if timeout_s is None else timeout_s
+        await store(request).submit(job_id, {str(k): v for k, v in fields.items()}, data,
+                                    timeout_ms=round(timeout * 1000))
         return Submitted(job_id=job_id, state=JobState.QUEUED)
 
     @app.get("/jobs/{job_id}", response_model=JobStatus)

@@ -61,6 +61,11 @@ class Settings(BaseSettings):
     request_timeout_s: float = Field(30.0, gt=0, description="timeout of one transcription call")
     transcribe_attempts: int = Field(6, ge=1, description="tries per chunk on 429/5xx/timeouts")
     poll_interval_ms: int = Field(100, ge=5, description="idle wait between queue polls")
+    job_timeout_s: float = Field(0, ge=0, le=7 * 86400,
+                                 description="default job timeout at submit (0: none)")
+    timeout_scan_ms: int = Field(250, ge=10, description="how often a worker times out jobs")
+    metrics_port: int = Field(0, ge=0, le=65535,
+                              description="worker Prometheus metrics on 127.0.0.1 (0: off)")
     failpoints: str = Field(
         "", description='failpoints armed at start, e.g. "chunk.committed=2*off->pause"'
     )

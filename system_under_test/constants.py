@@ -4,6 +4,10 @@ All keys share the ``crashlab:`` prefix so a harness can flush exactly them.
 
     crashlab:queue                   LIST    ids of QUEUED jobs; LPUSH to enqueue, RPOP to claim
     crashlab:events                  STREAM  every event of every job (schema: ``events``)
+    crashlab:rejected                STREAM  writes refused by the fencing check (diagnostics:
+                                             job_id, worker_id, epoch, current_epoch, op, reason)
+    crashlab:deadlines               ZSET    job id -> absolute deadline (ms, Redis TIME) of
+                                             jobs submitted with a timeout
     crashlab:state:<STATE>           SET     ids of the jobs in that state (one set per JobState);
                                              a job is in exactly one of them
     crashlab:job:<id>                HASH    the job (fields: ``JobField``)
@@ -23,6 +27,8 @@ from enum import StrEnum
 PREFIX = "crashlab"
 QUEUE = f"{PREFIX}:queue"
 EVENTS = f"{PREFIX}:events"
+REJECTED = f"{PREFIX}:rejected"
+DEADLINES = f"{PREFIX}:deadlines"
 
 
 class JobState(StrEnum):
@@ -61,6 +67,7 @@ class JobField(StrEnum):
     PROGRESS = "progress"  # chunks_done / chunk_count, 0..1
     ERROR = "error"  # reason of FAILED / TIMED_OUT / CANCELLED
     SEQ = "seq"  # per-job event sequence number (last one used)
+    DEADLINE_MS = "deadline_ms"  # absolute, Redis TIME; no write is accepted after it
     CREATED_MS = "created_ms"
     UPDATED_MS = "updated_ms"
 

@@ -15,7 +15,7 @@ to both ``crashlab:events`` and ``crashlab:job:<id>:events``. Entry fields
 
 Events and their ``data``:
 
-    job_queued          {filename, size, duration, max_retries}
+    job_queued          {filename, size, duration, max_retries[, deadline_ms]}
     job_claimed         {}
     chunking_completed  {chunk_count}
     chunk_committed     {chunk, chunks_done, chunk_count}
@@ -23,6 +23,8 @@ Events and their ``data``:
     job_failed          {reason}
     job_cancelled       {previous_state}
     job_released        {}                      graceful shutdown, no retry counted
+    job_timed_out       {deadline_ms, now_ms, previous_state}   written by a worker's
+                                                timeout monitor at a new epoch
     recovery_started    {previous_worker, previous_epoch, retry_count}
     processing_resumed  {committed, remaining, rechunked}
     recovery_completed  {chunk_count}
@@ -46,6 +48,7 @@ class EventName(StrEnum):
     JOB_FAILED = "job_failed"
     JOB_CANCELLED = "job_cancelled"
     JOB_RELEASED = "job_released"
+    JOB_TIMED_OUT = "job_timed_out"
     RECOVERY_STARTED = "recovery_started"
     PROCESSING_RESUMED = "processing_resumed"
     RECOVERY_COMPLETED = "recovery_completed"

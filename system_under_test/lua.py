@@ -12,6 +12,8 @@ id inside a script (claim, recovery) assume one Redis node, as the worker does.
 
 from __future__ import annotations
 
+from system_under_test.constants import REJECTED
+
 # Shared helpers, prepended to every script. KEYS[2] is always the global
 # stream; a job's own stream is its hash key + ':events'.
 _PRELUDE = """
@@ -43,27 +45,47 @@ local function move(job_key, prefix, job_id, from_state, to_state)
   redis.call('HSET', job_key, 'state', to_state)
 end
 
--- nil when the caller still holds the job at this epoch, else the reason.
-local function fenced(epoch)
-  local job = redis.call('HMGET', KEYS[1], 'state', 'epoch')
-  if not job[1] then return 'no_such_job' end
-  if job[2] ~= epoch then return 'stale_epoch' end
-  if job[1] ~= 'PROCESSING' then return 'not_processing' end
-  return nil
+-- nil when the caller still holds the job at this epoch, else the reason. A
+-- refusal is recorded on the rejected-writes stream (diagnostics only: it is
+-- not job state), so a harness can see that a zombie tried and was stopped.
+local function fenced(epoch, worker, op)
+  local job = redis.call('HMGET', KEYS[1], 'state', 'epoch', 'id', 'deadline_ms')
+  local why = nil
+  if not job[1] then why = 'no_such_job'
+  elseif job[2] ~= epoch then why = 'stale_epoch'
+  elseif job[1] ~= 'PROCESSING' then why = 'not_processing'
+  elseif job[4] and now_ms() >= tonumber(job[4]) then why = 'deadline_passed' end
+  if why then
+    redis.call('XADD', '@REJECTED@', 'MAXLEN', '~', 10000, '*', 'job_id', job[3] or '',
+               'worker_id', worker, 'epoch', epoch, 'current_epoch', job[2] or '',
+               'state', job[1] or '', 'op', op, 'reason', why, 'ts_ms', tostring(now_ms()))
+  end
+  return why
 end
-"""
+""".replace("@REJECTED@", REJECTED)
 
-# KEYS: job, events, queue. ARGV: prefix, job_id, data, field, value, ...
+# KEYS: job, events, queue, deadlines. ARGV: prefix, job_id, data, timeout_ms ("0": none),
+# field, value, ...
 SUBMIT = _PRELUDE + """
 local prefix, job_id = ARGV[1], ARGV[2]
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
-for i = 4, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 local ts = now_ms()
 redis.call('HSET', KEYS[1], 'id', job_id, 'state', 'QUEUED', 'epoch', 0, 'retry_count', 0,
            'chunks_done', 0, 'progress', 0, 'seq', 0, 'created_ms', ts)
+local data = ARGV[3]
+local timeout = tonumber(ARGV[4])
+if timeout > 0 then
+  local deadline = ts + timeout
+  redis.call('HSET', KEYS[1], 'deadline_ms', deadline)
+  redis.call('ZADD', KEYS[4], deadline, job_id)
+  local decoded = cjson.decode(data)
+  decoded['deadline_ms'] = deadline
+  data = cjson.encode(decoded)
+end
 redis.call('SADD', prefix .. ':state:QUEUED', job_id)
 redis.call('LPUSH', KEYS[3], job_id)
-emit(job_id, 'job_queued', 'api', 0, '0', ARGV[3])
+emit(job_id, 'job_queued', 'api', 0, '0', data)
 return 'ok'
 """
 
@@ -87,17 +109,46 @@ end
 """
 
 # KEYS: job, lease. ARGV: worker, epoch, lease_ms. 1 renewed, 0 lost.
-RENEW = """
-local job = redis.call('HMGET', KEYS[1], 'state', 'epoch')
-if job[1] ~= 'PROCESSING' or job[2] ~= ARGV[2] then return 0 end
+RENEW = _PRELUDE + """
+if fenced(ARGV[2], ARGV[1], 'renew') then return 0 end
 redis.call('SET', KEYS[2], ARGV[1] .. '|' .. ARGV[2], 'PX', ARGV[3])
 return 1
+"""
+
+# KEYS: deadlines, events, queue. ARGV: prefix, worker, limit.
+# The timeout monitor: every job past its deadline that is still QUEUED or PROCESSING
+# becomes TIMED_OUT; the epoch bump fences out a worker still holding it. Any worker
+# may run it, any number of times: a job is timed out once. Returns the ids timed out.
+EXPIRE_DUE = _PRELUDE + """
+local prefix, worker = ARGV[1], ARGV[2]
+local now = now_ms()
+local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, tonumber(ARGV[3]))
+local timed_out = {}
+for _, job_id in ipairs(due) do
+  redis.call('ZREM', KEYS[1], job_id)
+  local job_key = prefix .. ':job:' .. job_id
+  local job = redis.call('HMGET', job_key, 'state', 'deadline_ms')
+  if job[1] == 'QUEUED' or job[1] == 'PROCESSING' then
+    local epoch = redis.call('HINCRBY', job_key, 'epoch', 1)
+    redis.call('LREM', KEYS[3], 0, job_id)
+    redis.call('DEL', job_key .. ':lease')
+    move(job_key, prefix, job_id, job[1], 'TIMED_OUT')
+    local late = now - tonumber(job[2])
+    redis.call('HSET', job_key, 'error', 'timed out: deadline passed ' .. late ..
+               ' ms ago while ' .. job[1])
+    emit_for(job_key, job_id, 'job_timed_out', worker, epoch, '0',
+             cjson.encode({deadline_ms = tonumber(job[2]), now_ms = now,
+                           previous_state = job[1]}))
+    table.insert(timed_out, job_id)
+  end
+end
+return timed_out
 """
 
 # KEYS: job, events, plan. ARGV: job_id, worker, epoch, recovery, chunk_count,
 # data, then index, plan-entry pairs.
 COMMIT_PLAN = _PRELUDE + """
-local why = fenced(ARGV[3])
+local why = fenced(ARGV[3], ARGV[2], 'commit_plan')
 if why then return why end
 redis.call('DEL', KEYS[3])
 for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
@@ -109,7 +160,7 @@ return 'ok'
 # KEYS: job, events, chunks. ARGV: job_id, worker, epoch, recovery, index, result.
 # A chunk already committed is never overwritten: the answer is 'duplicate' and nothing changes.
 COMMIT_CHUNK = _PRELUDE + """
-local why = fenced(ARGV[3])
+local why = fenced(ARGV[3], ARGV[2], 'commit_chunk')
 if why then return why end
 if redis.call('HEXISTS', KEYS[3], ARGV[5]) == 1 then return 'duplicate' end
 redis.call('HSET', KEYS[3], ARGV[5], ARGV[6])
@@ -124,7 +175,7 @@ return 'ok'
 # KEYS: job, events. ARGV: job_id, worker, epoch, recovery, event, data.
 # An epoch-checked event with no other effect (processing_resumed).
 EMIT = _PRELUDE + """
-local why = fenced(ARGV[3])
+local why = fenced(ARGV[3], ARGV[2], 'emit')
 if why then return why end
 emit(ARGV[1], ARGV[5], ARGV[2], ARGV[3], ARGV[4], ARGV[6])
 return 'ok'
@@ -134,7 +185,7 @@ return 'ok'
 # epoch, recovery, transcript.
 COMPLETE = _PRELUDE + """
 local prefix, job_id, worker, epoch, recovery = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local why = fenced(epoch)
+local why = fenced(epoch, worker, 'complete')
 if why then return why end
 local total = tonumber(redis.call('HGET', KEYS[1], 'chunk_count'))
 if not total or redis.call('HLEN', KEYS[3]) ~= total then return 'incomplete' end
@@ -153,7 +204,7 @@ return 'ok'
 # KEYS: job, events, lease. ARGV: prefix, job_id, worker, epoch, recovery, reason.
 FAIL = _PRELUDE + """
 local prefix, job_id, worker, epoch, recovery = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
-local why = fenced(epoch)
+local why = fenced(epoch, worker, 'fail')
 if why then return why end
 move(KEYS[1], prefix, job_id, 'PROCESSING', 'FAILED')
 redis.call('HSET', KEYS[1], 'error', ARGV[6])
@@ -168,7 +219,7 @@ return 'ok'
 # Graceful shutdown: back to the head of the queue, no retry counted.
 RELEASE = _PRELUDE + """
 local prefix, job_id, worker, epoch = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local why = fenced(epoch)
+local why = fenced(epoch, worker, 'release')
 if why then return why end
 redis.call('HINCRBY', KEYS[1], 'epoch', 1)
 move(KEYS[1], prefix, job_id, 'PROCESSING', 'QUEUED')

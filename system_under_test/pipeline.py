@@ -18,7 +18,7 @@ from typing import TypeVar
 
 import redis.exceptions
 
-from system_under_test import media, recovery
+from system_under_test import media, metrics, recovery
 from system_under_test.config import Settings
 from system_under_test.constants import JobField, JobState
 from system_under_test.errors import Fenced, JobFailure
@@ -29,7 +29,7 @@ from system_under_test.transcriber import Transcriber
 log = logging.getLogger(__name__)
 
 REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-_REFUSALS = {"stale_epoch", "not_processing", "no_such_job", "incomplete"}
+_REFUSALS = {"stale_epoch", "not_processing", "no_such_job", "incomplete", "deadline_passed"}
 T = TypeVar("T")
 
 
@@ -123,16 +123,27 @@ class JobRunner:
     async def transcribe_chunk(self, claim: Claim, chunk: PlannedChunk) -> None:
         await self.at("chunk.before_request", claim, chunk.index)
         path = media.chunk_path(self.chunk_dir(claim.job_id), chunk.index)
-        if not recovery.intact(path, chunk.checksum):
-            # damaged while we held the job: cut it again before sending garbage
-            await recovery.recut(self, claim, [chunk])
-        text = await self.transcriber.transcribe(path, claim.job_id, chunk.index)
+        text = None
+        if claim.recovering:
+            # the crash may have fallen between the service's answer and our commit
+            text = await self.transcriber.completed_text(claim.job_id, chunk.index)
+            if text is not None:
+                metrics.DUPLICATES_PREVENTED.inc()
+                log.info("chunk %d of job %s: the service already completed it; committing "
+                         "its result without a new call", chunk.index, claim.job_id)
+        if text is None:
+            if not recovery.intact(path, chunk.checksum):
+                # damaged while we held the job: cut it again before sending garbage
+                await recovery.recut(self, claim, [chunk])
+            text = await self.transcriber.transcribe(path, claim.job_id, chunk.index)
         await self.at("chunk.transcribed.before_commit", claim, chunk.index)
         result = ChunkResult(chunk.index, text, chunk.checksum, claim.epoch, self.worker_id)
         reply = await self._write(lambda: self.store.commit_chunk(claim, self.worker_id, result))
         if reply == "duplicate":
             log.info("chunk %d of job %s was already committed; kept the first result",
                      chunk.index, claim.job_id)
+        else:
+            metrics.CHUNKS_COMMITTED.inc()
         await self.at("chunk.committed", claim, chunk.index)
 
     async def finish(self, claim: Claim, plan: list[PlannedChunk]) -> None:
@@ -165,6 +176,7 @@ class JobRunner:
         """Run an epoch-checked script; a refusal raises ``Fenced``."""
         reply = await self._retrying(op)
         if reply in _REFUSALS:
+            metrics.WRITES_REJECTED.labels(reason=reply).inc()
             raise Fenced(reply)
         return reply
 

@@ -17,6 +17,7 @@ from redis.asyncio import Redis
 
 from system_under_test import lua
 from system_under_test.constants import (
+    DEADLINES,
     EVENTS,
     PREFIX,
     QUEUE,
@@ -77,18 +78,35 @@ class Store:
         self._release = redis.register_script(lua.RELEASE)
         self._recover = redis.register_script(lua.RECOVER)
         self._cancel = redis.register_script(lua.CANCEL)
+        self._expire_due = redis.register_script(lua.EXPIRE_DUE)
 
     # -- API side ---------------------------------------------------------
 
-    async def submit(self, job_id: str, fields: dict[str, str], data: dict[str, Any]) -> str:
+    async def submit(self, job_id: str, fields: dict[str, str], data: dict[str, Any],
+                     timeout_ms: int = 0) -> str:
+        """Queue a job; with ``timeout_ms`` it gets an absolute deadline from Redis TIME."""
         flat: list[str] = []
         for key, value in fields.items():
             flat += [key, value]
         reply = await self._submit(
-            keys=[job_key(job_id), EVENTS, QUEUE],
-            args=[PREFIX, job_id, json.dumps(data), *flat],
+            keys=[job_key(job_id), EVENTS, QUEUE, DEADLINES],
+            args=[PREFIX, job_id, json.dumps(data), timeout_ms, *flat],
         )
         return str(reply)
+
+    async def expire_due(self, worker_id: str, limit: int = 100) -> list[str]:
+        """Time out every job past its deadline; returns the ids it timed out."""
+        reply = await self._expire_due(keys=[DEADLINES, EVENTS, QUEUE],
+                                       args=[PREFIX, worker_id, limit])
+        return [str(job_id) for job_id in reply]
+
+    async def job_counts(self) -> dict[str, int]:
+        """How many jobs are in each state (for metrics)."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for state in JobState:
+                pipe.scard(state_key(state))
+            counts = await pipe.execute()
+        return {str(state): int(n) for state, n in zip(JobState, counts, strict=True)}
 
     async def cancel(self, job_id: str) -> str:
         """'ok', 'no_such_job', or the terminal state that prevents it."""
@@ -118,7 +136,7 @@ class Store:
 
     async def renew(self, claim: Claim, worker_id: str, lease_ms: int) -> bool:
         reply = await self._renew(
-            keys=[job_key(claim.job_id), lease_key(claim.job_id)],
+            keys=[job_key(claim.job_id), lease_key(claim.job_id)],  # KEYS[2]: see RENEW
             args=[worker_id, claim.epoch, lease_ms],
         )
         return bool(reply)

@@ -46,6 +46,25 @@ class Transcriber:
     async def close(self) -> None:
         await self.client.close()
 
+    async def completed_text(self, job_id: str, index: int) -> str | None:
+        """The service's stored result for this chunk's key, if it already did the work.
+
+        Asked before a recovering worker redoes a chunk (the crash may have
+        fallen after the service answered and before the commit). Any error
+        means "don't know", and the chunk is sent normally.
+        """
+        key = idempotency_key(job_id, index)
+        try:
+            status = await self.client.get(f"/audio/transcriptions/status/{key}",
+                                           cast_to=object)
+        except (openai.APIError, ValueError) as exc:
+            log.info("status of %s unknown (%s); sending the chunk", key, type(exc).__name__)
+            return None
+        if isinstance(status, dict) and status.get("status") == "completed":
+            text = status.get("text")
+            return text if isinstance(text, str) else None
+        return None
+
     async def transcribe(self, path: Path, job_id: str, index: int) -> str:
         headers = {
             "Idempotency-Key": idempotency_key(job_id, index),

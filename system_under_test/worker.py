@@ -23,6 +23,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from system_under_test import metrics
 from system_under_test.config import Settings
 from system_under_test.control import ControlServer
 from system_under_test.errors import Fenced, JobFailure
@@ -67,6 +68,8 @@ class Worker:
         if self.settings.control_address is not None:
             control = ControlServer(self.failpoints, self.settings.control_address, self.status)
             await control.start()
+        if self.settings.metrics_port:
+            metrics.serve(self.settings.metrics_port)
         try:
             if await self._wait_for_redis():
                 log.info("worker %s ready (redis %s, concurrency %d)", self.worker_id,
@@ -104,8 +107,13 @@ class Worker:
     async def _loop(self) -> None:
         idle = self.settings.poll_interval_ms / 1000
         outage_logged = False
+        next_scan = 0.0
         while not self.stopping.is_set():
             claim = None
+            if time.monotonic() >= next_scan:
+                next_scan = time.monotonic() + self.settings.timeout_scan_ms / 1000
+                with contextlib.suppress(*REDIS_ERRORS):
+                    await self._housekeeping()
             if len(self.jobs) < self.settings.concurrency:
                 try:
                     claim = await self._next_claim()
@@ -126,6 +134,14 @@ class Worker:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), idle)
 
+    async def _housekeeping(self) -> None:
+        """Time out overdue jobs (any worker may; each job once) and refresh the gauges."""
+        for job_id in await self.store.expire_due(self.worker_id):
+            metrics.TIMEOUTS.inc()
+            log.warning("job %s passed its deadline; marked TIMED_OUT", job_id)
+        for state, count in (await self.store.job_counts()).items():
+            metrics.JOBS.labels(state=state).set(count)
+
     async def _next_claim(self) -> Claim | None:
         """An orphaned job to recover first, else the next queued job."""
         lease_ms = self.settings.lease_ttl_ms
@@ -134,9 +150,11 @@ class Worker:
                 continue
             outcome, value = await self.store.recover(job_id, self.worker_id, lease_ms)
             if outcome == "claimed":
+                metrics.RECOVERIES.labels(outcome="claimed").inc()
                 log.warning("job %s: its worker was lost; recovering at epoch %s", job_id, value)
                 return Claim(job_id, int(value), recovering=True)
             if outcome == "failed":
+                metrics.RECOVERIES.labels(outcome="failed").inc()
                 log.error("job %s failed: %s", job_id, value)
         return await self.store.claim(self.worker_id, lease_ms)
 
@@ -150,6 +168,7 @@ class Worker:
         except asyncio.CancelledError:
             if not keeper.done():  # cancelled by shutdown, not by a lost lease
                 raise
+            metrics.LEASE_LOSSES.inc()
             log.warning("job %s: lease lost at epoch %d; stopped working on it",
                         claim.job_id, claim.epoch)
         except Fenced as exc:

@@ -35,6 +35,7 @@ from harness.checkers.ordering import EventsOrdered, StaleEpochRejected
 from harness.checkers.recovery import RecoveryPaired, RetryAccounting
 from harness.checkers.redundant import NoWorkAfterCommit
 from harness.checkers.snapshot import JobsTerminal, StateIndexExclusive, TranscriptExact
+from harness.checkers.timeouts import TimeoutEnforced
 from harness.history import FinalState, History, HistoryError
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ ALL_CHECKERS: list[Checker] = [
     StaleEpochRejected(),
     RetryAccounting(),
     StateIndexExclusive(),
+    TimeoutEnforced(),
     FaultCoverage(),
 ]
 

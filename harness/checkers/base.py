@@ -70,6 +70,9 @@ class Expectations:
                                each job's snapshot must carry it
     expect_failure_reason      a FAILED job's error must contain this (e.g. "source_missing")
     expect_retry_count         every submitted job must end with exactly this many retries
+    min_rejected_writes        the faults were meant to make a stale worker attempt at least
+                               this many writes (all refused); fewer means the run did not
+                               exercise fencing (unknown)
     """
 
     terminal_states: frozenset[str] = DEFAULT_TERMINAL_STATES
@@ -77,6 +80,7 @@ class Expectations:
     max_retries: int | None = None
     expect_failure_reason: str | None = None
     expect_retry_count: int | None = None
+    min_rejected_writes: int | None = None
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any] | None) -> Expectations:
@@ -85,7 +89,7 @@ class Expectations:
         if not raw:
             return cls()
         known = {"terminal_states", "idempotency_keys_honoured", "max_retries",
-                 "expect_failure_reason", "expect_retry_count"}
+                 "expect_failure_reason", "expect_retry_count", "min_rejected_writes"}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ScenarioError(f"expect: unknown field(s) {unknown}; known: {sorted(known)}")
@@ -99,6 +103,7 @@ class Expectations:
                 expect_failure_reason=(None if raw.get("expect_failure_reason") is None
                                        else str(raw["expect_failure_reason"])),
                 expect_retry_count=_optional_int(raw.get("expect_retry_count")),
+                min_rejected_writes=_optional_int(raw.get("min_rejected_writes")),
             )
         except (TypeError, ValueError) as exc:
             raise ScenarioError(f"expect: {exc}") from exc
@@ -108,7 +113,8 @@ class Expectations:
                 "idempotency_keys_honoured": self.idempotency_keys_honoured,
                 "max_retries": self.max_retries,
                 "expect_failure_reason": self.expect_failure_reason,
-                "expect_retry_count": self.expect_retry_count}
+                "expect_retry_count": self.expect_retry_count,
+                "min_rejected_writes": self.min_rejected_writes}
 
 
 def _as_list(value: Any) -> list[Any]:

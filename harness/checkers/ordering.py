@@ -8,18 +8,23 @@ stale_epoch_rejected
     A single owner per epoch. Per job, along ``seq``: the epoch never
     decreases (a write at an epoch the job has left is a stale write that
     should have been refused); each epoch is opened once, by ``job_claimed``
-    or ``recovery_started`` (whose worker owns it) or by ``job_cancelled``
-    (the API); and every other event at epoch e (``chunk_committed``,
-    ``job_completed``, ...) is written by the owner of e. A write by anyone
-    else is a zombie write.
+    or ``recovery_started`` (whose worker owns it), by ``job_cancelled``
+    (the API) or by ``job_timed_out`` (a worker's timeout monitor); and
+    every other event at epoch e (``chunk_committed``, ``job_completed``,
+    ...) is written by the owner of e. A write by anyone
+    else is a zombie write. Writes the worker's fencing refused are listed as
+    ``rejected_write`` entries and counted in the result; when the scenario
+    expects at least some (``min_rejected_writes``), fewer means its fault
+    did not exercise fencing at all: unknown.
 """
 
 from __future__ import annotations
 
 from harness.checkers.base import CheckResult, Expectations, Findings, plural
-from harness.history import FinalState, History, SutEvent, SutEventName
+from harness.history import EntryKind, FinalState, History, SutEvent, SutEventName
 
-_OPENERS = {SutEventName.JOB_CLAIMED, SutEventName.RECOVERY_STARTED, SutEventName.JOB_CANCELLED}
+_OPENERS = {SutEventName.JOB_CLAIMED, SutEventName.RECOVERY_STARTED, SutEventName.JOB_CANCELLED,
+            SutEventName.JOB_TIMED_OUT}
 
 
 class EventsOrdered:
@@ -93,5 +98,16 @@ class StaleEpochRejected:
                     found.invalid(f"job {job_id}: zombie write {event.describe()}: epoch "
                                   f"{event.epoch} belongs to worker {owner.worker_id} "
                                   f"({owner.describe()})")
+        rejected = history.of_kind(EntryKind.REJECTED_WRITE)
+        wanted = expectations.min_rejected_writes
+        if wanted is not None and len(rejected) < wanted:
+            found.unknown(f"the scenario expected a stale worker to attempt at least "
+                          f"{plural(wanted, 'write')}, and {len(rejected)} were attempted: "
+                          "fencing was not exercised")
+        refused = "; ".join(
+            f"{entry.get('op')} by {entry.get('worker_id')} at epoch {entry.get('epoch')} "
+            f"(job {entry.get('job_id')} at epoch {entry.get('current_epoch')}): "
+            f"{entry.get('reason')}" for entry in rejected[:3])
         return found.result(f"{plural(epochs, 'epoch')} each written only by its owner, "
-                            "never going back")
+                            f"never going back; {plural(len(rejected), 'stale write')} "
+                            "attempted and refused" + (f" ({refused})" if refused else ""))

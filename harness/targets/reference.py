@@ -81,8 +81,11 @@ class ReferenceTarget:
         env |= {f"CRASHLAB_{k.upper()}": v for k, v in settings.items()}
         return env
 
-    def submit(self, api_url: str, media: Path, *, max_retries: int | None = None) -> str:
+    def submit(self, api_url: str, media: Path, *, max_retries: int | None = None,
+               timeout_s: float | None = None) -> str:
         data = {} if max_retries is None else {"max_retries": str(max_retries)}
+        if timeout_s is not None:
+            data["timeout_s"] = str(timeout_s)
         with media.open("rb") as handle:
             response = httpx.post(f"{api_url}/jobs", files={"file": (media.name, handle,
                                                                      "audio/wav")},
@@ -134,6 +137,11 @@ class ReferenceTarget:
             event["recovery"] = event.get("recovery") == "1"
             out.append((entry_id, event))
         return out
+
+    def read_rejected(self, client: redis.Redis) -> list[dict[str, Any]]:
+        """Writes the worker's fencing refused (its diagnostics stream)."""
+        entries = cast(list[tuple[str, dict[str, str]]], client.xrange(f"{PREFIX}:rejected"))
+        return [{**fields, "stream_id": entry_id} for entry_id, fields in entries]
 
     def reset(self, client: redis.Redis) -> None:
         keys = list(client.scan_iter(f"{PREFIX}:*", count=1000))

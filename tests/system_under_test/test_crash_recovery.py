@@ -87,13 +87,17 @@ def test_resume_skips_committed_chunks(env: Environment) -> None:
     assert resumed[0]["data"]["remaining"] == [3]
 
 
-def test_answer_received_before_the_crash_is_not_billed_again(env: Environment) -> None:
+def test_answer_received_before_the_crash_is_taken_from_the_service_status(
+    env: Environment,
+) -> None:
     job, _ = kill_at(env, "chunk.transcribed.before_commit", occurrence=1)
-    env.start_worker("w")
+    replacement = env.start_worker("w")
     assert_completed_exactly(env, job, lost_workers=1)
-    repeats = [c for c in env.transcription.calls()
-               if c["job_id"] == job.job_id and c["outcome"] == "repeat"]
-    assert [c["chunk_index"] for c in repeats] == [0]
+    chunk0 = [c["outcome"] for c in env.transcription.calls()
+              if c["job_id"] == job.job_id and c["chunk_index"] == 0]
+    assert chunk0 == ["new"], "the recovering worker sent chunk 0 again"
+    log = env.runtime.log_path(replacement.handle).read_text()
+    assert "already completed it; committing its result without a new call" in log
 
 
 def test_crash_during_recovery_is_recovered_again(env: Environment) -> None:

@@ -184,3 +184,42 @@ def test_event_sequence_numbers_have_no_gaps(
 
     seqs = run(redis_server, body)
     assert seqs == list(range(1, len(seqs) + 1)) and len(seqs) == 6
+
+
+def test_refused_write_is_recorded_on_the_rejected_stream(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    async def body(store: Store) -> str:
+        claim = await claimed_job(store)
+        redis_db.delete(lease_key("j1"))
+        await store.recover("j1", "w2", 10_000)
+        return await store.commit_chunk(claim, "w1", ChunkResult(0, "late", "c0", 1, "w1"))
+
+    assert run(redis_server, body) == "stale_epoch"
+    (_, fields), = redis_db.xrange("crashlab:rejected")  # type: ignore[misc]
+    assert fields["op"] == "commit_chunk" and fields["worker_id"] == "w1"
+    assert (fields["epoch"], fields["current_epoch"]) == ("1", "2")
+
+
+def test_deadline_refuses_writes_and_times_the_job_out_once(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    async def body(store: Store) -> tuple[str, list[str], list[str], str]:
+        await store.submit("j1", {**JOB, "max_retries": "2"}, {}, timeout_ms=150)
+        claim = await store.claim("w1", 10_000)
+        assert claim is not None
+        await asyncio.sleep(0.2)
+        late = await store.commit_plan(claim, "w1", [PlannedChunk(0, 0.0, 2.0, "c0")])
+        first = await store.expire_due("w2")
+        second = await store.expire_due("w3")
+        renewed = "renewed" if await store.renew(claim, "w1", 10_000) else "refused"
+        return late, first, second, renewed
+
+    late, first, second, renewed = run(redis_server, body)
+    assert late == "deadline_passed"
+    assert (first, second, renewed) == (["j1"], [], "refused")
+    job = redis_db.hgetall(job_key("j1"))
+    assert job["state"] == "TIMED_OUT" and "deadline passed" in job["error"]
+    assert redis_db.smembers("crashlab:state:TIMED_OUT") == {"j1"}
+    last = redis_db.xrevrange(job_events_key("j1"), count=1)[0][1]  # type: ignore[index]
+    assert last["event"] == "job_timed_out" and last["worker_id"] == "w2"

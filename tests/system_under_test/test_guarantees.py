@@ -1,0 +1,44 @@
+"""Seed-003 guarantees on real worker processes: timeouts and metrics."""
+
+from __future__ import annotations
+
+import signal
+
+import httpx
+import pytest
+
+from harness.environment import Environment
+from harness.ports import free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+
+def test_deadline_is_enforced_by_a_live_worker(env: Environment) -> None:
+    worker = env.start_worker("w", failpoints="chunk.committed=1*pause")
+    job = env.submit(seed=31, seconds=4.0, timeout_s=1.0)
+    assert worker.control.wait_for_hit("chunk.committed", timeout=30) is not None
+    # the holder is stuck; a second worker's monitor must time the job out
+    env.start_worker("v")
+    assert env.wait_terminal(timeout=30)
+    final = env.snapshot(job.job_id)
+    assert final.state == "TIMED_OUT" and final.error is not None
+    worker.control.release()
+    events = [e["event"] for _, e in env.events() if e["job_id"] == job.job_id]
+    assert events[-1] == "job_timed_out"
+    status = httpx.get(f"{env.api_url}/jobs/{job.job_id}", timeout=10).json()
+    assert status["state"] == "TIMED_OUT" and status["deadline_ms"] is not None
+
+
+def test_metrics_count_recoveries_and_duplicate_prevention(env: Environment) -> None:
+    victim = env.start_worker("w", failpoints="chunk.transcribed.before_commit=1*pause")
+    job = env.submit(seed=32, seconds=2.0)
+    assert victim.control.wait_for_hit(timeout=30) is not None
+    env.runtime.kill(victim.handle, signal.SIGKILL)
+    port = free_port()
+    env.start_worker("m", settings={"metrics_port": str(port)})
+    assert env.wait_terminal(timeout=30)
+    assert env.snapshot(job.job_id).state == "COMPLETED"
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    assert 'crashlab_recoveries_total{outcome="claimed"} 1.0' in text
+    assert "crashlab_duplicate_prevention_total 1.0" in text
+    assert 'crashlab_jobs{state="COMPLETED"}' in text
