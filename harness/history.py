@@ -29,8 +29,8 @@ these kinds and the checkers read nothing else:
     external_call    {seq, idempotency_key, job_id, chunk_index, outcome,
                       status_code, text, call_ts}
                      one line of the transcription service's call log;
-                     ``outcome`` is "new" (billable work), "repeat", "fault"
-                     or "bad_request"
+                     ``outcome`` is "new" (billable work), "repeat", "fault",
+                     "bad_request" or "status" (a status query about a key)
     rejected_write   {job_id, worker_id, epoch, current_epoch, state, op, reason, ts_ms}
                      a write the worker's fencing check refused (a zombie or a
                      worker past the deadline tried, and changed nothing);
@@ -125,6 +125,7 @@ class CallOutcome(StrEnum):
     REPEAT = "repeat"
     FAULT = "fault"
     BAD_REQUEST = "bad_request"
+    STATUS = "status"  # a status query about a key (never billable)
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,8 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
         "zombie-worker",
         (Patch("lua.py",
                'COMMIT_CHUNK = _PRELUDE + """\n'
-               "local why = fenced(ARGV[3])\nif why then return why end\n",
+               "local why = fenced(ARGV[3], ARGV[2], 'commit_chunk')\n"
+               "if why then return why end\n",
                'COMMIT_CHUNK = _PRELUDE + """\n'
                "if redis.call('HGET', KEYS[1], 'state') ~= 'PROCESSING' then "
                "return 'not_processing' end\n"),),

@@ -1,10 +1,11 @@
 """No chunk is sent to the service again once it is committed.
 
 no_work_after_commit
-    For every call the transcription service logged with outcome ``new`` or
-    ``repeat``, if the same (job, chunk) already had a ``chunk_committed``
-    event before the call reached the service, the worker redid work it had
-    already committed: a resume that ignores committed chunks. With an
+    For every call the transcription service logged with outcome ``new``,
+    ``repeat`` or ``status`` (a status query), if the same (job, chunk)
+    already had a ``chunk_committed`` event before the call reached the
+    service, the worker redid (or re-asked about) work it had already
+    committed: a resume that ignores committed chunks. With an
     idempotent service the repeat costs nothing but latency; against a
     service without idempotency keys it is paid twice, so it is invalid
     either way. Clocks: the event's Redis ``TIME`` and the service's arrival
@@ -20,7 +21,7 @@ from harness.checkers.base import CheckResult, Expectations, Findings, plural
 from harness.checkers.chunks import commits_by_chunk
 from harness.history import CallOutcome, FinalState, History
 
-WORK = (CallOutcome.NEW, CallOutcome.REPEAT)
+WORK = (CallOutcome.NEW, CallOutcome.REPEAT, CallOutcome.STATUS)
 
 
 class NoWorkAfterCommit:

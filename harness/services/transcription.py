@@ -23,8 +23,10 @@ normally) or the client disconnects (logged with status 499).
 
 Every transcription call is appended, flushed, as one JSON line to the call
 log with the fields in ``CALL_LOG_FIELDS``; ``outcome == "new"`` per
-``(job_id, chunk_index)`` is the billable work. The Authorization header is
-never read or logged.
+``(job_id, chunk_index)`` is the billable work. Status queries are logged
+too, with outcome ``status`` (never billable; the job and chunk come from a
+key of the form ``<job>:<chunk>``). The Authorization header is never read
+or logged.
 """
 
 from __future__ import annotations
@@ -55,7 +57,7 @@ CALL_LOG_FIELDS: tuple[str, ...] = (
 )
 """Keys of every call-log line, in order. ``ts`` is when the call arrived."""
 
-Outcome = Literal["new", "repeat", "fault", "bad_request"]
+Outcome = Literal["new", "repeat", "fault", "bad_request", "status"]
 RESPONSE_FORMATS = ("json", "text", "verbose_json")
 CLIENT_CLOSED = 499
 """Logged status of a hung call whose client went away (nothing was sent)."""
@@ -414,8 +416,15 @@ def create_app(call_log: Path) -> FastAPI:
         return await state.serve(call, audio, response_format, deadline)
 
     @app.get("/v1/audio/transcriptions/status/{key:path}")
-    async def transcription_status(key: str) -> dict[str, Any]:
-        return state.status_of(key)
+    async def transcription_status(key: str, request: Request) -> dict[str, Any]:
+        # a status query is a request to the service too: it is logged (never
+        # billable) so a harness can see a worker asking about finished work
+        job_id, _, chunk = key.rpartition(":")
+        call = _Call(state.generation, time.time(), time.monotonic(), key, job_id or None,
+                     int(chunk) if chunk.isdigit() else None)
+        answer = state.status_of(key)
+        state.finish(call, Response(status_code=200), "status", answer.get("text"))
+        return answer
 
     @app.get("/_admin/health")
     async def health() -> dict[str, bool]:

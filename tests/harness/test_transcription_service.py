@@ -62,13 +62,18 @@ def transcribe(client: OpenAI, audio: bytes = AUDIO, *, key: str | None = "key-1
     )
 
 
+def work_calls(service: TranscriptionService) -> list[dict[str, Any]]:
+    """The logged transcription calls, without the status queries the tests make."""
+    return [call for call in service.calls() if call["outcome"] != "status"]
+
+
 def outcomes(service: TranscriptionService) -> list[str]:
-    return [call["outcome"] for call in service.calls()]
+    return [call["outcome"] for call in work_calls(service)]
 
 
 def wait_for_calls(service: TranscriptionService, n: int) -> list[dict[str, Any]]:
-    wait_until(lambda: len(service.calls()) >= n, timeout=5, what=f"{n} logged call(s)")
-    return service.calls()
+    wait_until(lambda: len(work_calls(service)) >= n, timeout=5, what=f"{n} logged call(s)")
+    return work_calls(service)
 
 
 def test_sdk_transcription_returns_the_exact_words(client: OpenAI) -> None:
@@ -91,7 +96,7 @@ def test_repeat_with_same_key_is_not_new_work(client: OpenAI,
 
     assert first.text == second.text == TEXT
     assert outcomes(service) == ["new", "repeat"]
-    billable = Counter((c["job_id"], c["chunk_index"]) for c in service.calls()
+    billable = Counter((c["job_id"], c["chunk_index"]) for c in work_calls(service)
                        if c["outcome"] == "new")
     assert billable == {("job-1", 0): 1}
 
@@ -132,7 +137,7 @@ def test_repeat_while_first_call_is_in_flight_waits_for_it_and_is_a_repeat(
     first_text, second_text = asyncio.run(two_calls())
 
     assert first_text == second_text == TEXT
-    calls = service.calls()
+    calls = work_calls(service)
     assert [c["outcome"] for c in calls] == ["new", "repeat"]
     assert calls[1]["ts"] > calls[0]["ts"]
     assert calls[1]["duration_ms"] > 100  # it waited for the first call
@@ -188,7 +193,7 @@ def test_injected_429_raises_rate_limit_error_then_next_call_succeeds(
     assert raised.value.body["type"] == "rate_limit_error"  # type: ignore[index]
 
     assert transcribe(client).text == TEXT
-    calls = service.calls()
+    calls = work_calls(service)
     assert [(c["outcome"], c["status_code"], c["text"]) for c in calls] == [
         ("fault", 429, None), ("new", 200, TEXT)]
 
@@ -222,7 +227,7 @@ def test_fault_for_one_job_leaves_other_jobs_alone(client: OpenAI,
     assert transcribe(client, key="other", job="job-other").text == TEXT
     with pytest.raises(openai.InternalServerError):
         transcribe(client, key="victim", job="job-victim")
-    assert [(c["job_id"], c["outcome"]) for c in service.calls()] == [
+    assert [(c["job_id"], c["outcome"]) for c in work_calls(service)] == [
         ("job-other", "new"), ("job-victim", "fault")]
 
 
@@ -231,7 +236,7 @@ def test_latency_delays_the_answer(client: OpenAI, service: TranscriptionService
     started = time.monotonic()
     assert transcribe(client).text == TEXT
     assert time.monotonic() - started >= 0.4
-    [call] = service.calls()
+    [call] = work_calls(service)
     assert call["duration_ms"] >= 400
 
 
@@ -243,11 +248,11 @@ def test_hang_holds_the_call_until_faults_are_cleared(client: OpenAI,
         try:
             time.sleep(0.5)
             assert not pending.done()
-            assert service.calls() == []
+            assert work_calls(service) == []
         finally:
             service.clear_faults()
         assert pending.result(timeout=10).text == TEXT
-    [call] = service.calls()
+    [call] = work_calls(service)
     assert call["outcome"] == "new"
     assert call["duration_ms"] >= 500
 
@@ -274,7 +279,7 @@ def test_bad_audio_is_a_400_and_the_sdk_raises_bad_request(client: OpenAI,
     assert raised.value.body["type"] == "invalid_request_error"  # type: ignore[index]
     assert "not a WAV file" in raised.value.body["message"]  # type: ignore[index]
 
-    [call] = service.calls()
+    [call] = work_calls(service)
     assert (call["outcome"], call["status_code"], call["text"]) == ("bad_request", 400, None)
     assert service.status("bad-audio")["status"] == "failed"
 
@@ -294,7 +299,7 @@ def test_call_log_lines_have_exactly_the_documented_fields(client: OpenAI,
     transcribe(client, key="log-a", job="job-7", chunk=4)
     after = time.time()
 
-    calls = service.calls()
+    calls = work_calls(service)
     assert [list(call) for call in calls] == [list(CALL_LOG_FIELDS)] * 2
     assert [call["seq"] for call in calls] == [1, 2]
     first = calls[0]
@@ -321,7 +326,8 @@ def test_reset_forgets_results_and_empties_the_call_log(client: OpenAI,
     assert service.call_log_path.read_text() == ""
     assert service.status("before-reset")["status"] == "unknown"
     transcribe(client, key="before-reset")
-    assert [(c["seq"], c["outcome"]) for c in service.calls()] == [(1, "new")]
+    # seq restarts at 1 after the reset: the status query above is call 1
+    assert [(c["seq"], c["outcome"]) for c in service.calls()] == [(1, "status"), (2, "new")]
 
 
 def test_service_stop_leaves_no_process_behind(tmp_path: Path) -> None:
@@ -334,3 +340,12 @@ def test_service_stop_leaves_no_process_behind(tmp_path: Path) -> None:
         svc.stop()
     assert not svc.is_running()
     assert not psutil.pid_exists(pid)
+
+
+def test_status_queries_are_logged_as_status_never_billable(
+    service: TranscriptionService,
+) -> None:
+    service.status("job-9:4")
+    [call] = service.calls()
+    assert (call["outcome"], call["job_id"], call["chunk_index"]) == ("status", "job-9", 4)
+    assert call["idempotency_key"] == "job-9:4"

@@ -95,7 +95,7 @@ def test_answer_received_before_the_crash_is_taken_from_the_service_status(
     assert_completed_exactly(env, job, lost_workers=1)
     chunk0 = [c["outcome"] for c in env.transcription.calls()
               if c["job_id"] == job.job_id and c["chunk_index"] == 0]
-    assert chunk0 == ["new"], "the recovering worker sent chunk 0 again"
+    assert chunk0 == ["new", "status"], "the recovering worker sent chunk 0 again"
     log = env.runtime.log_path(replacement.handle).read_text()
     assert "already completed it; committing its result without a new call" in log
 
