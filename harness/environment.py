@@ -229,14 +229,15 @@ class Environment:
         """Whether every job (default: all submitted) reached a terminal state in time."""
         ids = job_ids if job_ids is not None else list(self.jobs)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        while True:
             try:
                 if all(self.snapshot(i).state in TERMINAL for i in ids):
                     return True
             except redis.ConnectionError:
                 pass  # Redis is being restarted by a fault
+            if time.monotonic() >= deadline:
+                return False
             time.sleep(0.05)
-        return False
 
     def events(self) -> list[tuple[str, dict[str, Any]]]:
         return self.target.read_events(self.client, "0")

@@ -71,6 +71,74 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
                "        remaining = [chunk for chunk in plan if chunk.index not in committed]\n",
                "        remaining = list(plan)\n"),),
     ),
+    Mutant(
+        "retry-counter-not-incremented",
+        "a takeover after a crash reads the retry counter instead of incrementing it, so "
+        "crashes never consume attempts",
+        "crash-after-transcription",
+        (Patch("lua.py",
+               "local retries = redis.call('HINCRBY', KEYS[1], 'retry_count', 1)\n",
+               "local retries = tonumber(redis.call('HGET', KEYS[1], 'retry_count') or '0')\n"),),
+    ),
+    Mutant(
+        "recovery-failure-publishes-no-event",
+        "when a recovering worker fails the job it publishes job_failed but never closes "
+        "the recovery with recovery_failed",
+        "source-missing-on-resume",
+        (Patch("lua.py",
+               "if recovery == '1' then emit(job_id, 'recovery_failed', worker, epoch, '1', "
+               "data) end\n",
+               ""),),
+    ),
+    Mutant(
+        "chunk-checksum-not-verified",
+        "recovery trusts every chunk file on disk instead of checking it against the "
+        "checksum recorded when it was cut",
+        "corrupted-chunk-files",
+        (Patch("recovery.py",
+               "        return media.checksum(path) == checksum\n",
+               "        return True\n"),),
+    ),
+    Mutant(
+        "resume-offset-off-by-one",
+        "the resume starts after the last committed chunk plus one, skipping a chunk",
+        "crash-mid-transcription",
+        (Patch("pipeline.py",
+               "        remaining = [chunk for chunk in plan if chunk.index not in committed]\n",
+               "        start = max(committed) + 2 if committed else 0\n"
+               "        remaining = [chunk for chunk in plan if chunk.index >= start]\n"),),
+    ),
+    Mutant(
+        "takeover-ignores-lease",
+        "the janitor treats every PROCESSING job as orphaned and takes it over without "
+        "looking at its lease, stealing jobs from live workers",
+        "concurrent-recovery",
+        (Patch("store.py",
+               "        return [job_id for job_id, flag in zip(ids, flags, strict=True) if not flag]\n",
+               "        return list(ids)\n"),
+         Patch("lua.py",
+               "if redis.call('EXISTS', KEYS[3]) == 1 then return {'skip', 'lease_held'} end\n",
+               "")),
+    ),
+    Mutant(
+        "claim-without-lease",
+        "a claim opens the epoch but sets no lease until the first heartbeat, so another "
+        "worker sees the job as orphaned and takes it over",
+        "worker-pool-crash",
+        (Patch("lua.py",
+               "    redis.call('SET', job_key .. ':lease', worker .. '|' .. epoch, 'PX', "
+               "lease_ms)\n",
+               ""),),
+    ),
+    Mutant(
+        "retry-limit-not-enforced",
+        "a takeover counts the lost worker but never compares it with max_retries, so a "
+        "job that keeps killing its workers is retried forever",
+        "retry-limit-reached",
+        (Patch("lua.py",
+               "if retries > tonumber(job[4] or '0') then\n",
+               "if false then\n"),),
+    ),
 )}
 
 

@@ -82,10 +82,49 @@ def check_phases(scenario: Scenario, target: Target) -> None:
                                 f"{', '.join(phases)}")
 
 
+class Session:
+    """Services kept up across many runs (exploration), reset between them.
+
+    Starting Redis, Toxiproxy, the transcription service and the API costs
+    about two seconds; an exploration runs hundreds of schedules, so it starts
+    them once. Between runs every worker is stopped, the proxy healed, the
+    worker's keys and the service's results and call log cleared. Redis runs
+    with AOF so that ``restart_redis`` schedules work in any session.
+    """
+
+    def __init__(self, root: Path, target: Target, registry: ProcessRegistry,
+                 worker_settings: dict[str, str]) -> None:
+        self.root = root
+        self.target = target
+        self.runtime = ProcessRuntime(root, registry)
+        self.env = Environment(root, target, self.runtime, registry=registry,
+                               options=EnvironmentOptions(redis_aof=True,
+                                                          worker_settings=worker_settings))
+
+    def start(self) -> Session:
+        self.env.start()
+        return self
+
+    def reset(self) -> None:
+        self.runtime.stop_all(grace=1.0)
+        if self.env.proxy is not None:
+            self.env.proxy.heal()
+        if not self.env.redis.is_running():
+            self.env.redis.restart()
+        self.env.transcription.clear_faults()
+        self.env.transcription.reset()
+        self.env.target.reset(self.env.client)
+        self.env.jobs.clear()
+
+    def close(self) -> None:
+        self.env.close()
+
+
 def run_scenario(scenario: Scenario, *, seed: int, registry: ProcessRegistry,
                  runs_root: Path = DEFAULT_ROOT, target: Target | None = None,
-                 progress: Progress | None = None) -> RunResult:
-    target = target or ReferenceTarget()
+                 progress: Progress | None = None, session: Session | None = None) -> RunResult:
+    """Run one scenario and judge it; with ``session``, reuse its running services."""
+    target = session.target if session is not None else (target or ReferenceTarget())
     check_phases(scenario, target)
     say: Progress = progress or (lambda message: None)
     started = time.monotonic()
@@ -98,15 +137,25 @@ def run_scenario(scenario: Scenario, *, seed: int, registry: ProcessRegistry,
     with Cleanup() as cleanup:
         history = cleanup.enter(HistoryWriter(run_dir / HISTORY_FILE), "history")
         history.record("run_start", scenario=scenario.name, seed=seed, target=target.name,
+                       settings=scenario.worker_settings, workers=scenario.workers,
                        schedule=[{"fault_id": f.fault_id, "fault": f.describe()["kind"],
                                   "params": f.describe()} for f in faults])
-        runtime = ProcessRuntime(run_dir, registry, on_event=_runtime_sink(history))
-        env = Environment(run_dir, target, runtime, registry=registry, sink=history.record,
-                          options=EnvironmentOptions(redis_aof=scenario.needs_aof,
-                                                     worker_settings=scenario.worker_settings))
-        cleanup.callback(env.close, "environment")
-        say("starting services")
-        env.start()
+        if session is None:
+            runtime = ProcessRuntime(run_dir, registry, on_event=_runtime_sink(history))
+            env = Environment(run_dir, target, runtime, registry=registry, sink=history.record,
+                              options=EnvironmentOptions(
+                                  redis_aof=scenario.needs_aof,
+                                  worker_settings=scenario.worker_settings))
+            cleanup.callback(env.close, "environment")
+            say("starting services")
+            env.start()
+        else:
+            env = session.env
+            session.reset()
+            env.options.worker_settings = dict(scenario.worker_settings)
+            env.sink = history.record
+            session.runtime.on_event = _runtime_sink(history)
+            cleanup.callback(lambda: _detach(session), "workers")
         ctx = FaultContext(env, random.Random(seed), history.record,
                            phase_timeout=scenario.phase_timeout_s,
                            worker_settings=scenario.worker_settings)
@@ -161,6 +210,17 @@ def analyze(run_dir: Path) -> tuple[list[CheckResult], dict[str, Any] | None]:
     stored_path = run_dir / RESULTS_FILE
     stored = json.loads(stored_path.read_text()) if stored_path.is_file() else None
     return judge(run_dir), stored
+
+
+def _detach(session: Session) -> None:
+    """After a run in a session: stop its workers and stop recording into its history."""
+    session.runtime.stop_all(grace=1.0)
+    session.runtime.on_event = None
+    session.env.sink = _ignore
+
+
+def _ignore(kind: str, **fields: object) -> None:
+    """Record nothing (a session between runs)."""
 
 
 def _heal_all(faults: list[Fault], ctx: FaultContext) -> None:

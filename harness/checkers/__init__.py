@@ -30,10 +30,12 @@ from harness.checkers.base import (
     combine,
 )
 from harness.checkers.chunks import ChunkCommittedOnce, ExternalWorkPerChunk, ProgressMonotonic
+from harness.checkers.failures import FailureJustified
 from harness.checkers.faults import FaultCoverage
 from harness.checkers.ordering import EventsOrdered, StaleEpochRejected
 from harness.checkers.recovery import RecoveryPaired, RetryAccounting
 from harness.checkers.redundant import NoWorkAfterCommit
+from harness.checkers.takeover import TakeoverJustified
 from harness.checkers.snapshot import JobsTerminal, StateIndexExclusive, TranscriptExact
 from harness.checkers.timeouts import TimeoutEnforced
 from harness.history import FinalState, History, HistoryError
@@ -42,6 +44,7 @@ log = logging.getLogger(__name__)
 
 ALL_CHECKERS: list[Checker] = [
     JobsTerminal(),
+    FailureJustified(),
     TranscriptExact(),
     ChunkCommittedOnce(),
     ExternalWorkPerChunk(),
@@ -50,6 +53,7 @@ ALL_CHECKERS: list[Checker] = [
     EventsOrdered(),
     ProgressMonotonic(),
     StaleEpochRejected(),
+    TakeoverJustified(),
     RetryAccounting(),
     StateIndexExclusive(),
     TimeoutEnforced(),

@@ -16,11 +16,13 @@ from __future__ import annotations
 import logging
 import random
 import signal
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from harness.control_client import FailpointHit
 from harness.environment import Environment, Worker
 
 log = logging.getLogger(__name__)
@@ -75,6 +77,25 @@ class FaultContext:
 
     def first_job(self) -> str:
         return next(iter(self.env.jobs))
+
+    def settled(self) -> bool:
+        """Every submitted job is terminal: no phase will be reached any more."""
+        try:
+            return bool(self.env.jobs) and self.env.wait_terminal(timeout=0.0)
+        except Exception:  # noqa: BLE001 - Redis may be down during a fault; not settled
+            return False
+
+    def wait_hit(self, worker: Worker, point: str) -> FailpointHit | None:
+        """The worker's next hit at ``point``; None after the phase timeout, or at once
+        when every job has settled (the point can no longer be reached)."""
+        deadline = time.monotonic() + self.phase_timeout
+        while time.monotonic() < deadline:
+            hit = worker.control.wait_for_hit(point, timeout=0.1)
+            if hit is not None:
+                return hit
+            if self.settled():
+                return worker.control.wait_for_hit(point, timeout=0.05)
+        return None
 
 
 class Fault(Protocol):

@@ -47,10 +47,11 @@ class CorruptChunk:
         if self.spec.mode == "delete":
             path.unlink()
         else:
+            # keep the 44-byte WAV header (the file still parses as audio) and
+            # replace every sample with a sawtooth, so its words change too
             data = bytearray(path.read_bytes())
-            # flip bytes in the middle of the samples: the header still parses
-            middle = len(data) // 2
-            data[middle:middle + 64] = bytes(b ^ 0xFF for b in data[middle:middle + 64])
+            for i in range(44, len(data)):
+                data[i] = (i * 37) & 0xFF
             path.write_bytes(bytes(data))
         ctx.record("fault_start", fault_id=self.fault_id, fault=self.spec.kind,
                    params=self.describe(), job=job_id, path=str(path))

@@ -45,7 +45,11 @@ class KillAtPhase:
         for worker in workers:
             ctx.arm(worker, self.spec.point, pause_actions(self.spec.occurrence))
         deadline = time.monotonic() + ctx.phase_timeout
-        while time.monotonic() < deadline:
+        settled = False
+        while time.monotonic() < deadline and not settled:
+            # once every job is terminal the point can no longer be reached: one
+            # last look for a hit, then give up at once instead of at the timeout
+            settled = ctx.settled()
             for worker in workers:
                 hit = worker.control.wait_for_hit(self.spec.point, timeout=0.1)
                 if hit is None:

@@ -64,7 +64,7 @@ class PausePastLease:
             victim.control.arm("lease.renew", "pause")
         if self.spec.point is not None:
             ctx.arm(victim, self.spec.point, pause_actions(self.spec.occurrence))
-            hit = victim.control.wait_for_hit(self.spec.point, timeout=ctx.phase_timeout)
+            hit = ctx.wait_hit(victim, self.spec.point)
             if hit is None:
                 victim.control.disarm(self.spec.point)
                 victim.control.disarm("lease.renew")

@@ -48,7 +48,7 @@ class RestartRedis:
                 return False
             paused = workers[0]
             ctx.arm(paused, self.spec.point, pause_actions(self.spec.occurrence))
-            if paused.control.wait_for_hit(self.spec.point, timeout=ctx.phase_timeout) is None:
+            if ctx.wait_hit(paused, self.spec.point) is None:
                 paused.control.disarm(self.spec.point)
                 return False
         # with a point, the delay runs while the worker is paused there (give AOF

@@ -44,7 +44,7 @@ class ServiceErrors:
         self._active = True
         deadline = time.monotonic() + ctx.phase_timeout
         while not any(f.get("fired", 0) for f in service.faults()):
-            if time.monotonic() > deadline:
+            if time.monotonic() > deadline or ctx.settled():
                 self.heal(ctx, fired=False)
                 return False
             time.sleep(0.02)

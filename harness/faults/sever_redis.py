@@ -50,7 +50,7 @@ class SeverRedis:
                 return False
             paused = workers[0]
             ctx.arm(paused, self.spec.point, pause_actions(self.spec.occurrence))
-            hit = paused.control.wait_for_hit(self.spec.point, timeout=ctx.phase_timeout)
+            hit = ctx.wait_hit(paused, self.spec.point)
             if hit is None:
                 paused.control.disarm(self.spec.point)
                 return False

@@ -1,0 +1,54 @@
+"""A job fails only for a reason the run's faults explain.
+
+failure_justified
+    Every FAILED job's error must be explained by the history: a
+    ``source_missing`` failure needs a ``delete_source`` fault on that job;
+    "lost its worker" needs the job to have lost more workers than its
+    ``max_retries``; a chunk that "failed after N attempts" needs a
+    ``service_errors`` fault that fired. Any other failure (a chunk not
+    committed at assembly, an unexpected exception) is a bug in the worker's
+    recovery, whatever the scenario expected.
+"""
+
+from __future__ import annotations
+
+from harness.checkers.base import CheckResult, Expectations, Findings, plural
+from harness.history import EntryKind, FinalState, History
+
+
+class FailureJustified:
+    name = "failure_justified"
+
+    def check(self, history: History, state: FinalState,
+              expectations: Expectations) -> CheckResult:
+        found = Findings(self.name)
+        deleted: set[str] = set()
+        service_faults = 0
+        for entry in history.of_kind(EntryKind.FAULT_START):
+            if entry.get("fault") == "delete_source" and entry.get("job"):
+                deleted.add(str(entry.get("job")))
+            if entry.get("fault") == "service_errors":
+                service_faults += 1
+        failed = 0
+        for job_id, snapshot in state.jobs.items():
+            if snapshot.state != "FAILED":
+                continue
+            failed += 1
+            reason = snapshot.error or ""
+            if reason.startswith("source_missing"):
+                if job_id not in deleted:
+                    found.invalid(f"job {job_id} failed with {reason!r}, but no fault deleted "
+                                  "its original media")
+            elif "lost its worker" in reason:
+                if snapshot.retry_count <= snapshot.max_retries:
+                    found.invalid(f"job {job_id} failed with {reason!r} after only "
+                                  f"{snapshot.retry_count} lost workers (max_retries "
+                                  f"{snapshot.max_retries})")
+            elif "failed after" in reason and reason.startswith("chunk"):
+                if not service_faults:
+                    found.invalid(f"job {job_id} failed with {reason!r}, but the service was "
+                                  "never made to fail")
+            else:
+                found.invalid(f"job {job_id} failed with {reason!r}, which no injected fault "
+                              "explains")
+        return found.result(f"{plural(failed, 'failed job')}, each explained by a fault")

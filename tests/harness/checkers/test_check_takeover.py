@@ -1,0 +1,30 @@
+"""takeover_justified: no takeover before the previous owner's lease could expire."""
+
+from __future__ import annotations
+
+from harness.checkers.base import Verdict
+from tests.harness.checkers.builders import RunBuilder, check, checker_named, one_job
+
+CHECKER = checker_named("takeover_justified")
+
+
+def with_ttl(ttl_ms: int) -> RunBuilder:
+    run = one_job()  # the builder's events are 7 ms apart
+    run.run_start["settings"] = {"lease_ttl_ms": str(ttl_ms)}
+    return run
+
+
+def test_takeover_after_the_lease_is_valid() -> None:
+    result = check(CHECKER, with_ttl(10))
+    assert result.verdict is Verdict.VALID and result.witness.startswith("1 takeover")
+
+
+def test_takeover_inside_the_lease_is_invalid_and_names_the_job() -> None:
+    result = check(CHECKER, with_ttl(60_000))
+    assert result.verdict is Verdict.INVALID
+    assert result.witness.startswith("job job-1:") and "could not have expired" in result.witness
+
+
+def test_run_without_a_ttl_is_not_judged() -> None:
+    result = check(CHECKER, one_job())
+    assert result.verdict is Verdict.VALID and result.witness.startswith("not checked")
