@@ -114,7 +114,8 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
         "looking at its lease, stealing jobs from live workers",
         "concurrent-recovery",
         (Patch("store.py",
-               "        return [job_id for job_id, flag in zip(ids, flags, strict=True) if not flag]\n",
+               "        return [job_id for job_id, flag in zip(ids, flags, strict=True) "
+               "if not flag]\n",
                "        return list(ids)\n"),
          Patch("lua.py",
                "if redis.call('EXISTS', KEYS[3]) == 1 then return {'skip', 'lease_held'} end\n",

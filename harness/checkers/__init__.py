@@ -35,8 +35,8 @@ from harness.checkers.faults import FaultCoverage
 from harness.checkers.ordering import EventsOrdered, StaleEpochRejected
 from harness.checkers.recovery import RecoveryPaired, RetryAccounting
 from harness.checkers.redundant import NoWorkAfterCommit
-from harness.checkers.takeover import TakeoverJustified
 from harness.checkers.snapshot import JobsTerminal, StateIndexExclusive, TranscriptExact
+from harness.checkers.takeover import TakeoverJustified
 from harness.checkers.timeouts import TimeoutEnforced
 from harness.history import FinalState, History, HistoryError
 

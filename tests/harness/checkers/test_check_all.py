@@ -18,9 +18,20 @@ from harness.history import History
 from tests.harness.checkers.builders import RunBuilder, exhaust_retries, one_job
 
 EXPECTED_NAMES = [
-    "jobs_terminal", "failure_justified", "transcript_exact", "chunk_committed_once", "external_work_per_chunk",
-    "no_work_after_commit", "recovery_paired", "events_ordered", "progress_monotonic",
-    "stale_epoch_rejected", "takeover_justified", "retry_accounting", "state_index_exclusive", "timeout_enforced",
+    "jobs_terminal",
+    "failure_justified",
+    "transcript_exact",
+    "chunk_committed_once",
+    "external_work_per_chunk",
+    "no_work_after_commit",
+    "recovery_paired",
+    "events_ordered",
+    "progress_monotonic",
+    "stale_epoch_rejected",
+    "takeover_justified",
+    "retry_accounting",
+    "state_index_exclusive",
+    "timeout_enforced",
     "fault_coverage",
 ]
 
