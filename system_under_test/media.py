@@ -81,12 +81,14 @@ def chunk_path(chunk_dir: Path, index: int) -> Path:
     return chunk_dir / f"chunk-{index:04d}.wav"
 
 
-async def cut(source: Path, chunk_dir: Path, pieces: list[tuple[int, float, float]]) -> None:
+async def cut(source: Path, chunk_dir: Path,
+              pieces: list[tuple[int, float, float]]) -> dict[int, str]:
     """Write each (index, start, length) piece of ``source`` into ``chunk_dir``.
 
     One ffmpeg run writes every piece; each file is written under a temporary
     name and renamed, so a crash never leaves a half-written chunk under its
-    real name.
+    real name. Returns each piece's checksum, taken before the rename, so
+    damage done to the file after it is in place can always be detected.
     """
     if not source.is_file():
         raise FileNotFoundError(f"original media is missing: {source}")
@@ -100,11 +102,21 @@ async def cut(source: Path, chunk_dir: Path, pieces: list[tuple[int, float, floa
                  str(tmp)]
     code, err = await _run(*args)
     if code != 0:
+        if not source.is_file():  # it vanished while ffmpeg was reading it
+            raise FileNotFoundError(f"original media is missing: {source}")
         raise MediaError(f"ffmpeg failed to cut chunks: {err.strip().splitlines()[-1:]}")
+    checksums = {}
     for index, _, _ in pieces:
         final = chunk_path(chunk_dir, index)
-        os.replace(final.with_suffix(".part.wav"), final)
+        partial = final.with_suffix(".part.wav")
+        checksums[index] = checksum(partial)
+        os.replace(partial, final)
+    return checksums
 
 
 def checksum(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return digest(path.read_bytes())
+
+
+def digest(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -93,11 +93,11 @@ class JobRunner:
         await self.at("chunking.started", claim)
         chunk_dir = self.chunk_dir(claim.job_id)
         try:
-            await media.cut(source, chunk_dir,
-                            [(i, start, length) for i, (start, length) in enumerate(bounds)])
+            checksums = await media.cut(
+                source, chunk_dir, [(i, start, length) for i, (start, length) in enumerate(bounds)])
         except FileNotFoundError as exc:
             raise JobFailure(f"source_missing: {exc}") from exc
-        plan = [PlannedChunk(i, start, length, media.checksum(media.chunk_path(chunk_dir, i)))
+        plan = [PlannedChunk(i, start, length, checksums[i])
                 for i, (start, length) in enumerate(bounds)]
         await self.at("chunking.split", claim)
         await self._write(lambda: self.store.commit_plan(claim, self.worker_id, plan))
@@ -132,10 +132,16 @@ class JobRunner:
                 log.info("chunk %d of job %s: the service already completed it; committing "
                          "its result without a new call", chunk.index, claim.job_id)
         if text is None:
-            if not recovery.intact(path, chunk.checksum):
-                # damaged while we held the job: cut it again before sending garbage
+            # read once, check those very bytes, send those very bytes: the file
+            # may be damaged at any moment, including between a check and a send
+            audio = recovery.read_intact(path, chunk.checksum)
+            if audio is None:
                 await recovery.recut(self, claim, [chunk])
-            text = await self.transcriber.transcribe(path, claim.job_id, chunk.index)
+                audio = recovery.read_intact(path, chunk.checksum)
+                if audio is None:
+                    raise JobFailure(f"chunk {chunk.index} is damaged again right after being "
+                                     "cut from the original")
+            text = await self.transcriber.transcribe(audio, path.name, claim.job_id, chunk.index)
         await self.at("chunk.transcribed.before_commit", claim, chunk.index)
         result = ChunkResult(chunk.index, text, chunk.checksum, claim.epoch, self.worker_id)
         reply = await self._write(lambda: self.store.commit_chunk(claim, self.worker_id, result))

@@ -28,10 +28,16 @@ log = logging.getLogger(__name__)
 
 
 def intact(path: Path, checksum: str) -> bool:
+    return read_intact(path, checksum) is not None
+
+
+def read_intact(path: Path, checksum: str) -> bytes | None:
+    """The file's bytes if they match ``checksum``; None if missing or damaged."""
     try:
-        return media.checksum(path) == checksum
+        data = path.read_bytes()
     except OSError:
-        return False
+        return None
+    return data if media.digest(data) == checksum else None
 
 
 async def prepare(runner: JobRunner, claim: Claim) -> list[PlannedChunk]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from pathlib import Path
 
 import openai
 
@@ -65,7 +64,7 @@ class Transcriber:
             return text if isinstance(text, str) else None
         return None
 
-    async def transcribe(self, path: Path, job_id: str, index: int) -> str:
+    async def transcribe(self, audio: bytes, filename: str, job_id: str, index: int) -> str:
         headers = {
             "Idempotency-Key": idempotency_key(job_id, index),
             "X-Crashlab-Job": job_id,
@@ -74,12 +73,11 @@ class Transcriber:
         attempts = self.settings.transcribe_attempts
         for attempt in range(1, attempts + 1):
             try:
-                with path.open("rb") as audio:
-                    result = await self.client.audio.transcriptions.create(
-                        model=self.settings.transcription_model,
-                        file=(path.name, audio, "audio/wav"),
-                        extra_headers=headers,
-                    )
+                result = await self.client.audio.transcriptions.create(
+                    model=self.settings.transcription_model,
+                    file=(filename, audio, "audio/wav"),
+                    extra_headers=headers,
+                )
                 return result.text
             except openai.BadRequestError as exc:
                 raise TranscriptionError(f"chunk {index} was refused: {exc.message}") from exc
