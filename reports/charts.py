@@ -1,0 +1,348 @@
+"""The report's charts, drawn with matplotlib and returned as inline SVG text.
+
+Figures are built with ``matplotlib.figure.Figure`` directly (no pyplot, no
+global backend state), saved as SVG with text kept as text
+(``svg.fonttype: none``, so a chart costs tens of kilobytes, not hundreds),
+then trimmed for inlining in HTML: no XML prolog, no metadata block, no
+namespace URLs. Each figure gets its own ``svg.hashsalt`` so the element ids
+of two charts on one page never collide.
+
+Colours mean the same thing on every chart: one colour per worker
+incarnation (its lane, and the commits it made), one per fault kind, and the
+verdict colours of the page (``VERDICT_COLORS``).
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+import matplotlib
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
+from matplotlib.ticker import MaxNLocator
+
+from reports.measures import ChunkCalls
+from reports.timeline import FaultMark, Timeline
+
+VERDICT_COLORS: Mapping[str, str] = {"valid": "#1a7f37", "invalid": "#cf222e",
+                                     "unknown": "#bf8700", "incomplete": "#6e7781"}
+FAULT_COLORS: Mapping[str, str] = {
+    "sever_redis": "#8250df", "redis_toxic": "#0969da", "restart_redis": "#953800",
+    "service_errors": "#bc4c00", "pause_past_lease": "#57606a", "kill_at_phase": "#cf222e",
+    "kill_random": "#cf222e", "corrupt_chunk": "#9a6700", "delete_source": "#9a6700",
+}
+OUTCOME_COLORS: Mapping[str, str] = {"new": "#2da44e", "repeat": "#d4a72c",
+                                     "status": "#54aeff", "fault": "#cf222e",
+                                     "bad_request": "#8c959f"}
+MAX_CHUNK_TICKS = 40
+"""Past this many chunks the calls chart labels jobs instead of every chunk."""
+LANE_COLORS = ("#0969da", "#8250df", "#1b7c83", "#bf3989", "#4d2d00", "#116329", "#953800",
+               "#0550ae", "#6639ba", "#24292f")
+NEMESIS = "nemesis"
+_CHAR_WIDTH = 0.0068
+"""Roughly how much of the timeline's x span one character of a 7.5 pt bold label takes."""
+
+_STYLE: dict[Any, Any] = {  # rc keys are typed as literals; these are all real rc keys
+    "font.family": "sans-serif",
+    "font.sans-serif": ["DejaVu Sans", "Liberation Sans", "Arial", "Helvetica"],
+    "font.size": 9,
+    "axes.edgecolor": "#8c959f",
+    "axes.labelcolor": "#24292f",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "xtick.color": "#57606a",
+    "ytick.color": "#57606a",
+    "svg.fonttype": "none",
+}
+
+
+def lane_colors(names: Sequence[str]) -> dict[str, str]:
+    """A colour for each worker incarnation, in lane order."""
+    return {name: LANE_COLORS[i % len(LANE_COLORS)] for i, name in enumerate(names)}
+
+
+def to_svg(fig: Figure, salt: str, label: str) -> str:
+    """The figure as an ``<svg>`` element ready to inline (``label`` is its accessible name)."""
+    buffer = io.StringIO()
+    rc: dict[Any, Any] = {"svg.fonttype": "none", "svg.hashsalt": salt}
+    with matplotlib.rc_context(rc):
+        fig.savefig(buffer, format="svg", bbox_inches="tight", pad_inches=0.05,
+                    metadata={"Date": None})
+    text = buffer.getvalue()
+    text = text[text.index("<svg"):]
+    text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
+    text = re.sub(r'\s+xmlns(:\w+)?="[^"]*"', "", text)
+    text = text.replace("xlink:href=", "href=")
+    text = re.sub(r"\n\s+", "\n", text)
+    return text.replace("<svg", f'<svg role="img" aria-label="{label}"', 1)
+
+
+def _figure(width: float, height: float) -> Figure:
+    with matplotlib.rc_context(_STYLE):
+        return Figure(figsize=(width, height), layout="constrained")
+
+
+def timeline_svg(timeline: Timeline, colors: Mapping[str, str]) -> str:
+    """Worker lanes over a nemesis lane, fault windows shaded, and job progress below."""
+    with matplotlib.rc_context(_STYLE):
+        names = [NEMESIS] + [lane.name for lane in timeline.lanes]
+        rows = len(names)
+        fig = _figure(11.0, 1.9 + 0.42 * rows + 1.9)
+        grid = fig.add_gridspec(2, 1, height_ratios=[0.5 + 0.42 * rows, 1.9])
+        lanes_ax = fig.add_subplot(grid[0])
+        progress_ax = fig.add_subplot(grid[1], sharex=lanes_ax)
+        y_of = {name: rows - 1 - i for i, name in enumerate(names)}
+        _draw_lanes(lanes_ax, timeline, colors, y_of)
+        _draw_faults(lanes_ax, progress_ax, timeline.faults, y_of[NEMESIS], timeline.t_end)
+        _draw_progress(progress_ax, timeline, colors)
+        left = max(0.0, timeline.first_worker_start - 0.3)
+        lanes_ax.set_xlim(left, timeline.t_end + 0.2)
+        lanes_ax.set_ylim(-0.7, rows - 0.3)
+        lanes_ax.set_yticks([y_of[n] for n in names], names)
+        lanes_ax.tick_params(axis="x", labelbottom=False)
+        lanes_ax.grid(axis="x", color="#d0d7de", linewidth=0.5)
+        progress_ax.grid(axis="x", color="#d0d7de", linewidth=0.5)
+        progress_ax.set_xlabel("seconds since the run started")
+        kinds = sorted({mark.kind for mark in timeline.faults})
+        rejected = any(lane.rejected for lane in timeline.lanes)
+        fig.legend(handles=_legend(kinds, rejected), loc="outside lower center", ncols=6,
+                   frameon=False)
+        return to_svg(fig, "timeline", "timeline: one lane per worker incarnation, faults and "
+                                       "job progress")
+
+
+def _draw_lanes(ax: Axes, timeline: Timeline, colors: Mapping[str, str],
+                y_of: Mapping[str, int]) -> None:
+    for lane in timeline.lanes:
+        y, color = y_of[lane.name], colors.get(lane.name, "#57606a")
+        ax.broken_barh([(lane.start, max(lane.end - lane.start, 0.01))], (y - 0.25, 0.5),
+                       facecolors=color, alpha=0.85, linewidth=0)
+        for start, end in lane.pauses:
+            ax.broken_barh([(start, max(end - start, 0.01))], (y - 0.25, 0.5),
+                           facecolors="white", edgecolors=color, hatch="////", linewidth=0.8)
+        if lane.killed:
+            ax.plot([lane.end], [y], marker="X", markersize=11, color="#cf222e",
+                    markeredgecolor="white", linestyle="none", zorder=6)
+        elif lane.end_reason.startswith("exit"):
+            ax.plot([lane.end], [y], marker="|", markersize=12, color="#57606a",
+                    linestyle="none", zorder=6)
+        if lane.rejected:
+            ax.plot(list(lane.rejected), [y] * len(lane.rejected), marker="x", markersize=7,
+                    color="#24292f", markeredgewidth=1.5, linestyle="none", zorder=7)
+        crowded = len(lane.hits) > 6
+        for t, point in lane.hits:
+            ax.plot([t], [y], marker="D", markersize=6, color="#f2cc60",
+                    markeredgecolor="#24292f", markeredgewidth=0.7, linestyle="none", zorder=7)
+            if not crowded:
+                ax.annotate(point, (t, y + 0.28), fontsize=7, ha="center", va="bottom",
+                            color="#24292f")
+
+
+def _draw_faults(lanes_ax: Axes, progress_ax: Axes, faults: Sequence[FaultMark], y: int,
+                 t_end: float) -> None:
+    for mark in faults:
+        color = FAULT_COLORS.get(mark.kind, "#57606a")
+        if mark.end is not None:
+            width = max(mark.end - mark.start, 0.01)
+            for ax in (lanes_ax, progress_ax):
+                ax.axvspan(mark.start, mark.start + width, color=color, alpha=0.13, linewidth=0)
+            lanes_ax.broken_barh([(mark.start, width)], (y - 0.25, 0.5), facecolors=color,
+                                 alpha=0.8, linewidth=0)
+        else:
+            for ax in (lanes_ax, progress_ax):
+                ax.axvline(mark.start, color=color, linestyle="--", linewidth=1, alpha=0.8)
+            lanes_ax.plot([mark.start], [y], marker="v", markersize=8, color=color,
+                          linestyle="none", zorder=6)
+    # one label per cluster of faults that fired at (almost) the same moment, above the
+    # nemesis lane, or below it when it would run into the previous label
+    span = max(t_end, 1.0)
+    row_end = [float("-inf"), float("-inf")]
+    for group in _clusters(faults, span * 0.04):
+        text = " · ".join(f"{m.fault_id} {m.label}" for m in group)
+        start = group[0].start
+        row = 0 if start > row_end[0] else 1 if start > row_end[1] else \
+            min((0, 1), key=lambda r: row_end[r])
+        row_end[row] = start + len(text) * _CHAR_WIDTH * span
+        lanes_ax.annotate(text, (start, y + 0.3 if row == 0 else y - 0.3), fontsize=7.5,
+                          ha="left", va="bottom" if row == 0 else "top", color="#24292f",
+                          fontweight="bold")
+
+
+def _clusters(faults: Sequence[FaultMark], gap: float) -> list[list[FaultMark]]:
+    groups: list[list[FaultMark]] = []
+    for mark in sorted(faults, key=lambda m: m.start):
+        if groups and mark.start - groups[-1][0].start < gap:
+            groups[-1].append(mark)
+        else:
+            groups.append([mark])
+    return groups
+
+
+def _draw_progress(ax: Axes, timeline: Timeline, colors: Mapping[str, str]) -> None:
+    ax.set_ylabel("chunks committed")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    if not timeline.progress:
+        ax.text(0.5, 0.5, "no chunk was committed", transform=ax.transAxes, ha="center",
+                va="center", color="#57606a")
+        return
+    styles = ["-", "--", ":", "-."]
+    several = len(timeline.jobs) > 1
+    for number, job in enumerate(timeline.jobs):
+        points = [p for p in timeline.progress if p.job_id == job]
+        if not points:
+            continue
+        xs = [timeline.first_worker_start] + [p.t for p in points]
+        ys = [0] + [p.chunks_done for p in points]
+        ax.step(xs, ys, where="post", color="#8c959f", linewidth=1.2,
+                linestyle=styles[number % len(styles)])
+        for point in points:
+            star = point.event == "job_completed"
+            ax.plot([point.t], [point.chunks_done], marker="*" if star else "o",
+                    markersize=11 if star else 5, linestyle="none",
+                    color=colors.get(point.worker, "#57606a"), markeredgecolor="white",
+                    markeredgewidth=0.5, zorder=5)
+        if several:  # name each job at its last point instead of a legend over the data
+            ax.annotate(f"#{number + 1}", (points[-1].t, points[-1].chunks_done),
+                        xytext=(0, 7), textcoords="offset points", ha="center", fontsize=7,
+                        color="#57606a")
+    top = max(p.chunk_count or p.chunks_done for p in timeline.progress)
+    ax.set_ylim(-0.3, top + max(0.8, top * 0.12))
+
+
+def _legend(kinds: Sequence[str], rejected: bool) -> list[Patch | Line2D]:
+    handles: list[Patch | Line2D] = [
+        Patch(facecolor="#57606a", alpha=0.85, label="worker running"),
+        Patch(facecolor="white", edgecolor="#57606a", hatch="////", label="paused (SIGSTOP)"),
+        Line2D([], [], marker="X", color="#cf222e", markeredgecolor="white", markersize=9,
+               linestyle="none", label="SIGKILL"),
+        Line2D([], [], marker="|", color="#57606a", markersize=9, linestyle="none",
+               label="exited"),
+        Line2D([], [], marker="D", color="#f2cc60", markeredgecolor="#24292f", markersize=6,
+               linestyle="none", label="failpoint hit"),
+        Line2D([], [], marker="o", color="#57606a", markersize=5, linestyle="none",
+               label="chunk commit (worker's colour)"),
+        Line2D([], [], marker="*", color="#57606a", markersize=9, linestyle="none",
+               label="job completed"),
+    ]
+    if rejected:
+        handles.append(Line2D([], [], marker="x", color="#24292f", markeredgewidth=1.5,
+                              markersize=6, linestyle="none", label="write rejected (stale epoch)"))
+    for kind in kinds:
+        handles.append(Patch(facecolor=FAULT_COLORS.get(kind, "#57606a"), alpha=0.6,
+                             label=kind))
+    return handles
+
+
+def calls_svg(chunks: Sequence[ChunkCalls], job_numbers: Mapping[str, int]) -> str:
+    """Stacked bars: calls per chunk by outcome; chunks billed twice marked above."""
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(min(11.0, 3.4 + 0.3 * len(chunks)), 2.4)
+        ax = fig.add_subplot()
+        several = len({c.job_id for c in chunks}) > 1
+        labels = [_chunk_label(c, job_numbers, several) for c in chunks]
+        xs = list(range(len(chunks)))
+        bottoms = [0] * len(chunks)
+        for outcome, color in OUTCOME_COLORS.items():
+            heights = [c.counts[outcome] for c in chunks]
+            if any(heights):
+                ax.bar(xs, heights, bottom=bottoms, color=color, width=0.7, label=outcome)
+                bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+        for x, chunk in zip(xs, chunks, strict=True):
+            if chunk.billed_twice:
+                ax.annotate("billed twice", (x, bottoms[x]), ha="center", va="bottom",
+                            fontsize=7, color="#cf222e", fontweight="bold")
+        if len(chunks) <= MAX_CHUNK_TICKS:
+            ax.set_xticks(xs, labels, rotation=90 if len(chunks) > 16 else 0, fontsize=7.5)
+        else:  # one tick per job, at its first chunk, and a line between jobs
+            firsts = [x for x in xs if x == 0 or chunks[x].job_id != chunks[x - 1].job_id]
+            ax.set_xticks(firsts, [f"#{job_numbers.get(chunks[x].job_id or '', 0)}"
+                                   for x in firsts], fontsize=7.5)
+            for x in firsts[1:]:
+                ax.axvline(x - 0.5, color="#d0d7de", linewidth=0.8)
+            ax.set_xlabel("chunks, by job")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(0, max(bottoms, default=1) + 0.8)
+        ax.set_ylabel("calls")
+        fig.legend(loc="outside right upper", frameon=False)
+        return to_svg(fig, "calls", "external calls per chunk, by outcome")
+
+
+def _chunk_label(chunk: ChunkCalls, job_numbers: Mapping[str, int], several: bool) -> str:
+    name = "?" if chunk.chunk is None else str(chunk.chunk)
+    if not several:
+        return name
+    return f"#{job_numbers.get(chunk.job_id or '', 0)}·{name}"
+
+
+def latency_svg(groups: Sequence[tuple[str, Sequence[float]]], xlabel: str) -> str:
+    """One row per group: every sample as a dot, the range as a line, the middle half as a
+    bar and the median as a tick (the shape of a box plot, drawn for any sample size)."""
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(11.0, 0.8 + 0.36 * len(groups))
+        ax = fig.add_subplot()
+        rows = len(groups)
+        for i, (_label, values) in enumerate(groups):
+            y = rows - 1 - i
+            ordered = sorted(values)
+            if not ordered:
+                continue
+            ax.hlines(y, ordered[0], ordered[-1], color="#8c959f", linewidth=1)
+            q1, q3 = _quantile(ordered, 0.25), _quantile(ordered, 0.75)
+            ax.broken_barh([(q1, max(q3 - q1, 1e-3))], (y - 0.18, 0.36), facecolors="#ddf4ff",
+                           edgecolors="#0969da", linewidth=0.8)
+            middle = _quantile(ordered, 0.5)
+            ax.vlines(middle, y - 0.22, y + 0.22, color="#0969da", linewidth=2)
+            jitter = [((k * 0.618) % 1.0 - 0.5) * 0.3 for k in range(len(ordered))]
+            ax.plot(ordered, [y + j for j in jitter], marker="o", markersize=4,
+                    linestyle="none", color="#24292f", alpha=0.75, zorder=5)
+            ax.annotate(f"median {middle:.2f} s (n={len(ordered)})", (ordered[-1], y),
+                        xytext=(6, 0), textcoords="offset points", va="center", fontsize=7.5,
+                        color="#57606a")
+        ax.set_yticks([rows - 1 - i for i in range(rows)], [label for label, _ in groups])
+        ax.set_ylim(-0.6, rows - 0.4)
+        longest = max((v for _, values in groups for v in values), default=1.0)
+        ax.set_xlim(0, max(longest, 0.1) * 1.3)
+        ax.set_xlabel(xlabel)
+        ax.grid(axis="x", color="#d0d7de", linewidth=0.5)
+        return to_svg(fig, "latency", "recovery latency distribution")
+
+
+def _quantile(ordered: Sequence[float], q: float) -> float:
+    position = (len(ordered) - 1) * q
+    low = int(position)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
+
+
+def trend_svg(points: Sequence[tuple[str, datetime, str]]) -> str:
+    """Every run as a dot: scenario (row) by start time, coloured by verdict."""
+    with matplotlib.rc_context(_STYLE):
+        scenarios = sorted({scenario for scenario, _, _ in points})
+        fig = _figure(11.0, 1.1 + 0.26 * len(scenarios))
+        ax = fig.add_subplot()
+        y_of = {name: len(scenarios) - 1 - i for i, name in enumerate(scenarios)}
+        markers = {"valid": "o", "invalid": "X", "unknown": "s", "incomplete": "."}
+        for verdict, marker in markers.items():
+            chosen = [(_days(when), y_of[name]) for name, when, v in points if v == verdict]
+            if chosen:
+                ax.scatter([when for when, _ in chosen], [y for _, y in chosen], marker=marker,
+                           s=40 if verdict != "incomplete" else 60,
+                           color=VERDICT_COLORS[verdict], label=verdict, zorder=5,
+                           edgecolors="white", linewidths=0.5)
+        ax.set_yticks(list(y_of.values()), list(y_of))
+        ax.set_ylim(-0.7, len(scenarios) - 0.3)
+        ax.xaxis_date()  # shows _days as wall-clock times
+        ax.grid(axis="y", color="#eaeef2", linewidth=0.6)
+        fig.legend(loc="outside right upper", frameon=False)
+        return to_svg(fig, "trend", "verdict of every run over time, per scenario")
+
+
+def _days(when: datetime) -> float:
+    """A naive wall-clock time as matplotlib's date number (days since its 1970 epoch)."""
+    return (when - datetime(1970, 1, 1)).total_seconds() / 86400.0
