@@ -17,6 +17,11 @@ temporary directories the dead run left. The state directory holds both:
 
     <state_dir>/procs/<pid>.json       one per live child (``ProcessRegistry``)
     <state_dir>/tempdirs/<id>.json     one per temporary directory of a live run
+
+Worker containers (docker runtime) do not die with the harness; they carry
+their owner's pid and start time as labels, and ``reap_leftovers`` also
+removes those whose owner is gone (``harness.docker_engine``), when a
+Docker engine answers on this machine.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import tempfile
 import threading
 import uuid
@@ -46,6 +52,8 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 TEMP_PREFIX = "crashlab-"
+# where the Docker engine listens unless DOCKER_HOST says otherwise
+DOCKER_SOCKET = "/var/run/docker.sock"
 _Handler = Callable[[int, FrameType | None], Any] | int | None
 
 
@@ -204,16 +212,42 @@ def _raise_terminated(signum: int, frame: FrameType | None) -> None:
     raise HarnessTerminated(signum)
 
 
+def docker_engine_listening(timeout: float = 1.0) -> bool:
+    """Whether something accepts connections at the Docker engine's address.
+
+    Made before ``harness.docker_engine`` (and the docker SDK) is imported, so
+    a machine without an engine, or with only the stale socket file of a
+    stopped one, pays a failed ``connect`` and nothing more. The SDK itself
+    must not make that failed connect: it leaves the socket of a refused
+    connection unclosed (``Engine.connect`` asks this first, too). A
+    ``DOCKER_HOST`` other than ``unix://`` is left to the SDK to try.
+    """
+    host = os.environ.get("DOCKER_HOST") or f"unix://{DOCKER_SOCKET}"
+    if not host.startswith("unix://"):
+        return True
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(timeout)
+        try:
+            probe.connect(host.removeprefix("unix://"))
+        except OSError:
+            return False
+    return True
+
+
 def reap_leftovers(state_dir: Path) -> list[str]:
     """Undo what a harness that died without teardown left in ``state_dir``.
 
-    Kills the processes its registry lists and deletes its temporary
-    directories; entries of harnesses that are still running are left alone.
-    Call it once at startup, before starting anything. Returns a description
-    of each thing removed.
+    Kills the processes its registry lists, deletes its temporary directories
+    and removes its worker containers; what belongs to harnesses that are
+    still running is left alone. Call it once at startup, before starting
+    anything. Returns a description of each thing removed.
     """
     state_dir = state_dir.resolve()
     removed = process_registry(state_dir).reap_leftovers()
+    if docker_engine_listening():
+        from harness.docker_engine import reap_orphan_containers
+
+        removed += reap_orphan_containers()
     folder = _tempdir_markers(state_dir)
     if not folder.is_dir():
         return removed

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import FrameType
@@ -232,3 +237,60 @@ def test_sigkilled_harness_takes_its_children_and_reap_clears_their_helpers(
     assert any(str(report["helper"]) in item for item in removed)
     assert wait_gone(report["helper"], 5.0)
     assert not Path(report["tmp"]).exists()
+
+
+# -- the start-up sweep when no Docker engine answers -------------------------
+
+
+def _reap_recording_resource_warnings(state: Path) -> tuple[list[str], list[str]]:
+    """reap_leftovers, then a garbage collection; what it removed and every ResourceWarning."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        removed = reap_leftovers(state)
+        gc.collect()
+    return removed, [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+def test_reap_leftovers_with_a_stale_docker_socket_leaks_no_socket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    stale = tmp_path / "docker.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as gone:  # bound, never listening
+        gone.bind(str(stale))
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{stale}")
+
+    removed, leaked = _reap_recording_resource_warnings(tmp_path / "state")
+
+    assert stale.exists()
+    assert removed == []
+    assert leaked == []
+
+
+def test_reap_leftovers_with_an_engine_that_hangs_up_leaks_no_socket(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    address = tmp_path / "docker.sock"
+    accepted: list[int] = []
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as server:
+        server.bind(str(address))
+        server.listen()
+
+        def hang_up() -> None:  # answers every connection by closing it
+            server.settimeout(10)
+            with contextlib.suppress(OSError):
+                while True:
+                    conn, _ = server.accept()
+                    accepted.append(1)
+                    conn.close()
+
+        thread = threading.Thread(target=hang_up, daemon=True)
+        thread.start()
+        monkeypatch.setenv("DOCKER_HOST", f"unix://{address}")
+
+        removed, leaked = _reap_recording_resource_warnings(tmp_path / "state")
+
+        server.shutdown(socket.SHUT_RDWR)
+    thread.join(10)
+    assert len(accepted) >= 2  # the sweep's own probe, then the SDK's version request
+    assert removed == []
+    assert leaked == []
