@@ -5,6 +5,7 @@
     |   +-- MissingBinaryError    names the binary and how to install it
     +-- ScenarioError             a scenario file is malformed (names the file, field and fix)
     +-- InconclusiveError         the run could not decide (a planned fault never fired; exit 2)
+    +-- DebugError                ``crashlab debug`` cannot follow a break point or command
 
 A fault the harness injected and then observed is data in the history, never
 one of these.
@@ -36,3 +37,7 @@ class ScenarioError(CrashlabError):
 
 class InconclusiveError(CrashlabError):
     """The run cannot decide: something planned did not happen."""
+
+
+class DebugError(CrashlabError):
+    """A break point or debugger command names something the session cannot do."""

@@ -1,7 +1,8 @@
 """fault_coverage: the run did to the worker what its schedule planned.
 
-Invariant: every fault of ``run_start.schedule`` fired (has a
-``fault_start``), and every ``fault_start`` was healed (has a later
+Invariant: every fault of the schedule (``run_start.schedule``, plus any a
+``fault_planned`` added during the run, e.g. an operator's kill in ``crashlab
+debug``) fired (has a ``fault_start``), and every ``fault_start`` was healed (has a later
 ``fault_heal``; the runner heals every fault at the end, so a heal of a fault
 that never fired is harmless). This is about the run, not the worker: a planned fault that
 did not fire (``fault_skipped``, or simply no ``fault_start``), a fault that

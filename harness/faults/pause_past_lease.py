@@ -60,17 +60,13 @@ class PausePastLease:
             return False
         victim = workers[0]
         stall = self.spec.stall_heartbeat and self.spec.point is not None
+        if self.spec.point is not None:
+            found = ctx.wait_any_hit(self.spec.point, pause_actions(self.spec.occurrence))
+            if found is None:
+                return False
+            victim = found[0]
         if stall:
             victim.control.arm("lease.renew", "pause")
-        if self.spec.point is not None:
-            ctx.arm(victim, self.spec.point, pause_actions(self.spec.occurrence))
-            hit = ctx.wait_hit(victim, self.spec.point)
-            if hit is None:
-                victim.control.disarm(self.spec.point)
-                victim.control.disarm("lease.renew")
-                return False
-            ctx.record("failpoint_hit", worker=victim.worker_id, point=hit.point, hit=hit.hit,
-                       job=hit.job, chunk=hit.chunk, pid=hit.pid, action=hit.action)
         rescuer = None
         if len(workers) == 1 or self.spec.rescuer_point is not None:
             # someone must be alive to take the job over while the victim sleeps

@@ -43,14 +43,10 @@ class RestartRedis:
     def fire(self, ctx: FaultContext) -> bool:
         paused = None
         if self.spec.point is not None:
-            workers = ctx.live_workers()
-            if not workers:
+            found = ctx.wait_any_hit(self.spec.point, pause_actions(self.spec.occurrence))
+            if found is None:
                 return False
-            paused = workers[0]
-            ctx.arm(paused, self.spec.point, pause_actions(self.spec.occurrence))
-            if ctx.wait_hit(paused, self.spec.point) is None:
-                paused.control.disarm(self.spec.point)
-                return False
+            paused = found[0]
         # with a point, the delay runs while the worker is paused there (give AOF
         # everysec its second to make the last commit durable, or not)
         time.sleep(self.spec.delay_ms / 1000)

@@ -45,17 +45,10 @@ class SeverRedis:
         assert proxy is not None
         paused = None
         if self.spec.point is not None:
-            workers = ctx.live_workers()
-            if not workers:
+            found = ctx.wait_any_hit(self.spec.point, pause_actions(self.spec.occurrence))
+            if found is None:
                 return False
-            paused = workers[0]
-            ctx.arm(paused, self.spec.point, pause_actions(self.spec.occurrence))
-            hit = ctx.wait_hit(paused, self.spec.point)
-            if hit is None:
-                paused.control.disarm(self.spec.point)
-                return False
-            ctx.record("failpoint_hit", worker=paused.worker_id, point=hit.point, hit=hit.hit,
-                       job=hit.job, chunk=hit.chunk, pid=hit.pid, action=hit.action)
+            paused = found[0]
         else:
             time.sleep(self.spec.delay_ms / 1000)
         proxy.disable()

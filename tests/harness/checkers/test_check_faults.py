@@ -85,3 +85,27 @@ def test_history_without_run_start_is_unknown() -> None:
 
     assert result.verdict is Verdict.UNKNOWN
     assert "no run_start" in result.witness
+
+
+def test_fault_planned_during_the_run_counts_as_planned() -> None:
+    run = one_job()
+    run.add("fault_planned", fault_id="debug-1", fault="kill_random",
+            params={"by": "debugger", "worker": "w1"})
+    run.add("fault_start", fault_id="debug-1", fault="kill_random", params={})
+    run.add("fault_heal", fault_id="debug-1")
+
+    result = check(FaultCoverage(), run)
+
+    assert result.verdict is Verdict.VALID
+    assert "(2)" in result.witness
+    assert [f.fault_id for f in run.history().schedule] == ["f1", "debug-1"]
+
+
+def test_fault_planned_during_the_run_that_never_fired_is_unknown() -> None:
+    run = one_job()
+    run.add("fault_planned", fault_id="debug-1", fault="sever_redis", params={})
+
+    result = check(FaultCoverage(), run)
+
+    assert result.verdict is Verdict.UNKNOWN
+    assert "planned fault debug-1 (sever_redis) never fired" in result.witness

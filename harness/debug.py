@@ -1,0 +1,497 @@
+"""``crashlab debug``: run a scenario and stop, like a debugger, where it matters.
+
+A session is ``run_scenario`` (``harness.runner``) with a prompt in the middle:
+the same environment, the same history, and at the end the same collection of
+the worker's events and the service's calls, the same final state and the same
+checkers, so its verdict and exit code mean what ``run``'s do. What differs:
+
+* The workload is submitted as in ``run``. The scenario's faults fire in order
+  from a background thread, as in ``run``, except that no fault starts while
+  the prompt is open (one already under way, e.g. a timed Redis cut, goes
+  on). ``--no-faults`` drops them all, and with them the scenario's ``expect``
+  (it describes their outcome): the default expectations are checked.
+* The scenario's ``kill_at_phase`` faults are carried out by the debugger
+  (``harness.debug_stops``): the worker stops where the fault strikes. Without
+  ``--break-at`` each of them opens the prompt; with ``--break-at``, those a
+  break names (same point and occurrence) open it and the others strike by
+  themselves. At such a stop ``kill`` strikes (recorded as that fault; no
+  replacement is started: ``restart`` one, or let the session top the workers
+  up once the faults are done, as ``run`` does) and ``continue`` lets the
+  worker go on, so the fault never fires and the verdict is at best unknown.
+* Each other ``--break-at POINT[#N]`` stops the first worker process to reach
+  the N-th hit of POINT (hits count per worker process, from when the break
+  was set), once. A break may not share its point with a scenario fault other
+  than ``kill_at_phase``: that fault pauses the point itself.
+* Faults you cause are faults: ``kill`` (or ``restart`` of a live worker) and
+  ``sever``/``heal`` record ``fault_planned``, ``fault_start`` and ``fault_heal``
+  with ids ``debug-1``, ``debug-2``, ... (the kill's ``process_signal`` comes
+  from the runtime), so fault coverage stays truthful. Such faults change how
+  often a job is recovered, so the scenario's ``expect.retry_count`` is then
+  not checked (the session says so); every other expectation is.
+* When the faults are done the session heals them, tops the workers up to the
+  scenario's count and waits for the jobs; when they settle the prompt opens a
+  last time and ``continue`` runs the checkers. ``quit`` stops at once and
+  checks what there is. The end of the commands (a script's end, Ctrl-D)
+  finishes the run as ``run`` would: paused workers go on, planned kills
+  strike, breaks no longer stop. Ctrl-C stops everything and checks nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import queue
+import random
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import redis
+from rich.console import Console
+
+from harness.checkers.base import Expectations, combine
+from harness.cleanup import Cleanup
+from harness.control_client import ControlError, FailpointHit
+from harness.debug_commands import Action, Commands, CommandSource, Held, Settled
+from harness.debug_faults import FaultThread
+from harness.debug_stops import Arming, BreakSpec, DebugEnvironment, Outcome, Stop, StopKind
+from harness.environment import TERMINAL, EnvironmentOptions, Worker
+from harness.errors import DebugError
+from harness.faults import FaultContext
+from harness.history import HISTORY_FILE, STATE_FILE, HistoryWriter, save_state
+from harness.procs import ProcessRegistry
+from harness.runfolder import DEFAULT_ROOT, new_run_dir
+from harness.runner import (
+    RESULTS_FILE,
+    SCHEDULE_FILE,
+    RunResult,
+    _collect,
+    _runtime_sink,
+    check_phases,
+    judge,
+)
+from harness.runtime.process import ProcessRuntime
+from harness.scenario import ExpectSpec, Scenario, resolve
+from harness.target import Target
+from harness.targets.reference import ReferenceTarget
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class OperatorFault:
+    """A fault the person at the prompt caused (``debug-N``)."""
+
+    fault_id: str
+    kind: str
+    open: bool = False  # a Redis cut not yet healed
+
+
+@dataclass(frozen=True)
+class DebugTarget:
+    """What ``crashlab debug`` runs: a scenario, and from a run folder its seed and mutant."""
+
+    scenario: Scenario
+    seed: int | None = None
+    mutant: str | None = None  # the planted bug the stored run ran (``harness.mutants``)
+
+
+def load_debug_target(spec: str) -> DebugTarget:
+    """A catalog name or scenario file, or a run folder: its stored schedule."""
+    path = Path(spec)
+    if path.is_dir():
+        schedule = path / SCHEDULE_FILE
+        if not schedule.is_file():
+            raise DebugError(f"{path} is not a run folder (no {SCHEDULE_FILE}); give a "
+                             "scenario name, a scenario file or a run folder")
+        stored = json.loads(schedule.read_text())
+        if stored.get("target", "reference") != "reference":
+            raise DebugError(f"{schedule}: target {stored['target']!r}; crashlab debug drives "
+                             "the reference worker")
+        return DebugTarget(Scenario.model_validate(stored["scenario"]), int(stored["seed"]),
+                           stored.get("mutant"))
+    return DebugTarget(resolve(spec))
+
+
+class DebugSession:
+    """One ``crashlab debug`` run; see the module docstring for what it does."""
+
+    def __init__(self, scenario: Scenario, *, seed: int, registry: ProcessRegistry,
+                 console: Console, source: CommandSource, breaks: Sequence[BreakSpec] = (),
+                 no_faults: bool = False, runs_root: Path = DEFAULT_ROOT,
+                 target: Target | None = None) -> None:
+        self.scenario = scenario
+        self.seed = seed
+        self.registry = registry
+        self.console = console
+        self.source = source
+        self.runs_root = runs_root
+        self.target: Target = target or ReferenceTarget()
+        check_phases(scenario, self.target)
+        self.arming = Arming()
+        self.no_faults = no_faults
+        self.nemesis = FaultThread(self.arming)
+        self.breaks = self.nemesis.plan([] if no_faults else scenario.faults, breaks)
+        self.faults, self.kills = self.nemesis.faults, self.nemesis.kills
+        self.reserved = self.nemesis.reserved
+        self.held: deque[Held] = deque()
+        self.operator_faults: list[OperatorFault] = []
+        self.finishing = False
+        self.last_killed: str | None = None
+        self.commands = Commands(self, console)
+        self._cursor: dict[str, int] = {}
+        self._settle_left = scenario.timeout_s
+        self._topped_up = False
+        self._env: DebugEnvironment | None = None
+        self._ctx: FaultContext | None = None
+        self._history: HistoryWriter | None = None
+
+    # -- what the commands use -----------------------------------------------
+
+    @property
+    def env(self) -> DebugEnvironment:
+        assert self._env is not None, "the session has not started"
+        return self._env
+
+    @property
+    def ctx(self) -> FaultContext:
+        assert self._ctx is not None, "the session has not started"
+        return self._ctx
+
+    @property
+    def history(self) -> HistoryWriter:
+        assert self._history is not None, "the session has not started"
+        return self._history
+
+    def say(self, message: str) -> None:
+        self.console.print(f"[dim]{message}[/]", highlight=False)
+
+    def held_by(self, worker_id: str) -> Held | None:
+        return next((h for h in self.held if h.worker.worker_id == worker_id), None)
+
+    def jobs_terminal(self) -> bool:
+        try:
+            return all(self.env.snapshot(job_id).state in TERMINAL for job_id in self.env.jobs)
+        except redis.RedisError:
+            return False  # Redis is being restarted by a fault
+
+    # -- the run -------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        """Run the scenario with the prompt; returns the result, judged as ``run`` judges."""
+        started = time.monotonic()
+        scenario = self.scenario
+        run_dir = new_run_dir(scenario.name, self.runs_root)
+        (run_dir / SCHEDULE_FILE).write_text(json.dumps(
+            {"scenario": scenario.model_dump(mode="json"), "seed": self.seed,
+             "target": self.target.name, "mutant": getattr(self.target, "mutant", None)},
+            indent=2) + "\n")
+        self.console.print(f"[bold]crashlab debug[/] {scenario.name} (seed {self.seed}, "
+                           f"run folder {run_dir})", highlight=False, soft_wrap=True)
+        with Cleanup() as cleanup:
+            history = cleanup.enter(HistoryWriter(run_dir / HISTORY_FILE), "history")
+            self._history = history
+            history.record(
+                "run_start", scenario=scenario.name, seed=self.seed, target=self.target.name,
+                settings=scenario.worker_settings, workers=scenario.workers,
+                schedule=[{"fault_id": f.fault_id, "fault": f.describe()["kind"],
+                           "params": f.describe()} for f in self.faults],
+                debug={"breaks": [s.describe() for s in self.breaks]})
+            runtime = ProcessRuntime(run_dir, self.registry, on_event=_runtime_sink(history))
+            env = DebugEnvironment(self.arming, run_dir, self.target, runtime,
+                                   registry=self.registry, sink=history.record,
+                                   options=EnvironmentOptions(
+                                       redis_aof=scenario.needs_aof,
+                                       worker_settings=scenario.worker_settings))
+            self._env = env
+            cleanup.callback(env.close, "environment")
+            self.say("starting services")
+            env.start()
+            self._ctx = FaultContext(env, random.Random(self.seed), history.record,
+                                     phase_timeout=scenario.phase_timeout_s,
+                                     worker_settings=scenario.worker_settings)
+            cleanup.callback(self.heal_everything, "heal faults")
+            cleanup.callback(self.nemesis.stop, "fault thread")
+            for stop in self.breaks:
+                self.arming.activate(stop, [])
+            self.nemesis.announce(0, self.ctx)
+            env.top_up(scenario.initial_workers or scenario.workers,
+                       failpoints=self.ctx.upcoming_spec)
+            for index in range(scenario.workload.jobs):
+                env.submit(self.seed * 1000 + index, scenario.workload.media_seconds,
+                           max_retries=scenario.workload.max_retries,
+                           timeout_s=scenario.workload.timeout_s,
+                           chunk_seconds=float(scenario.worker_settings["chunk_seconds"]))
+            self.commands.intro()
+            self.nemesis.start(self.ctx)
+            self._wrap_up(run_dir, self._loop())
+        checks = tuple(judge(run_dir, self.expectations()))
+        result = RunResult(scenario.name, run_dir, self.seed, combine(c.verdict for c in checks),
+                           checks, len(self.faults) + len(self.operator_faults),
+                           self.nemesis.fired + len(self.operator_faults),
+                           time.monotonic() - started)
+        (run_dir / RESULTS_FILE).write_text(json.dumps(result.to_json(), indent=2) + "\n")
+        return result
+
+    def expectations(self) -> Expectations:
+        """The scenario's; the defaults under ``--no-faults`` (its ``expect`` describes the
+        outcome of its faults); without ``retry_count`` once the operator added faults."""
+        base = self.scenario.expectations()
+        if self.no_faults:
+            return Expectations(idempotency_keys_honoured=base.idempotency_keys_honoured,
+                                max_retries=base.max_retries)
+        if self.operator_faults and base.expect_retry_count is not None:
+            return dataclasses.replace(base, expect_retry_count=None)
+        return base
+
+    def _loop(self) -> str:
+        """Run, stop, prompt, until the run is over; returns why it ended."""
+        while True:
+            event = self._run()
+            if isinstance(event, Settled) and self.finishing:
+                return event.reason
+            self.commands.show_event(event)
+            action = self.commands.prompt(event)
+            if action is Action.QUIT:
+                return "quit at the debugger prompt"
+            if isinstance(event, Settled):
+                return event.reason
+
+    def _run(self) -> Held | Settled:
+        """Let the workers run until one is held at a stop, or the jobs settle."""
+        self.nemesis.running.set()
+        last = time.monotonic()
+        try:
+            while True:
+                self._poll()
+                if self.held:
+                    return self.held[0]
+                now = time.monotonic()
+                if self.nemesis.done.is_set():
+                    if not self._topped_up:
+                        self._after_faults()
+                    elif self.jobs_terminal():
+                        return Settled("settled", True)
+                    else:
+                        self._settle_left -= now - last
+                        if self._settle_left <= 0:
+                            return Settled(f"jobs still running after "
+                                           f"{self.scenario.timeout_s:.0f}s", False)
+                last = now
+                time.sleep(0.05)
+        finally:
+            self.nemesis.running.clear()
+
+    def _after_faults(self) -> None:
+        """As ``run`` does once its faults are done: heal them, top the workers up."""
+        self.nemesis.heal_all(self.ctx)
+        self.ctx.upcoming = {}
+        self.arming.set_upcoming([])
+        self.say("faults done: workers topped up, waiting for the jobs to settle")
+        self.env.top_up(self.scenario.workers)
+        self._topped_up = True
+
+    def _wrap_up(self, run_dir: Path, reason: str) -> None:
+        """Collect the history and the final state while everything still runs."""
+        self.nemesis.stop()
+        self.heal_everything()
+        env, history = self.env, self.history
+        _collect(env, history)
+        snapshots = {job_id: env.snapshot(job_id) for job_id in env.jobs}
+        save_state(run_dir / STATE_FILE, snapshots, expect=self.expectations().to_json())
+        history.record("run_end", reason=reason)
+        if self.no_faults and self.scenario.expect != ExpectSpec():
+            self.say("--no-faults: checking the default expectations, not the scenario's "
+                     "expect (it describes the outcome of its faults)")
+        elif self.expectations() != self.scenario.expectations():
+            self.say(f"not checking expect.retry_count: the session added "
+                     f"{', '.join(f.fault_id for f in self.operator_faults)}")
+
+    def heal_everything(self) -> None:
+        self.nemesis.heal_all(self.ctx)
+        for fault in self.operator_faults:
+            if fault.open:
+                self.heal_redis()
+
+    # -- hits ----------------------------------------------------------------
+
+    def _poll(self) -> None:
+        """Do what the fault thread asked, then read every worker's new pause hits."""
+        while True:
+            try:
+                request = self.nemesis.requests.get_nowait()
+            except queue.Empty:
+                break
+            request()
+        for worker in self.env.live_workers():
+            worker_id = worker.worker_id
+            if not self.arming.knows(worker_id):
+                continue  # still starting: its hits wait for the next round
+            try:
+                hits = worker.control.hits(self._cursor.get(worker_id, 0), timeout=0.5)
+            except ControlError:
+                continue  # frozen (SIGSTOP) or just died
+            for hit in hits:
+                self._cursor[worker_id] = max(self._cursor.get(worker_id, 0), hit.id)
+                stop = self.arming.match(worker_id, hit) if hit.action == "pause" else None
+                log.debug("%s: hit %s#%d (%s) -> %s", worker_id, hit.point, hit.hit, hit.action,
+                          stop and stop.describe())
+                if stop is not None:
+                    self._on_hit(worker, hit, stop)
+
+    def _on_hit(self, worker: Worker, hit: FailpointHit, stop: Stop) -> None:
+        if stop.spent:  # another worker reached this one-shot stop first
+            self._release_point(worker, hit.point)
+            return
+        self.history.record("failpoint_hit", worker=worker.worker_id, point=hit.point,
+                            hit=hit.hit, job=hit.job, chunk=hit.chunk, pid=hit.pid,
+                            action=hit.action)
+        if stop.kind is StopKind.KILL:
+            stop.hit = hit
+            if not stop.prompt or self.finishing:
+                self._strike_as_planned(stop, worker, hit)
+                return
+        live = self.env.live_workers()
+        self.arming.hold(worker.worker_id)
+        for step in self.arming.steps_of(worker.worker_id):
+            self.arming.spend(step, live)
+        self.arming.spend(stop, live)
+        self.held.append(Held(worker, hit, stop))
+
+    def _release_point(self, worker: Worker, point: str) -> None:
+        try:
+            worker.control.release(point)
+        except ControlError:
+            pass  # gone: nothing is paused any more
+
+    def _drop_held(self, worker_id: str) -> None:
+        for held in [h for h in self.held if h.worker.worker_id == worker_id]:
+            self.held.remove(held)
+
+    # -- actions (the commands call these) -----------------------------------
+
+    def release(self, held: Held) -> None:
+        """Let a held worker go on from where it stopped."""
+        self._drop_held(held.worker.worker_id)
+        self.arming.let_go(held.worker, held.hit.point)
+        self._release_point(held.worker, held.hit.point)
+        if held.stop.kind is StopKind.KILL and not held.stop.resolved.is_set():
+            held.stop.resolve(Outcome.RELEASED)
+
+    def step(self, held: Held) -> None:
+        """Let a held worker go on until it reaches its next failpoint, whatever it is."""
+        points = tuple(p for p in self.target.phases()
+                       if p not in self.reserved and p != "lease.renew")
+        stop = Stop("step", StopKind.STEP, points, 1, only=held.worker.worker_id)
+        self.arming.activate(stop, [held.worker])
+        self.release(held)
+
+    def strike(self, stop: Stop, worker: Worker, hit: FailpointHit, *, replace: bool) -> None:
+        """Carry out a planned kill where it stopped, recorded as that fault."""
+        assert stop.fault is not None
+        self.arming.forget(worker.worker_id)
+        self._drop_held(worker.worker_id)
+        self.ctx.kill(worker)
+        self.history.record("fault_start", fault_id=stop.stop_id, fault=stop.fault.kind,
+                            params=stop.fault.model_dump(), worker=worker.worker_id,
+                            job=hit.job, chunk=hit.chunk)
+        self.arming.spend(stop, self.env.live_workers())
+        if replace:
+            self.ctx.replace(worker)
+        self.history.record("fault_heal", fault_id=stop.stop_id)
+        stop.resolve(Outcome.STRUCK)
+        self.last_killed = worker.worker_id
+
+    def _strike_as_planned(self, stop: Stop, worker: Worker, hit: FailpointHit) -> None:
+        """A planned kill without the prompt: exactly what ``run`` does there."""
+        assert stop.fault is not None
+        self.strike(stop, worker, hit, replace=stop.fault.restart)
+        self.say(f"{stop.stop_id}: SIGKILLed {worker.worker_id} at {hit.point} (hit {hit.hit})"
+                 f"{', replacement started' if stop.fault.restart else ''}")
+
+    def kill(self, worker: Worker) -> str:
+        """SIGKILL a worker: the planned kill it is stopped at, or an operator fault."""
+        held = self.held_by(worker.worker_id)
+        if held is not None and held.stop.kind is StopKind.KILL \
+                and not held.stop.resolved.is_set():
+            self.strike(held.stop, worker, held.hit, replace=False)
+            return held.stop.stop_id
+        fault_id = f"debug-{len(self.operator_faults) + 1}"
+        kind = "kill_at_phase" if held is not None else "kill_random"
+        params: dict[str, Any] = {"by": "debugger", "worker": worker.worker_id}
+        if held is not None:
+            params |= {"point": held.hit.point, "occurrence": held.hit.hit, "restart": False}
+        self.history.record("fault_planned", fault_id=fault_id, fault=kind, params=params)
+        self.operator_faults.append(OperatorFault(fault_id, kind))
+        self.arming.forget(worker.worker_id)
+        self._drop_held(worker.worker_id)
+        self.ctx.kill(worker)
+        self.history.record("fault_start", fault_id=fault_id, fault=kind, params=params,
+                            worker=worker.worker_id, job=held.hit.job if held else None,
+                            chunk=held.hit.chunk if held else None)
+        self.history.record("fault_heal", fault_id=fault_id)
+        self.last_killed = worker.worker_id
+        return fault_id
+
+    def restart(self, name: str) -> Worker:
+        """The next incarnation of worker ``name`` (its live incarnation is killed first)."""
+        base = name.split(".")[0]
+        for worker in self.env.live_workers():
+            if worker.worker_id.split(".")[0] == base:
+                self.kill(worker)
+        return self.ctx.start_worker(base)
+
+    def sever_redis(self) -> str:
+        proxy = self.env.proxy
+        assert proxy is not None
+        if not proxy.is_enabled():
+            raise DebugError("Redis is already cut off; `heal` restores it")
+        fault = OperatorFault(f"debug-{len(self.operator_faults) + 1}", "sever_redis", True)
+        params = {"by": "debugger"}
+        self.history.record("fault_planned", fault_id=fault.fault_id, fault=fault.kind,
+                            params=params)
+        self.operator_faults.append(fault)
+        proxy.disable()
+        self.history.record("fault_start", fault_id=fault.fault_id, fault=fault.kind,
+                            params=params)
+        return fault.fault_id
+
+    def heal_redis(self) -> list[str]:
+        healed = []
+        for fault in self.operator_faults:
+            if fault.open:
+                if self.env.proxy is not None:
+                    self.env.proxy.enable()
+                fault.open = False
+                self.history.record("fault_heal", fault_id=fault.fault_id)
+                healed.append(fault.fault_id)
+        return healed
+
+    def add_break(self, spec: BreakSpec) -> Stop:
+        if spec.point in self.reserved:
+            raise DebugError(f"the scenario's fault {self.reserved[spec.point]} pauses "
+                             f"{spec.point} itself; break at another point")
+        stop = Stop(f"b{len(self.breaks) + 1}", StopKind.BREAK, (spec.point,),
+                    spec.occurrence)
+        self.breaks.append(stop)
+        self.arming.activate(stop, self.env.live_workers())
+        return stop
+
+    def finish(self) -> None:
+        """From now on run as ``run`` would: no stop opens the prompt any more."""
+        self.finishing = True
+        live = self.env.live_workers()
+        for stop in self.arming.active():
+            if stop.kind is not StopKind.KILL:
+                self.arming.spend(stop, live)
+        for held in list(self.held):
+            if held.stop.kind is StopKind.KILL and not held.stop.resolved.is_set():
+                self._strike_as_planned(held.stop, held.worker, held.hit)
+            else:
+                self.release(held)
+        if self._topped_up:
+            self.env.top_up(self.scenario.workers)
