@@ -15,6 +15,8 @@ from pathlib import Path
 
 import system_under_test
 from harness.errors import CrashlabError
+from harness.procs import default_state_dir
+from harness.targets.reference import ReferenceTarget
 
 
 @dataclass(frozen=True)
@@ -59,8 +61,11 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
          Patch("pipeline.py",
                '        await self.at("chunk.committed", claim, chunk.index)\n',
                '        await self.at("chunk.committed", claim, chunk.index)\n'
+               "        job = await self._read(lambda: self.store.job(claim.job_id))\n"
                "        await self._write(lambda: self.store.emit(\n"
-               '            claim, self.worker_id, "chunk_committed", {"chunk": chunk.index}))\n')),
+               '            claim, self.worker_id, "chunk_committed", {\n'
+               '                "chunk": chunk.index, "chunks_done": int(job["chunks_done"]),\n'
+               '                "chunk_count": int(job["chunk_count"])}))\n')),
     ),
     Mutant(
         "resume-ignores-committed-chunks",
@@ -96,8 +101,8 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
         "checksum recorded when it was cut",
         "corrupted-chunk-files",
         (Patch("recovery.py",
-               "        return media.checksum(path) == checksum\n",
-               "        return True\n"),),
+               "    return data if media.digest(data) == checksum else None\n",
+               "    return data\n"),),
     ),
     Mutant(
         "resume-offset-off-by-one",
@@ -112,7 +117,7 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
         "takeover-ignores-lease",
         "the janitor treats every PROCESSING job as orphaned and takes it over without "
         "looking at its lease, stealing jobs from live workers",
-        "concurrent-recovery",
+        "worker-pool-crash",
         (Patch("store.py",
                "        return [job_id for job_id, flag in zip(ids, flags, strict=True) "
                "if not flag]\n",
@@ -159,3 +164,14 @@ def materialize(mutant: Mutant, dest: Path) -> Path:
                                 "worker changed and the mutant must be updated")
         path.write_text(text.replace(patch.old, patch.new))
     return dest
+
+
+def mutant_target(name: str, state_dir: Path | None = None) -> ReferenceTarget:
+    """The reference target running a fresh copy with mutant ``name`` planted.
+
+    Raises ``CrashlabError`` naming the known mutants when there is no such one.
+    """
+    if name not in MUTANTS:
+        raise CrashlabError(f"no mutant named {name!r}; known: {', '.join(MUTANTS)}")
+    copy = materialize(MUTANTS[name], (state_dir or default_state_dir()) / "mutants" / name)
+    return ReferenceTarget(pythonpath=copy, mutant=name)

@@ -56,6 +56,17 @@ Fixtures
     its witness. The run's judgement is returned, not asserted: a test can
     also expect a violation.
 
+``crashlab_chaos_machine`` (function)
+    The stateful chaos machine (``harness.explore.stateful``) over
+    ``crashlab_target``: a Hypothesis ``RuleBasedStateMachine`` class whose
+    steps submit jobs, SIGKILL and restart workers, sever and heal Redis,
+    corrupt chunk files and wait for quiescence, with the invariants checked
+    on Redis after every step. Its services start once for the test and are
+    reset for each example. Run it with
+    ``hypothesis.stateful.run_state_machine_as_test(crashlab_chaos_machine,
+    settings=settings(max_examples=3, stateful_step_count=8, deadline=None))``;
+    a broken invariant fails the test with the shrunk sequence of steps.
+
 When a test that used ``crashlab_env`` or ``crashlab_run`` fails, its report
 gets a "crashlab run folders" section naming the folders to look at (and to
 ``crashlab replay``).
@@ -126,6 +137,8 @@ import pytest
 # crashlab is installed; the harness (Redis client, httpx, pydantic models)
 # is imported only when a test asks for one of its fixtures.
 if TYPE_CHECKING:
+    from hypothesis.stateful import RuleBasedStateMachine
+
     from harness.environment import Environment
     from harness.procs import ProcessRegistry
     from harness.runner import RunResult
@@ -244,6 +257,20 @@ def crashlab_env(request: pytest.FixtureRequest, crashlab_target: Target,
         cleanup.callback(env.close, "environment")
         env.start()
         yield env
+
+
+@pytest.fixture
+def crashlab_chaos_machine(request: pytest.FixtureRequest, crashlab_target: Target,
+                           crashlab_registry: ProcessRegistry,
+                           crashlab_runs_dir: Path) -> Iterator[type[RuleBasedStateMachine]]:
+    """The stateful chaos machine over ``crashlab_target``, its services up for this test."""
+    from harness.explore.stateful import ChaosSession, machine_for
+    from harness.runfolder import new_run_dir
+
+    run_dir = new_run_dir(request.node.name, crashlab_runs_dir)
+    _remember(request.node, run_dir)
+    with ChaosSession(run_dir, crashlab_registry, crashlab_target) as chaos:
+        yield machine_for(chaos)
 
 
 class CrashlabRun:

@@ -1,0 +1,179 @@
+"""CLI commands for exploration: ``explore``, ``replay`` and ``mutants``.
+
+Registered on the main app by ``harness.cli``; same exit codes (0 valid,
+1 invariant violated, 2 inconclusive, 3 setup error).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harness.cleanup import process_registry, reap_leftovers
+from harness.errors import CrashlabError, ScenarioError, SetupError
+from harness.procs import ProcessRegistry, default_state_dir
+from harness.runfolder import DEFAULT_ROOT
+
+console = Console()
+err = Console(stderr=True)
+EXIT_OK, EXIT_VIOLATION, EXIT_INCONCLUSIVE, EXIT_SETUP = 0, 1, 2, 3
+
+
+def registry_after_reaping() -> ProcessRegistry:
+    """The process registry, after removing what an interrupted run left behind."""
+    state_dir = default_state_dir()
+    for leftover in reap_leftovers(state_dir):
+        err.print(f"[yellow]removed a leftover of an interrupted run:[/] {leftover}")
+    return process_registry(state_dir)
+
+
+def explore_command(
+    scenario: Annotated[str, typer.Argument(help="catalog name or scenario file: the workload")],
+    examples: Annotated[int, typer.Option(min=1, help="schedules to try")] = 50,
+    seed: Annotated[int, typer.Option(help="Hypothesis seed")] = 1,
+    max_faults: Annotated[int, typer.Option(min=1, max=6, help="faults per schedule")] = 3,
+    runs: Annotated[Path, typer.Option(help="folder for run folders")] = DEFAULT_ROOT,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary")] = False,
+) -> None:
+    """Search crash schedules with Hypothesis; save the smallest failing one for replay."""
+    from harness.explore.explorer import explore
+    from harness.runner import RunResult
+    from harness.scenario import resolve
+
+    try:
+        base = resolve(scenario)
+    except ScenarioError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(EXIT_SETUP) from None
+    out = err if as_json else console
+    started = time.monotonic()
+
+    def step(found: object, result: RunResult) -> None:
+        from harness.explore.explorer import Exploration
+
+        assert isinstance(found, Exploration)
+        colour = {"valid": "green", "invalid": "red"}.get(result.verdict, "yellow")
+        rate = found.examples / max(time.monotonic() - started, 1e-9) * 60
+        out.print(f"[{colour}]{result.verdict:<8}[/] example {found.examples:>4}/{examples} "
+                  f"({rate:.1f}/min) faults fired {result.faults_fired}/{result.faults_planned}")
+
+    try:
+        found = explore(base, examples=examples, seed=seed, registry=registry_after_reaping(),
+                        runs_root=runs, max_faults=max_faults, progress=step)
+    except SetupError as exc:
+        err.print(f"[red]setup error:[/] {exc}")
+        raise typer.Exit(EXIT_SETUP) from None
+    summary = found.to_json()
+    if found.counterexample is not None:
+        from reports import write_run_report
+
+        try:
+            report = write_run_report(found.counterexample.run_dir)
+            out.print(f"report of the counterexample: {report}")
+        except Exception as exc:  # noqa: BLE001 - the report must not hide the verdict
+            err.print(f"[yellow]could not write the report:[/] {exc!r}")
+    if as_json:
+        print(json.dumps(summary, indent=2))
+    elif found.counterexample is not None:
+        counter = summary["counterexample"]
+        out.print(f"[red bold]counterexample[/] ({counter['faults']} fault(s)): "
+                  f"{counter['schedule']}")
+        for check in counter["failing_checks"]:
+            out.print(f"  [red]{check['checker']}[/]: {check['witness']}")
+        out.print(f"replay it with: [bold]{counter['replay']}[/]")
+    else:
+        out.print(f"[green]no invariant broken[/] in {found.examples} schedules "
+                  f"({found.inconclusive} inconclusive); {summary['schedules_per_minute']}/min")
+    raise typer.Exit(EXIT_VIOLATION if found.counterexample is not None else EXIT_OK)
+
+
+def replay_command(
+    run_dir: Annotated[Path, typer.Argument(help="a run folder (its schedule.json)")],
+    runs: Annotated[Path, typer.Option(help="folder for the new run folder")] = DEFAULT_ROOT,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+    keep: Annotated[bool, typer.Option(
+        "--keep-on-failure", help="when an invariant fails, keep the services up and print "
+                                  "how to reach them, until Enter is pressed")] = False,
+) -> None:
+    """Run a stored schedule again, exactly (same scenario, faults and seed)."""
+    from harness.keep import keep_on_failure
+    from harness.mutants import mutant_target
+    from harness.runner import run_scenario
+    from harness.scenario import Scenario
+
+    schedule_file = run_dir / "schedule.json"
+    try:
+        stored = json.loads(schedule_file.read_text())
+        scenario = Scenario.model_validate(stored["scenario"])
+        seed = int(stored["seed"])
+    except (OSError, ValueError, KeyError) as exc:
+        err.print(f"[red]cannot replay {run_dir}:[/] {schedule_file} is missing or unreadable "
+                  f"({exc})")
+        raise typer.Exit(EXIT_SETUP) from None
+    try:
+        # a counterexample found in a mutant is replayed against the same planted bug
+        target = None if not stored.get("mutant") else mutant_target(stored["mutant"])
+        result = run_scenario(scenario, seed=seed, registry=registry_after_reaping(),
+                              runs_root=runs, target=target,
+                              hold=keep_on_failure(err if as_json else console) if keep else None)
+    except CrashlabError as exc:
+        err.print(f"[red]setup error:[/] {exc}")
+        raise typer.Exit(EXIT_SETUP) from None
+    if as_json:
+        print(json.dumps(result.to_json(), indent=2))
+    else:
+        console.print(f"{result.verdict:<8} {scenario.name} (seed {seed}) -> {result.run_dir}")
+        for check in result.checks:
+            if check.verdict != "valid":
+                console.print(f"  {check.checker}: {check.witness}")
+    raise typer.Exit({"valid": EXIT_OK, "invalid": EXIT_VIOLATION}.get(result.verdict,
+                                                                      EXIT_INCONCLUSIVE))
+
+
+def mutants_command(
+    names: Annotated[list[str] | None, typer.Argument(help="mutants (default: all)")] = None,
+    examples: Annotated[int, typer.Option(min=1, help="schedules per mutant")] = 100,
+    budget: Annotated[float, typer.Option(help="seconds per mutant")] = 300.0,
+    seed: Annotated[int, typer.Option(help="Hypothesis seed")] = 1,
+    runs: Annotated[Path, typer.Option(help="folder for run folders")] = DEFAULT_ROOT,
+    as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary")] = False,
+) -> None:
+    """Explore each planted recovery bug; report killed/survived and time to detect."""
+    from harness.explore.explorer import Exploration
+    from harness.explore.mutation import hunt
+    from harness.mutants import MUTANTS
+    from harness.runner import RunResult
+
+    chosen = names or list(MUTANTS)
+    unknown = [n for n in chosen if n not in MUTANTS]
+    if unknown:
+        err.print(f"[red]unknown mutant(s) {', '.join(unknown)}[/]; known: {', '.join(MUTANTS)}")
+        raise typer.Exit(EXIT_SETUP)
+    out = err if as_json else console
+
+    def step(name: str, found: Exploration, result: RunResult) -> None:
+        out.print(f"{name:<38} example {found.examples:>3}: {result.verdict}")
+
+    outcomes = hunt(chosen, examples=examples, seed=seed, registry=registry_after_reaping(),
+                    runs_root=runs, time_budget_s=budget, progress=step)
+    rows = [o.to_json() for o in outcomes]
+    if as_json:
+        print(json.dumps({"killed": sum(r["killed"] for r in rows), "mutants": len(rows),
+                          "results": rows}, indent=2))
+    else:
+        table = Table(show_header=True, header_style="bold")
+        for column in ("mutant", "killed", "examples", "seconds", "shrunk faults"):
+            table.add_column(column)
+        for row in rows:
+            table.add_row(row["mutant"], "yes" if row["killed"] else "[red]SURVIVED[/]",
+                          str(row["examples_to_first_failure"] or row["examples"]),
+                          str(row["seconds_to_first_failure"] or row["duration_s"]),
+                          str(row["shrunk_faults"] or "-"))
+        console.print(table)
+    raise typer.Exit(EXIT_OK if all(r["killed"] for r in rows) else EXIT_VIOLATION)

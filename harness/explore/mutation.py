@@ -1,0 +1,71 @@
+"""``crashlab mutants``: how fast exploration exposes each planted recovery bug.
+
+For every mutant in ``harness.mutants``, a patched copy of the reference
+worker is explored on the ``baseline`` workload with Hypothesis, with a
+budget of examples and seconds. A mutant is *killed* when the exploration
+finds an invalid schedule; the result records how many examples and seconds
+that took and how many faults the shrunk schedule has.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.explore.explorer import Exploration, explore
+from harness.mutants import MUTANTS, Mutant, mutant_target
+from harness.procs import ProcessRegistry
+from harness.runfolder import DEFAULT_ROOT
+from harness.runner import RunResult
+from harness.scenario import resolve
+
+BASE_SCENARIO = "baseline"
+
+
+@dataclass(frozen=True)
+class MutantOutcome:
+    mutant: Mutant
+    exploration: Exploration
+
+    @property
+    def killed(self) -> bool:
+        return self.exploration.counterexample is not None
+
+    def to_json(self) -> dict[str, Any]:
+        found = self.exploration
+        counter = found.to_json()["counterexample"]
+        return {
+            "mutant": self.mutant.name, "description": self.mutant.description,
+            "killed": self.killed, "examples": found.examples,
+            "examples_to_first_failure": found.examples_to_first_failure,
+            "seconds_to_first_failure": found.seconds_to_first_failure,
+            "shrunk_faults": None if counter is None else counter["faults"],
+            "shrunk_schedule": None if counter is None else counter["schedule"],
+            "witness": None if counter is None else
+            "; ".join(c["witness"] for c in counter["failing_checks"]),
+            "replay": None if counter is None else counter["replay"],
+            "duration_s": round(found.duration_s, 1),
+        }
+
+
+def hunt(names: list[str], *, examples: int, seed: int, registry: ProcessRegistry,
+         runs_root: Path = DEFAULT_ROOT, time_budget_s: float = 300.0,
+         progress: Callable[[str, Exploration, RunResult], None] | None = None,
+         ) -> list[MutantOutcome]:
+    base = resolve(BASE_SCENARIO)
+    outcomes = []
+    for name in names:
+        mutant = MUTANTS[name]
+
+        def step(found: Exploration, result: RunResult, name: str = name) -> None:
+            if progress is not None:
+                progress(name, found, result)
+
+        found = explore(base, examples=examples, seed=seed, registry=registry,
+                        runs_root=runs_root, target=mutant_target(name),
+                        use_database=False, time_budget_s=time_budget_s,
+                        progress=step)
+        outcomes.append(MutantOutcome(mutant, found))
+    return outcomes

@@ -1,0 +1,135 @@
+"""Hypothesis strategies over crash schedules.
+
+A schedule is 1..``max_faults`` faults plus a number of workers. Faults are
+drawn from every kind the harness has, with their phases taken from the
+target's catalog, and are made deterministic where possible: a kill, a
+freeze or a Redis cut happens while the worker is paused at a failpoint,
+so a schedule replays exactly and shrinks reliably. Kill at phase comes
+first in the choice of kinds, so shrinking prefers the simplest fault.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from hypothesis import strategies as st
+
+from harness.faults import FaultSpec
+from harness.faults.files import CorruptChunkSpec, DeleteSourceSpec
+from harness.faults.kill_at_phase import KillAtPhaseSpec
+from harness.faults.kill_random import KillRandomSpec
+from harness.faults.pause_past_lease import PausePastLeaseSpec
+from harness.faults.restart_redis import RestartRedisSpec
+from harness.faults.service_errors import ServiceErrorsSpec
+from harness.faults.sever_redis import SeverRedisSpec
+
+# points where a worker holds a chunk in hand: where a zombie has something to write
+CHUNK_POINTS = ("chunk.before_request", "chunk.transcribed.before_commit", "chunk.committed")
+# the heartbeat point is for stalling leases, not for killing at
+NOT_FOR_KILLS = ("lease.renew",)
+# Naming convention of the phase catalog: a ``chunk.`` point is hit once per
+# chunk, a ``recovery.`` point only after a crash, every other point once
+# per job and attempt. Occurrences a workload cannot reach make faults that
+# never fire (inconclusive examples), so they are not generated.
+PER_CHUNK_PREFIX = "chunk."
+AFTER_CRASH_PREFIX = "recovery."
+
+
+@dataclass(frozen=True)
+class Schedule:
+    workers: int
+    faults: tuple[FaultSpec, ...]
+
+    def describe(self) -> str:
+        parts = []
+        for fault in self.faults:
+            point = getattr(fault, "point", None)
+            parts.append(fault.kind + (f"@{point}" if point else ""))
+        return f"{self.workers} worker(s): " + ", ".join(parts)
+
+
+def _points(points: Sequence[str]) -> st.SearchStrategy[str]:
+    """A point, each group (``job.``, ``chunking.``, ``chunk.``, ...) equally likely.
+
+    A stage with few points (claiming, cutting) is as much a place to crash
+    as one with many.
+    """
+    groups: dict[str, list[str]] = {}
+    for point in points:
+        groups.setdefault(point.split(".")[0], []).append(point)
+    return st.sampled_from(list(groups.values())).flatmap(st.sampled_from)
+
+
+def _point_and_occurrence(points: Sequence[str], *,
+                          chunks: int) -> st.SearchStrategy[tuple[str, int]]:
+    """A point and an occurrence of it that a worker reaches.
+
+    Hits are counted per worker process, and a worker usually carries one
+    job at a time: a ``chunk.`` point is reached once per chunk, the others
+    once.
+    """
+    def with_occurrence(point: str) -> st.SearchStrategy[tuple[str, int]]:
+        most = min(chunks, 3) if point.startswith(PER_CHUNK_PREFIX) else 1
+        return st.tuples(st.just(point), st.integers(1, most))
+
+    return _points(points).flatmap(with_occurrence)
+
+
+def fault_specs(phases: Sequence[str], chunks: int, *, jobs: int = 1,
+                after_crash: bool = True) -> st.SearchStrategy[FaultSpec]:
+    """One fault; ``after_crash`` allows points a worker only reaches after a crash."""
+    points = [p for p in phases if p not in NOT_FOR_KILLS
+              and (after_crash or not p.startswith(AFTER_CRASH_PREFIX))]
+    chunk_points = [p for p in CHUNK_POINTS if p in phases] or points
+    point = _points(points)
+    kill = _point_and_occurrence(points, chunks=chunks).map(
+        lambda hit: KillAtPhaseSpec(kind="kill_at_phase", point=hit[0], occurrence=hit[1],
+                                    restart=True))
+    zombie = st.builds(PausePastLeaseSpec, kind=st.just("pause_past_lease"),
+                       point=st.sampled_from(chunk_points),
+                       occurrence=st.integers(1, max(1, min(chunks, 2))),
+                       hold_leases=st.just(2.0),
+                       rescuer_point=st.just("recovery.resumed") if "recovery.resumed" in phases
+                       else st.none())
+    sever = st.builds(SeverRedisSpec, kind=st.just("sever_redis"),
+                      duration_ms=st.integers(100, 1500), point=st.none() | point,
+                      delay_ms=st.integers(0, 500))
+    restart = st.builds(RestartRedisSpec, kind=st.just("restart_redis"),
+                        down_ms=st.integers(100, 800), point=st.none() | point,
+                        delay_ms=st.just(0))
+    corrupt = st.builds(CorruptChunkSpec, kind=st.just("corrupt_chunk"),
+                        chunk=st.integers(0, max(0, chunks - 1)),
+                        mode=st.sampled_from(["corrupt", "delete"]),
+                        job=st.integers(0, max(0, jobs - 1)))
+    delete = st.builds(DeleteSourceSpec, kind=st.just("delete_source"),
+                       job=st.integers(0, max(0, jobs - 1)))
+    service = st.builds(ServiceErrorsSpec, kind=st.just("service_errors"),
+                        status=st.sampled_from([429, 500, 503]), count=st.integers(1, 3),
+                        duration_ms=st.just(0))
+    random_kill = st.builds(KillRandomSpec, kind=st.just("kill_random"), min_ms=st.just(0),
+                            max_ms=st.integers(50, 1500), restart=st.just(True))
+    # Weights (``one_of`` would flatten nested choices and drop repeats, so
+    # the choice is a ``sampled_from`` over a list with repeats): kills weigh
+    # three times as much, being the fault most bugs need. A chunk file exists
+    # to damage only once the media was cut, so chunk damage follows another
+    # fault; there, file damage is drawn about as often as everything else
+    # together, since what a replacement finds on disk is where recovery code
+    # is weakest.
+    kinds: list[st.SearchStrategy[FaultSpec]] = [
+        kill, kill, kill, zombie, delete, sever, restart, service, random_kill]
+    if after_crash:
+        kinds += [corrupt] * 4 + [delete] * 4
+    return st.sampled_from(kinds).flatmap(lambda kind: kind)
+
+
+def schedules(phases: Sequence[str], *, chunks: int, jobs: int = 1, max_faults: int = 3,
+              max_workers: int = 2) -> st.SearchStrategy[Schedule]:
+    """Schedules of 1..``max_faults`` faults; only a later fault may wait for a recovery."""
+    first = fault_specs(phases, chunks, jobs=jobs, after_crash=False)
+    later = st.lists(fault_specs(phases, chunks, jobs=jobs), max_size=max_faults - 1)
+    return st.builds(
+        Schedule,
+        workers=st.integers(1, max_workers),
+        faults=st.tuples(first, later).map(lambda parts: (parts[0], *parts[1])),
+    )

@@ -1,0 +1,94 @@
+"""Exploration: Hypothesis finds a planted bug, shrinks it, and the replay is exact."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+
+from harness.checkers.base import Verdict
+from harness.explore.explorer import COUNTEREXAMPLE_FILE, EXPLORATION_FILE, explore
+from harness.explore.strategies import schedules
+from harness.faults import FAULT_KINDS
+from harness.mutants import mutant_target
+from harness.procs import ProcessRegistry
+from harness.runner import run_scenario
+from harness.scenario import Scenario, resolve
+from harness.targets.reference import PHASES
+
+
+@settings(max_examples=200, deadline=None)
+@given(schedules(list(PHASES), chunks=3, jobs=2))
+def test_generated_schedules_are_valid_scenarios(schedule: object) -> None:
+    from harness.explore.strategies import Schedule
+
+    assert isinstance(schedule, Schedule)
+    assert 1 <= len(schedule.faults) <= 3 and 1 <= schedule.workers <= 2
+    # only what the workload can reach: no recovery point and no chunk damage
+    # before something crashed, no occurrence past the hits a workload makes
+    first = schedule.faults[0]
+    assert not (getattr(first, "point", None) or "").startswith("recovery.")
+    assert first.kind != "corrupt_chunk"
+    for fault in schedule.faults:
+        if fault.kind == "kill_at_phase":
+            hits = 3 if fault.point.startswith("chunk.") else 1
+            assert 1 <= fault.occurrence <= hits
+    scenario = resolve("baseline").model_copy(update={"faults": list(schedule.faults)})
+    again = Scenario.model_validate(scenario.model_dump(mode="json"))
+    assert [f.kind for f in again.faults] == [f.kind for f in schedule.faults]
+    assert all(f.kind in FAULT_KINDS for f in again.faults)
+    for fault in schedule.faults:
+        point = getattr(fault, "point", None)
+        assert point is None or point in PHASES
+
+
+@pytest.mark.slow
+@pytest.mark.chaos
+@pytest.mark.timeout(600)
+def test_exploration_finds_shrinks_and_replays_a_planted_bug(
+    tmp_path: Path, registry: ProcessRegistry
+) -> None:
+    target = mutant_target("resume-offset-off-by-one", tmp_path)
+    found = explore(resolve("baseline"), examples=40, seed=3, registry=registry,
+                    runs_root=tmp_path / "runs", target=target, use_database=False,
+                    time_budget_s=400)
+    assert found.counterexample is not None, found.to_json()
+    assert found.schedule is not None and 1 <= len(found.schedule.faults) <= 3
+    summary = json.loads((found.folder / EXPLORATION_FILE).read_text())
+    assert summary["verdict"] == "invalid"
+    counter_dir = found.counterexample.run_dir
+    assert summary["counterexample"]["replay"] == f"crashlab replay {counter_dir}"
+    assert (counter_dir / COUNTEREXAMPLE_FILE).is_file()
+    stored = json.loads((counter_dir / "schedule.json").read_text())
+    scenario = Scenario.model_validate(stored["scenario"])
+    assert stored["mutant"] == "resume-offset-off-by-one"
+    verdicts = []
+    for _ in range(10):
+        # what `crashlab replay` does: the stored mutant, planted again
+        replayed = run_scenario(scenario, seed=stored["seed"], registry=registry,
+                                runs_root=tmp_path / "replays",
+                                target=mutant_target(stored["mutant"], tmp_path))
+        verdicts.append(replayed.verdict)
+    assert verdicts == [Verdict.INVALID] * 10
+    # and the command the exploration printed does the same
+    cli = subprocess.run([str(Path(sys.executable).parent / "crashlab"), "replay",
+                          str(counter_dir), "--runs", str(tmp_path / "cli"), "--json"],
+                         capture_output=True, text=True, timeout=300)
+    assert cli.returncode == 1, cli.stderr
+    assert json.loads(cli.stdout)["verdict"] == "invalid"
+
+
+@pytest.mark.slow
+@pytest.mark.chaos
+@pytest.mark.timeout(600)
+def test_exploration_of_the_reference_worker_breaks_nothing(
+    tmp_path: Path, registry: ProcessRegistry
+) -> None:
+    found = explore(resolve("baseline"), examples=12, seed=11, registry=registry,
+                    runs_root=tmp_path, use_database=False)
+    assert found.counterexample is None, found.to_json()["counterexample"]
+    assert found.examples == 12
