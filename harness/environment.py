@@ -2,15 +2,17 @@
 
 ``Environment`` starts everything a scenario needs on free loopback ports:
 the data Redis, Toxiproxy in front of it (the worker only ever sees the
-proxy, so the harness can sever it), the transcription service, and the
-target's API; then starts and signals worker incarnations through a
-``Runtime``. Everything it starts is stopped by ``close()``, which the
-runner calls on every exit path; processes also die with the harness
-(PDEATHSIG) and are found by the registry if the harness is SIGKILLed.
+proxy, so the harness can sever it), the transcription service, a moto S3
+server when the run has upload jobs, and the target's API; then starts and
+signals worker incarnations through a ``Runtime``. Everything it starts is
+stopped by ``close()``, which the runner calls on every exit path; processes
+also die with the harness (PDEATHSIG) and are found by the registry if the
+harness is SIGKILLed.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
 import time
@@ -29,14 +31,18 @@ from harness.ports import LOOPBACK, free_port, port_open, wait_until
 from harness.procs import ManagedProcess, ProcessRegistry
 from harness.runtime.base import Runtime, WorkerHandle
 from harness.services.redis_server import RedisServer
+from harness.services.s3 import S3Server
 from harness.services.toxiproxy import Proxy, ToxiproxyServer
 from harness.services.transcription_server import TranscriptionService
+from harness.streams import Growth, SourceWriter, first_difference, sha256, source_bytes
 from harness.target import JobSnapshot, Target, Wiring, WorkerSpec
 
 log = logging.getLogger(__name__)
 
 Sink = Callable[..., object]
 TERMINAL = ("COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED")
+UPLOAD_BUCKET = "crashlab-uploads"
+ABORT_WAIT_S = 10.0  # how long the end of a run waits for ended jobs' uploads to be aborted
 
 
 @dataclass
@@ -55,6 +61,9 @@ class SubmittedJob:
     words: tuple[str, ...]
     expected_transcript: str
     media_seconds: float
+    kind: str = "transcribe"  # "upload": ``media`` is the source file, streamed to ``key``
+    bucket: str = ""
+    key: str = ""
 
 
 @dataclass
@@ -62,6 +71,7 @@ class EnvironmentOptions:
     redis_aof: bool = False
     worker_settings: dict[str, str] = field(default_factory=dict)
     ready_timeout: float = 30.0
+    s3: bool = False  # start a moto S3 server (upload jobs) with a bucket ``UPLOAD_BUCKET``
 
 
 class Environment:
@@ -77,6 +87,13 @@ class Environment:
         self.redis = RedisServer(run_dir / "redis", aof=self.options.redis_aof, registry=registry)
         self.toxiproxy = ToxiproxyServer(run_dir / "toxiproxy", registry=registry)
         self.transcription = TranscriptionService(run_dir / "transcription", registry=registry)
+        self.s3: S3Server | None = None
+        if self.options.s3:
+            part_bytes = int(self.options.worker_settings.get("upload_part_bytes", 5 << 20))
+            self.s3 = S3Server(run_dir / "s3", registry=registry,
+                               part_min_size=min(5 << 20, part_bytes))
+        self.writers: dict[str, SourceWriter] = {}
+        self._contents: dict[str, bytes] = {}
         self.proxy: Proxy | None = None
         self.api: ManagedProcess | None = None
         self.api_url = ""
@@ -96,16 +113,24 @@ class Environment:
         self.transcription.start()
         self.sink("process_start", name="transcription", role="service",
                   pid=self.transcription.process.pid)
+        s3_url = ""
+        if self.s3 is not None:
+            self.s3.start()
+            self.sink("process_start", name="s3", role="service", pid=self.s3.pid)
+            client = self.s3.client()
+            client.create_bucket(Bucket=UPLOAD_BUCKET)
+            client.close()
+            s3_url = self.s3.endpoint_url
         self.wiring = Wiring(redis_url=self.proxy.url_for_redis(),
                              openai_base_url=self.transcription.base_url,
-                             data_dir=self.run_dir / "data")
+                             data_dir=self.run_dir / "data", s3_endpoint_url=s3_url)
         self._start_api()
         return self
 
     def _start_api(self) -> None:
         port = free_port()
-        env = _child_env(self.target.environment(self.wiring, None,
-                                                 self.options.worker_settings))
+        env = self._aws(_child_env(self.target.environment(self.wiring, None,
+                                                           self.options.worker_settings)))
         self.api = ManagedProcess("api", self.target.api_argv(LOOPBACK, port),
                                   log_path=self.run_dir / "logs" / "api.log", env=env,
                                   registry=self.registry).start()
@@ -115,7 +140,9 @@ class Environment:
         def healthy() -> bool:
             if not port_open(port):
                 return False
-            return httpx.get(f"{self.api_url}/health", timeout=2.0).status_code == 200
+            # plain HTTP on loopback: verify=False skips loading the CA bundle (~50 ms)
+            return httpx.get(f"{self.api_url}/health", timeout=2.0,
+                             verify=False).status_code == 200
 
         try:
             wait_until(healthy, timeout=self.options.ready_timeout, what="worker API",
@@ -127,11 +154,13 @@ class Environment:
     def close(self) -> None:
         """Stop everything this environment started, newest first; never raises."""
         steps: list[tuple[str, Callable[[], Any]]] = [
+            ("writers", self._stop_writers),
             ("workers", lambda: self.runtime.stop_all(grace=2.0)),
             ("api", lambda: self.api.stop() if self.api is not None else None),
             ("transcription", self.transcription.stop),
             ("toxiproxy", self.toxiproxy.stop),
             ("redis", self.redis.stop),
+            ("s3", lambda: self.s3.stop() if self.s3 is not None else None),
         ]
         for name, step in steps:
             try:
@@ -158,7 +187,7 @@ class Environment:
         control_url = f"http://{LOOPBACK}:{free_port()}"
         spec = WorkerSpec(worker_id=name, control_url=control_url, failpoints=failpoints)
         merged = {**self.options.worker_settings, **(settings or {})}
-        env = _child_env(self.target.environment(self.wiring, spec, merged))
+        env = self._aws(_child_env(self.target.environment(self.wiring, spec, merged)))
         handle = self.runtime.start_worker(name, self.target.worker_argv(), env)
         worker = Worker(name, handle, ControlClient(control_url))
         self.workers[name] = worker
@@ -214,6 +243,124 @@ class Environment:
                   timeout_s=timeout_s)
         return job
 
+    def submit_upload(self, seed: int, size: int, *, growth: Growth | None = None,
+                      max_retries: int | None = None, timeout_s: float | None = None,
+                      stale_after_s: float | None = None,
+                      on_stale: str | None = None) -> SubmittedJob:
+        """Write a source of ``size`` bytes (all at once, or growing) and upload it.
+
+        A growing source gets its first step before the submit; a writer thread
+        appends the rest and then marks it finished (unless ``growth.finishes``
+        is false). The expected object is every byte the writer will write.
+        """
+        if self.s3 is None:
+            raise SetupError("upload jobs need the S3 server: start the environment with "
+                             "EnvironmentOptions(s3=True)")
+        content = source_bytes(seed, size)
+        path = self.target.upload_source_dir(self.wiring) / f"upload-{seed}.bin"
+        key = f"uploads/{self.run_dir.name}/upload-{seed}.bin"
+        writer = None
+        if growth is None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+        else:
+            writer = SourceWriter(path, content, growth)
+            writer.write_first()
+        job_id = self.target.submit_upload(
+            self.api_url, path, bucket=UPLOAD_BUCKET, key=key, finished=growth is None,
+            max_retries=max_retries, timeout_s=timeout_s, stale_after_s=stale_after_s,
+            on_stale=on_stale)
+        job = SubmittedJob(job_id, path, (), "", 0.0, kind="upload", bucket=UPLOAD_BUCKET,
+                           key=key)
+        self.jobs[job_id] = job
+        self._contents[job_id] = content
+        self.sink("op", op="submit", job_id=job_id, job_kind="upload", bucket=UPLOAD_BUCKET,
+                  key=key, expected_size=size, expected_sha256=sha256(content),
+                  growing=growth is not None,
+                  finishes=growth is None or growth.finishes, on_stale=on_stale)
+        if writer is not None:
+            self.writers[job_id] = writer
+            writer.start(lambda: self._finish(job_id))
+        return job
+
+    def _finish(self, job_id: str) -> None:
+        size = self.target.finish_upload(self.api_url, job_id)
+        self.sink("op", op="finish", job_id=job_id, size=size)
+
+    def reset_uploads(self) -> None:
+        """Stop the source writers and empty the upload bucket (between runs of a session)."""
+        self._stop_writers()
+        self.writers.clear()
+        if self.s3 is None:
+            return
+        client = self.s3.client()
+        for upload in client.list_multipart_uploads(Bucket=UPLOAD_BUCKET).get("Uploads", []):
+            client.abort_multipart_upload(Bucket=UPLOAD_BUCKET, Key=upload["Key"],
+                                          UploadId=upload["UploadId"])
+        for item in client.list_objects_v2(Bucket=UPLOAD_BUCKET).get("Contents", []):
+            client.delete_object(Bucket=UPLOAD_BUCKET, Key=item["Key"])
+
+    def _stop_writers(self) -> None:
+        for writer in self.writers.values():
+            writer.stop()
+
+    def _aws(self, env: dict[str, str]) -> dict[str, str]:
+        """A child's environment, cut off from real AWS when this run has an S3 server."""
+        return self.s3.client_env(env) if self.s3 is not None else env
+
+    def observe_uploads(self, wait: float = ABORT_WAIT_S) -> tuple[list[dict[str, Any]],
+                                                                     dict[str, Any]]:
+        """Every upload job's object, and the multipart uploads still in progress.
+
+        Read straight from S3. A job that ended without completing has its upload
+        aborted by the worker just after the failure is committed, so this waits
+        up to ``wait`` seconds for the uploads of ended jobs to go.
+        """
+        if self.s3 is None:
+            return [], {}
+        client = self.s3.client()
+        try:
+            uploads = {job_id: job for job_id, job in self.jobs.items() if job.kind == "upload"}
+            started = time.monotonic()
+            while True:
+                pending = _pending_uploads(client, UPLOAD_BUCKET)
+                ended = {job.key for job_id, job in uploads.items()
+                         if self.snapshot(job_id).state in TERMINAL}
+                if not any(key in ended for key, _ in pending):
+                    break
+                if time.monotonic() - started >= wait:
+                    break
+                time.sleep(0.1)
+            waited = round(time.monotonic() - started, 3)
+            objects = [self._observe_object(client, job_id, job)
+                       for job_id, job in uploads.items()]
+        finally:
+            client.close()
+        return objects, {"bucket": UPLOAD_BUCKET, "waited_s": waited,
+                         "uploads": [{"key": k, "upload_id": u} for k, u in pending]}
+
+    def _observe_object(self, client: Any, job_id: str, job: SubmittedJob) -> dict[str, Any]:
+        seen: dict[str, Any] = {"job_id": job_id, "bucket": job.bucket, "key": job.key,
+                                "exists": False, "size": None, "sha256": None, "etag": None,
+                                "token": None, "first_difference": None,
+                                "metadata_key": None, "metadata": None}
+        body = _get(client, job.bucket, job.key)
+        if body is not None:
+            data, head = body
+            seen |= {"exists": True, "size": len(data), "sha256": sha256(data),
+                     "etag": head["ETag"], "token": (head.get("Metadata") or {}).get(
+                         "crashlab-token"),
+                     "first_difference": first_difference(self._contents[job_id], data)}
+        meta_key = self.target.upload_metadata_key(job.key)
+        seen["metadata_key"] = meta_key
+        meta = _get(client, job.bucket, meta_key) if meta_key else None
+        if meta is not None:
+            try:
+                seen["metadata"] = json.loads(meta[0])
+            except ValueError:
+                seen["metadata"] = {"unreadable": meta[0][:200].decode(errors="replace")}
+        return seen
+
     # -- observation (straight to Redis, never through the proxy) ------------
 
     @property
@@ -245,6 +392,23 @@ class Environment:
 
 def _ignore(kind: str, **fields: object) -> None:
     """The default sink: record nothing."""
+
+
+def _pending_uploads(client: Any, bucket: str) -> list[tuple[str, str]]:
+    """(key, upload id) of every multipart upload in progress in ``bucket``."""
+    found = []
+    for page in client.get_paginator("list_multipart_uploads").paginate(Bucket=bucket):
+        found += [(str(u["Key"]), str(u["UploadId"])) for u in page.get("Uploads", [])]
+    return found
+
+
+def _get(client: Any, bucket: str, key: str) -> tuple[bytes, dict[str, Any]] | None:
+    """The object's bytes and its GET answer, or None if there is no such object."""
+    try:
+        answer = client.get_object(Bucket=bucket, Key=key)
+    except client.exceptions.NoSuchKey:
+        return None
+    return answer["Body"].read(), answer
 
 
 def _child_env(extra: Mapping[str, str]) -> dict[str, str]:

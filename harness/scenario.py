@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import importlib.resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -33,14 +33,29 @@ from harness.faults import FaultSpec
 # Worker settings a scenario may set (the target turns them into its own variables).
 DEFAULT_SETTINGS = {"lease_ttl_ms": "1000", "heartbeat_ms": "200", "chunk_seconds": "1.0",
                     "chunk_concurrency": "1", "poll_interval_ms": "20"}
+# and for upload workloads: small parts (the S3 server's minimum follows), quick polls
+UPLOAD_SETTINGS = {"upload_part_bytes": "65536", "upload_poll_ms": "20"}
 
 
 class Workload(BaseModel):
+    """The jobs to submit. ``transcribe`` jobs are audio of ``media_seconds``; ``upload``
+    jobs are files of ``size_bytes``, written at once or ``growing`` in ``grow_steps``
+    appends ``grow_interval_ms`` apart and then finished (``finishes``) or left to go
+    stale (``stale_after_s``, ``on_stale``)."""
+
     model_config = ConfigDict(extra="forbid")
+    kind: Literal["transcribe", "upload"] = "transcribe"
     jobs: int = Field(1, ge=1, le=100)
     media_seconds: float = Field(4.0, gt=0, le=600)
     max_retries: int | None = Field(None, ge=0, le=100)
     timeout_s: float | None = Field(None, gt=0, le=86400, description="per-job deadline")
+    size_bytes: int = Field(600_000, ge=0, le=256 * 1024 * 1024)
+    growing: bool = False
+    grow_steps: int = Field(8, ge=1, le=10_000)
+    grow_interval_ms: int = Field(150, ge=1, le=60_000)
+    finishes: bool = True
+    stale_after_s: float | None = Field(None, gt=0, le=3600)
+    on_stale: Literal["finalize", "fail"] | None = None
 
 
 class ExpectSpec(BaseModel):
@@ -89,11 +104,16 @@ class Scenario(BaseModel):
 
     @property
     def worker_settings(self) -> dict[str, str]:
-        return {**DEFAULT_SETTINGS, **self.settings}
+        extra = UPLOAD_SETTINGS if self.needs_s3 else {}
+        return {**DEFAULT_SETTINGS, **extra, **self.settings}
 
     @property
     def needs_aof(self) -> bool:
         return any(f.kind == "restart_redis" for f in self.faults)
+
+    @property
+    def needs_s3(self) -> bool:
+        return self.workload.kind == "upload"
 
     def expectations(self) -> Expectations:
         return self.expect.to_expectations(self.workload.max_retries)

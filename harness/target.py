@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import redis
 
@@ -25,6 +25,7 @@ class Wiring:
     redis_url: str  # usually the Toxiproxy listener in front of the data Redis
     openai_base_url: str
     data_dir: Path
+    s3_endpoint_url: str = ""  # the S3 server, when the run has upload jobs
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,11 @@ class JobSnapshot:
     transcript: str | None
     committed_chunks: dict[int, dict[str, Any]]
     state_sets: list[str]  # every state index that holds this job (must be exactly one)
+    kind: str = "transcribe"  # or "upload"
+    # upload jobs: the checkpoint as the store holds it (bucket, key, upload_id, bytes_sent,
+    # next_part, finished_size, parts {number: {etag, size, offset, ...}}); parts is empty
+    # once the job completed and cleaned up
+    upload: dict[str, Any] | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -60,8 +66,37 @@ class JobSnapshot:
             "chunk_count": self.chunk_count, "chunks_done": self.chunks_done,
             "progress": self.progress, "error": self.error, "transcript": self.transcript,
             "committed_chunks": {str(k): v for k, v in self.committed_chunks.items()},
-            "state_sets": self.state_sets,
+            "state_sets": self.state_sets, "kind": self.kind, "upload": self.upload,
         }
+
+
+@dataclass(frozen=True)
+class JobInspection:
+    """A job's raw state in Redis right now, for a person looking at it (``crashlab debug``).
+
+    Unlike ``JobSnapshot`` it is read while the job runs and is never checked:
+    ``fields`` is the job record as stored, ``plan`` and ``chunks`` the chunk
+    plan and the committed chunk results by index, ``indexes`` every key that
+    lists the job with how (``"member"``, ``"position 0"``, a score), and the
+    lease is who holds it and for how many more milliseconds.
+    """
+
+    job_id: str
+    fields: dict[str, str]
+    plan: dict[int, dict[str, Any]]
+    chunks: dict[int, dict[str, Any]]
+    indexes: dict[str, str]
+    lease_holder: str | None
+    lease_ttl_ms: int | None
+    keys: dict[str, str]  # what each part is called in the store, e.g. {"job": "app:job:42"}
+
+
+@runtime_checkable
+class InspectableTarget(Protocol):
+    """A target that can show a job's raw state; optional (the debugger falls back
+    to ``Target.snapshot``)."""
+
+    def inspect(self, client: redis.Redis, job_id: str) -> JobInspection: ...
 
 
 class Target(Protocol):
@@ -86,6 +121,26 @@ class Target(Protocol):
     def submit(self, api_url: str, media: Path, *, max_retries: int | None = None,
                timeout_s: float | None = None) -> str:
         """Submit one job through the worker's real API; returns its id."""
+        ...
+
+    def submit_upload(self, api_url: str, source: Path, *, bucket: str, key: str,
+                      finished: bool, max_retries: int | None = None,
+                      timeout_s: float | None = None, stale_after_s: float | None = None,
+                      on_stale: str | None = None) -> str:
+        """Submit one upload of ``source`` (``finished``: complete already) to
+        ``s3://bucket/key`` through the worker's API; returns its id."""
+        ...
+
+    def finish_upload(self, api_url: str, job_id: str) -> int:
+        """Tell the worker the upload's source is complete; returns the size it recorded."""
+        ...
+
+    def upload_source_dir(self, wiring: Wiring) -> Path:
+        """Where upload sources must be written for the worker to accept them."""
+        ...
+
+    def upload_metadata_key(self, key: str) -> str | None:
+        """The metadata object the worker writes beside ``key`` (None: it writes none)."""
         ...
 
     def job_ids(self, client: redis.Redis) -> list[str]: ...

@@ -12,5 +12,10 @@ it -> ``worker`` claims it and renews the lease -> ``pipeline`` cuts it
 ``recovery`` takes over jobs whose worker died. ``failpoints`` and
 ``control`` let a harness stop the worker at exact points.
 
+The second job kind, ``upload``, streams a (possibly growing) file into an
+S3 multipart upload: ``upload_api`` accepts it, ``upload`` runs it with a
+checkpoint per part (``upload_store``, ``upload_lua``), ``objectstore`` is
+the one module that talks to S3 (``boto3``).
+
 This package imports nothing from the harness.
 """

@@ -7,6 +7,7 @@
     GET  /jobs/{id}/events          the job's events (schema: ``events``)
     POST /jobs/{id}/cancel          QUEUED or PROCESSING -> CANCELLED, 409 otherwise
     GET  /health                    200 when Redis answers, 503 when not
+    POST /uploads, POST /jobs/{id}/finish   the upload job kind (``upload_api``)
 
 The ``lifespan`` owns the Redis pool. Uploads are written to the data dir
 first and renamed into place, then queued in one atomic step.
@@ -30,15 +31,18 @@ from redis.backoff import ExponentialBackoff
 
 from system_under_test import media
 from system_under_test.config import Settings
-from system_under_test.constants import JobField, JobState
+from system_under_test.constants import JobField, JobKind, JobState
 from system_under_test.pipeline import REDIS_ERRORS
 from system_under_test.store import Store
+from system_under_test.upload_api import upload_routes
+from system_under_test.upload_store import UploadStore
 
 _READ_BLOCK = 1024 * 1024
 
 
 class JobStatus(BaseModel):
     job_id: str
+    kind: str
     state: JobState
     progress: float
     chunks_done: int
@@ -48,6 +52,9 @@ class JobStatus(BaseModel):
     epoch: int
     error: str | None
     deadline_ms: int | None
+    bytes_sent: int | None = None  # upload jobs: bytes in checkpointed parts
+    parts_done: int | None = None
+    finished_size: int | None = None  # set once the source is finished
 
 
 class Submitted(BaseModel):
@@ -55,10 +62,16 @@ class Submitted(BaseModel):
     state: JobState
 
 
+def _optional_int(job: dict[str, str], field: JobField) -> int | None:
+    value = job.get(field)
+    return int(value) if value else None
+
+
 def _status(job: dict[str, str]) -> JobStatus:
     count = job.get(JobField.CHUNK_COUNT)
     return JobStatus(
-        job_id=job[JobField.ID], state=JobState(job[JobField.STATE]),
+        job_id=job[JobField.ID], kind=job.get(JobField.KIND) or JobKind.TRANSCRIBE,
+        state=JobState(job[JobField.STATE]),
         progress=float(job.get(JobField.PROGRESS, 0)),
         chunks_done=int(job.get(JobField.CHUNKS_DONE, 0)),
         chunk_count=int(count) if count else None,
@@ -66,6 +79,9 @@ def _status(job: dict[str, str]) -> JobStatus:
         max_retries=int(job.get(JobField.MAX_RETRIES, 0)),
         epoch=int(job.get(JobField.EPOCH, 0)), error=job.get(JobField.ERROR) or None,
         deadline_ms=int(job[JobField.DEADLINE_MS]) if job.get(JobField.DEADLINE_MS) else None,
+        bytes_sent=_optional_int(job, JobField.BYTES_SENT),
+        parts_done=_optional_int(job, JobField.PARTS_DONE),
+        finished_size=_optional_int(job, JobField.FINISHED_SIZE),
     )
 
 
@@ -79,12 +95,14 @@ def create_app(settings: Settings) -> FastAPI:
                                retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 2),
                                retry_on_error=list(REDIS_ERRORS))
         app.state.store = Store(redis)
+        app.state.uploads = UploadStore(redis)
         try:
             yield
         finally:
             await redis.aclose()
 
     app = FastAPI(title="crashlab reference worker", version="0.1.0", lifespan=lifespan)
+    app.include_router(upload_routes(settings))
     uploads = settings.data_dir.resolve() / "jobs"
 
     @app.exception_handler(REDIS_ERRORS[0])
@@ -160,6 +178,9 @@ def create_app(settings: Settings) -> FastAPI:
     @app.get("/jobs/{job_id}/transcript")
     async def transcript(request: Request, job_id: str) -> dict[str, str]:
         job = await existing(request, job_id)
+        if job.get(JobField.KIND, JobKind.TRANSCRIBE) != JobKind.TRANSCRIBE:
+            raise HTTPException(409, f"job {job_id} is a {job[JobField.KIND]} job; only "
+                                     "transcribe jobs have a transcript")
         if job[JobField.STATE] != JobState.COMPLETED:
             raise HTTPException(409, f"job {job_id} is {job[JobField.STATE]}; the transcript "
                                      "exists only once it is COMPLETED")

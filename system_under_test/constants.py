@@ -18,6 +18,13 @@ All keys share the ``crashlab:`` prefix so a harness can flush exactly them.
     crashlab:job:<id>:events         STREAM  the job's own events (same entries as crashlab:events)
     crashlab:job:<id>:lease          STRING  "<worker_id>|<epoch>" with a PX TTL; gone = worker lost
     crashlab:job:<id>:transcript     STRING  the assembled transcript of a COMPLETED job
+    crashlab:job:<id>:parts          HASH    upload part number -> JSON {etag, size, offset, epoch,
+                                             worker}: the upload's checkpoint, one field per part
+                                             committed; deleted when the upload completes
+    crashlab:upload:targets          HASH    "<bucket>/<key>" -> id of the upload job that owns it;
+                                             a second live job for the same object is refused
+    crashlab:upload:abort            SET     ids of upload jobs that ended without completing and
+                                             whose multipart upload must still be aborted
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ QUEUE = f"{PREFIX}:queue"
 EVENTS = f"{PREFIX}:events"
 REJECTED = f"{PREFIX}:rejected"
 DEADLINES = f"{PREFIX}:deadlines"
+UPLOAD_TARGETS = f"{PREFIX}:upload:targets"
+UPLOAD_ABORTS = f"{PREFIX}:upload:abort"
 
 
 class JobState(StrEnum):
@@ -44,6 +53,13 @@ class JobState(StrEnum):
     @property
     def terminal(self) -> bool:
         return self not in (JobState.QUEUED, JobState.PROCESSING)
+
+
+class JobKind(StrEnum):
+    """What a job does: ``transcribe`` media into text, or ``upload`` a file to S3."""
+
+    TRANSCRIBE = "transcribe"
+    UPLOAD = "upload"
 
 
 class JobField(StrEnum):
@@ -70,6 +86,19 @@ class JobField(StrEnum):
     DEADLINE_MS = "deadline_ms"  # absolute, Redis TIME; no write is accepted after it
     CREATED_MS = "created_ms"
     UPDATED_MS = "updated_ms"
+    # upload jobs only: the object, the source, and the checkpoint (see ``upload``)
+    BUCKET = "bucket"
+    S3_KEY = "s3_key"
+    PART_SIZE = "part_size"  # bytes per part, fixed at submit: offsets never depend on settings
+    STALE_AFTER_MS = "stale_after_ms"  # a source that stops growing this long is stale
+    ON_STALE = "on_stale"  # "finalize" or "fail"
+    FINISHED_SIZE = "finished_size"  # set once the writer marks the source finished
+    UPLOAD_ID = "upload_id"  # the multipart upload, committed right after it is created
+    UPLOAD_TOKEN = "upload_token"  # also stored on the object: recognises our own completion
+    NEXT_PART = "next_part"  # part number the next part gets
+    BYTES_SENT = "bytes_sent"  # bytes in committed parts = file offset of the next part
+    PARTS_DONE = "parts_done"
+    OBJECT_ETAG = "object_etag"  # ETag of the completed object
 
 
 def state_key(state: JobState | str) -> str:
@@ -98,3 +127,12 @@ def lease_key(job_id: str) -> str:
 
 def transcript_key(job_id: str) -> str:
     return f"{PREFIX}:job:{job_id}:transcript"
+
+
+def parts_key(job_id: str) -> str:
+    return f"{PREFIX}:job:{job_id}:parts"
+
+
+def upload_target(bucket: str, key: str) -> str:
+    """The field of ``UPLOAD_TARGETS`` that names one object."""
+    return f"{bucket}/{key}"

@@ -29,6 +29,21 @@ Events and their ``data``:
     processing_resumed  {committed, remaining, rechunked}
     recovery_completed  {chunk_count}
     recovery_failed     {reason}
+
+Upload jobs (``upload``) use the same lifecycle events (``job_queued`` then
+carries {kind, source, bucket, key, part_size, finished_size, max_retries},
+``job_completed`` {size, parts, etag}, ``recovery_completed`` {parts, size},
+``processing_resumed`` {parts, bytes_sent, reuploaded, uncommitted_in_s3,
+completed_in_s3}) and:
+
+    upload_started      {upload_id, bucket, key}        the multipart upload exists
+    part_committed      {part, size, offset, etag, bytes_sent, parts_done}
+                                                a part's checkpoint
+    source_finished     {size}                  written by the API when the writer
+                                                marks the source complete (not fenced:
+                                                it carries the job's epoch at that time)
+    stream_stale        {size, idle_ms, action}  the source stopped growing unfinished;
+                                                ``action`` is "finalize" or "fail"
 """
 
 from __future__ import annotations
@@ -53,6 +68,10 @@ class EventName(StrEnum):
     PROCESSING_RESUMED = "processing_resumed"
     RECOVERY_COMPLETED = "recovery_completed"
     RECOVERY_FAILED = "recovery_failed"
+    UPLOAD_STARTED = "upload_started"
+    PART_COMMITTED = "part_committed"
+    SOURCE_FINISHED = "source_finished"
+    STREAM_STALE = "stream_stale"
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,17 @@ POINTS: dict[str, str] = {
     "recovery.rechunked": "missing or corrupt chunk files were cut again from the original",
     "recovery.resumed": "processing_resumed published; remaining chunks about to run",
     "lease.renew": "the lease keeper is about to renew a lease (paused: a stalled heartbeat)",
+    # the upload job kind (it also meets job.claimed, recovery.started, recovery.resumed)
+    "upload.created": "the multipart upload was created in S3; its id is not yet committed",
+    "upload.started": "the upload id and token were committed (an empty checkpoint)",
+    "upload.verified": "resuming: the checkpoint was checked against S3's ListParts",
+    "upload.waiting": "the source has no full part to send yet; waiting for it to grow",
+    "upload.part.before_upload": "a part was read from the source and is about to be sent",
+    "upload.part.uploaded": "S3 has the part; its checkpoint is not yet committed",
+    "upload.part.committed": "the part's checkpoint (number, ETag, size, offset) was committed",
+    "upload.before_complete": "every part is committed; CompleteMultipartUpload not yet sent",
+    "upload.completed_in_s3": "S3 assembled the object; metadata and completion not written",
+    "upload.metadata_written": "the metadata object was written; completion not committed",
 }
 
 

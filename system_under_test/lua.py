@@ -43,6 +43,12 @@ local function move(job_key, prefix, job_id, from_state, to_state)
   redis.call('SREM', prefix .. ':state:' .. from_state, job_id)
   redis.call('SADD', prefix .. ':state:' .. to_state, job_id)
   redis.call('HSET', job_key, 'state', to_state)
+  -- an upload that ends any other way than COMPLETED leaves a multipart upload to abort,
+  -- whoever ended it (a worker, the API, the timeout monitor, a takeover past max_retries)
+  if (to_state == 'FAILED' or to_state == 'TIMED_OUT' or to_state == 'CANCELLED')
+     and redis.call('HGET', job_key, 'kind') == 'upload' then
+    redis.call('SADD', prefix .. ':upload:abort', job_id)
+  end
 end
 
 -- nil when the caller still holds the job at this epoch, else the reason. A
@@ -63,10 +69,11 @@ local function fenced(epoch, worker, op)
   return why
 end
 """.replace("@REJECTED@", REJECTED)
+PRELUDE = _PRELUDE  # for the upload scripts (``upload_lua``)
 
 # KEYS: job, events, queue, deadlines. ARGV: prefix, job_id, data, timeout_ms ("0": none),
 # field, value, ...
-SUBMIT = _PRELUDE + """
+SUBMIT_BODY = """
 local prefix, job_id = ARGV[1], ARGV[2]
 if redis.call('EXISTS', KEYS[1]) == 1 then return 'exists' end
 for i = 5, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
@@ -88,6 +95,7 @@ redis.call('LPUSH', KEYS[3], job_id)
 emit(job_id, 'job_queued', 'api', 0, '0', data)
 return 'ok'
 """
+SUBMIT = _PRELUDE + SUBMIT_BODY
 
 # KEYS: queue, events. ARGV: prefix, worker, lease_ms.
 # Pops queued ids until one is still QUEUED (a cancelled job may linger in the list).

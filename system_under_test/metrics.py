@@ -8,6 +8,10 @@
                                                   status instead of a new call
     crashlab_chunks_committed_total               chunk results committed by this worker
     crashlab_writes_rejected_total{reason}        writes refused by the fencing check
+    crashlab_upload_parts_committed_total         upload parts checkpointed by this worker
+    crashlab_upload_bytes_committed_total         bytes in those parts
+    crashlab_upload_parts_reuploaded_total        parts sent again while resuming
+    crashlab_upload_aborts_total                  multipart uploads aborted (jobs that failed)
 """
 
 from __future__ import annotations
@@ -22,6 +26,10 @@ DUPLICATES_PREVENTED = Counter("crashlab_duplicate_prevention",
                                "Chunks committed from the service's status, not a new call")
 CHUNKS_COMMITTED = Counter("crashlab_chunks_committed", "Chunk results committed")
 WRITES_REJECTED = Counter("crashlab_writes_rejected", "Writes refused by fencing", ["reason"])
+UPLOAD_PARTS = Counter("crashlab_upload_parts_committed", "Upload parts checkpointed")
+UPLOAD_BYTES = Counter("crashlab_upload_bytes_committed", "Bytes in checkpointed upload parts")
+UPLOAD_REUPLOADS = Counter("crashlab_upload_parts_reuploaded", "Parts sent again on resume")
+UPLOAD_ABORTS = Counter("crashlab_upload_aborts", "Multipart uploads aborted")
 
 
 def serve(port: int) -> None:

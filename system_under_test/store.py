@@ -22,6 +22,7 @@ from system_under_test.constants import (
     PREFIX,
     QUEUE,
     JobField,
+    JobKind,
     JobState,
     chunks_key,
     job_events_key,
@@ -117,6 +118,11 @@ class Store:
 
     async def job(self, job_id: str) -> dict[str, str]:
         return cast(dict[str, str], await self.redis.hgetall(job_key(job_id)))
+
+    async def kind(self, job_id: str) -> str:
+        """The job's kind (``JobKind``); jobs from before kinds existed transcribe."""
+        kind = cast(str | None, await self.redis.hget(job_key(job_id), JobField.KIND))
+        return kind or JobKind.TRANSCRIBE
 
     async def transcript(self, job_id: str) -> str | None:
         return cast(str | None, await self.redis.get(transcript_key(job_id)))

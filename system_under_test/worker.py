@@ -1,5 +1,9 @@
 """The worker process: claim jobs, keep their leases, recover the orphaned ones.
 
+Each job runs through the runner of its kind: ``pipeline.JobRunner`` for
+``transcribe``, ``upload.UploadRunner`` for ``upload``; leases, fencing,
+retries and recovery are the same for both.
+
 Loop: while there is room (``CRASHLAB_CONCURRENCY``), first take over a
 PROCESSING job whose lease expired (its worker died: recovery), else claim
 the next queued job; run each in its own task with a lease keeper beside it.
@@ -25,12 +29,15 @@ from redis.asyncio import Redis
 
 from system_under_test import metrics
 from system_under_test.config import Settings
+from system_under_test.constants import JobKind
 from system_under_test.control import ControlServer
-from system_under_test.errors import Fenced, JobFailure
+from system_under_test.errors import Fenced, JobFailure, S3Error
 from system_under_test.failpoints import Failpoints
 from system_under_test.pipeline import REDIS_ERRORS, JobRunner
 from system_under_test.store import Claim, Store
 from system_under_test.transcriber import Transcriber
+from system_under_test.upload import UploadRunner
+from system_under_test.upload_store import UploadStore
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +56,9 @@ class Worker:
         self.store = Store(self.redis)
         self.transcriber = Transcriber(settings)
         self.runner = JobRunner(settings, self.store, self.transcriber, self.failpoints)
+        self.uploads = UploadRunner(settings, self.runner, UploadStore(self.redis))
         self._wakeup = asyncio.Event()
+        self._janitor: asyncio.Task[None] | None = None
 
     def status(self) -> dict[str, Any]:
         return {
@@ -80,6 +89,7 @@ class Worker:
             if control is not None:
                 await control.close()
             await self.transcriber.close()
+            self.uploads.close()
             await self.redis.aclose()
             log.info("worker %s stopped", self.worker_id)
 
@@ -141,6 +151,20 @@ class Worker:
             log.warning("job %s passed its deadline; marked TIMED_OUT", job_id)
         for state, count in (await self.store.job_counts()).items():
             metrics.JOBS.labels(state=state).set(count)
+        if await self.uploads.store.has_abandoned():
+            self._abort_abandoned_uploads()
+
+    def _abort_abandoned_uploads(self) -> None:
+        """Abort the uploads of jobs that ended without completing, beside the loop
+        (S3 calls must not hold up claims and lease renewals)."""
+        if self._janitor is None or self._janitor.done():
+            self._janitor = asyncio.create_task(self._janitor_pass(), name="upload-janitor")
+
+    async def _janitor_pass(self) -> None:
+        try:
+            await self.uploads.abort_abandoned()
+        except (*REDIS_ERRORS, S3Error) as exc:
+            log.warning("could not abort abandoned uploads yet (%s); trying again later", exc)
 
     async def _next_claim(self) -> Claim | None:
         """An orphaned job to recover first, else the next queued job."""
@@ -156,6 +180,7 @@ class Worker:
             if outcome == "failed":
                 metrics.RECOVERIES.labels(outcome="failed").inc()
                 log.error("job %s failed: %s", job_id, value)
+                self._abort_abandoned_uploads()
         return await self.store.claim(self.worker_id, lease_ms)
 
     async def _run_job(self, claim: Claim) -> None:
@@ -163,8 +188,13 @@ class Worker:
         job_task = asyncio.current_task()
         assert job_task is not None
         keeper = asyncio.create_task(self._keep_lease(claim, job_task))
+        kind = JobKind.TRANSCRIBE
         try:
-            await self.runner.run(claim)
+            kind = JobKind(await self.runner._read(lambda: self.store.kind(claim.job_id)))
+            if kind is JobKind.UPLOAD:
+                await self.uploads.run(claim)
+            else:
+                await self.runner.run(claim)
         except asyncio.CancelledError:
             if not keeper.done():  # cancelled by shutdown, not by a lost lease
                 raise
@@ -179,6 +209,8 @@ class Worker:
             log.error("job %s failed: %s", claim.job_id, reason)
             with contextlib.suppress(*REDIS_ERRORS):
                 await self.store.fail(claim, self.worker_id, reason)
+            if kind is JobKind.UPLOAD:
+                self._abort_abandoned_uploads()
         finally:
             keeper.cancel()
             self.jobs.pop(claim.job_id, None)
@@ -205,6 +237,10 @@ class Worker:
         job_task.cancel()
 
     async def _shutdown(self) -> None:
+        if self._janitor is not None:
+            self._janitor.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._janitor
         running = list(self.jobs.values())
         for _, task in running:
             task.cancel()

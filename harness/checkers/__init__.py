@@ -15,6 +15,7 @@ checker's verdict unknown rather than crashing the report.
     stale_epoch_rejected     ordering   one owner per epoch, no stale or zombie writes
     retry_accounting         recovery   retry_count counts recoveries; max_retries enforced
     state_index_exclusive    snapshot   each job in exactly its own state index
+    upload_byte_exact        upload     uploads byte-exact from contiguous parts, no orphans
     fault_coverage           faults     every planned fault fired and healed
 """
 
@@ -38,7 +39,8 @@ from harness.checkers.redundant import NoWorkAfterCommit
 from harness.checkers.snapshot import JobsTerminal, StateIndexExclusive, TranscriptExact
 from harness.checkers.takeover import TakeoverJustified
 from harness.checkers.timeouts import TimeoutEnforced
-from harness.history import FinalState, History, HistoryError
+from harness.checkers.upload import UploadByteExact
+from harness.history import FinalState, History, HistoryError, bulk
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +59,7 @@ ALL_CHECKERS: list[Checker] = [
     RetryAccounting(),
     StateIndexExclusive(),
     TimeoutEnforced(),
+    UploadByteExact(),
     FaultCoverage(),
 ]
 
@@ -67,15 +70,16 @@ def run_checkers(history: History, state: FinalState,
     if expectations is None:
         expectations = Expectations.from_json(state.expect)
     results = []
-    for checker in ALL_CHECKERS:
-        try:
-            result = checker.check(history, state, expectations)
-        except HistoryError as exc:
-            log.warning("checker %s could not read the history: %s", checker.name, exc)
-            result = CheckResult(checker.name, Verdict.UNKNOWN,
-                                 f"the history does not follow the schema: {exc}")
-        log.debug("%s: %s (%s)", result.checker, result.verdict, result.witness)
-        results.append(result)
+    with bulk():  # the history's typed views are parsed on first use, in here
+        for checker in ALL_CHECKERS:
+            try:
+                result = checker.check(history, state, expectations)
+            except HistoryError as exc:
+                log.warning("checker %s could not read the history: %s", checker.name, exc)
+                result = CheckResult(checker.name, Verdict.UNKNOWN,
+                                     f"the history does not follow the schema: {exc}")
+            log.debug("%s: %s (%s)", result.checker, result.verdict, result.witness)
+            results.append(result)
     return results
 
 

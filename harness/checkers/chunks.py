@@ -2,7 +2,8 @@
 
 chunk_committed_once
     Per job, at most one ``chunk_committed`` event per chunk index; a COMPLETED
-    job has exactly one for every index ``0 .. chunk_count-1`` and none outside
+    transcription job has exactly one for every index ``0 .. chunk_count-1`` (an
+    upload job has no chunks: ``upload_byte_exact`` judges its parts) and none outside
     that range; and the final state's committed chunks are exactly the chunks
     the events committed (with the epoch and worker of that commit, when the
     snapshot records them).
@@ -71,7 +72,7 @@ class ChunkCommittedOnce:
             snap = state.jobs.get(job_id)
             if snap is None:
                 continue
-            if snap.state == COMPLETED:
+            if snap.state == COMPLETED and snap.kind == "transcribe":
                 if snap.chunk_count is None:
                     found.invalid(f"job {job_id} is COMPLETED but its final state has no "
                                   "chunk_count")

@@ -2,7 +2,10 @@
 
 failure_justified
     Every FAILED job's error must be explained by the history: a
-    ``source_missing`` failure needs a ``delete_source`` fault on that job;
+    ``source_missing`` failure (or an upload's ``file_missing_on_resume`` /
+    ``file_missing``) needs a ``delete_source`` fault on that job; an upload's
+    ``stale_stream`` needs a writer that never finished its source, submitted
+    with ``on_stale: fail``;
     "lost its worker" needs the job to have lost more workers than its
     ``max_retries``; a chunk that "failed after N attempts" needs a
     ``service_errors`` fault that fired. Any other failure (a chunk not
@@ -14,6 +17,9 @@ from __future__ import annotations
 
 from harness.checkers.base import CheckResult, Expectations, Findings, plural
 from harness.history import EntryKind, FinalState, History
+
+# a job whose input file a fault deleted fails with one of these
+_MISSING = ("source_missing", "file_missing_on_resume", "file_missing")
 
 
 class FailureJustified:
@@ -35,7 +41,7 @@ class FailureJustified:
                 continue
             failed += 1
             reason = snapshot.error or ""
-            if reason.startswith("source_missing"):
+            if reason.startswith(_MISSING):
                 if job_id not in deleted:
                     found.invalid(f"job {job_id} failed with {reason!r}, but no fault deleted "
                                   "its original media")
@@ -44,6 +50,13 @@ class FailureJustified:
                     found.invalid(f"job {job_id} failed with {reason!r} after only "
                                   f"{snapshot.retry_count} lost workers (max_retries "
                                   f"{snapshot.max_retries})")
+            elif reason.startswith("stale_stream"):
+                op = history.submits_by_job.get(job_id)
+                upload = op.upload if op is not None else None
+                if upload is None or upload.finishes or upload.on_stale != "fail":
+                    found.invalid(f"job {job_id} failed with {reason!r}, but its writer was "
+                                  "meant to finish the source (or the job to finalize a "
+                                  "stale one)")
             elif "failed after" in reason and reason.startswith("chunk"):
                 if not service_faults:
                     found.invalid(f"job {job_id} failed with {reason!r}, but the service was "

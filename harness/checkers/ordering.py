@@ -10,9 +10,10 @@ stale_epoch_rejected
     should have been refused); each epoch is opened once, by ``job_claimed``
     or ``recovery_started`` (whose worker owns it), by ``job_cancelled``
     (the API) or by ``job_timed_out`` (a worker's timeout monitor); and
-    every other event at epoch e (``chunk_committed``, ``job_completed``,
-    ...) is written by the owner of e. A write by anyone
-    else is a zombie write. Writes the worker's fencing refused are listed as
+    every other event at epoch e (``chunk_committed``, ``part_committed``,
+    ``job_completed``, ...) is written by the owner of e, except the API's
+    ``job_queued`` and ``source_finished``, which belong to no epoch. A write
+    by anyone else is a zombie write. Writes the worker's fencing refused are listed as
     ``rejected_write`` entries and counted in the result; when the scenario
     expects at least some (``min_rejected_writes``), fewer means its fault
     did not exercise fencing at all: unknown.
@@ -25,6 +26,8 @@ from harness.history import EntryKind, FinalState, History, SutEvent, SutEventNa
 
 _OPENERS = {SutEventName.JOB_CLAIMED, SutEventName.RECOVERY_STARTED, SutEventName.JOB_CANCELLED,
             SutEventName.JOB_TIMED_OUT}
+# written by the API from outside any epoch: owned by no worker
+_OUTSIDE_EPOCHS = {SutEventName.JOB_QUEUED, SutEventName.SOURCE_FINISHED}
 
 
 class EventsOrdered:
@@ -78,7 +81,7 @@ class StaleEpochRejected:
                                   f"({newest.describe()})")
                     continue
                 newest = event
-                if event.event == SutEventName.JOB_QUEUED:
+                if event.event in _OUTSIDE_EPOCHS:
                     continue
                 if event.event in _OPENERS:
                     opened = owners.get(event.epoch)

@@ -5,8 +5,9 @@ jobs_terminal
     expected terminal states; when the scenario expects a failure reason, every
     FAILED job's error contains it.
 transcript_exact
-    Every COMPLETED submitted job's transcript equals, character for character,
-    the ``expected_transcript`` of its submit op.
+    Every COMPLETED submitted transcription job's transcript equals, character
+    for character, the ``expected_transcript`` of its submit op (upload jobs
+    are judged by ``upload_byte_exact``).
 state_index_exclusive
     Every job of the final state is in exactly one state index, the one named
     by its ``state``.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 from harness.checkers.base import CheckResult, Expectations, Findings, plural
 from harness.history import FinalState, History
+from harness.target import JobSnapshot
 
 COMPLETED = "COMPLETED"
 FAILED = "FAILED"
@@ -57,8 +59,8 @@ class TranscriptExact:
         compared = 0
         for op in history.submits:
             snap = state.jobs.get(op.job_id)
-            if snap is None or snap.state != COMPLETED:
-                continue  # jobs_terminal judges where it ended
+            if snap is None or snap.state != COMPLETED or op.kind != "transcribe":
+                continue  # jobs_terminal judges where it ended; upload_byte_exact uploads
             if op.expected_transcript is None:
                 found.unknown(f"job {op.job_id} is COMPLETED but its submit op (history entry "
                               f"{op.index}) has no expected_transcript to compare with")
@@ -66,10 +68,33 @@ class TranscriptExact:
                 found.invalid(f"job {op.job_id} is COMPLETED but has no transcript")
             elif snap.transcript != op.expected_transcript:
                 difference = first_difference(op.expected_transcript, snap.transcript)
-                found.invalid(f"job {op.job_id}: {difference}")
+                chunk = chunk_of_word(snap, first_word_off(op.expected_transcript,
+                                                           snap.transcript))
+                where = "" if chunk is None else f" (in chunk {chunk})"
+                found.invalid(f"job {op.job_id}: {difference}{where}")
             compared += 1
         return found.result(f"{plural(compared, 'completed job')} matched the expected "
                             "transcript exactly")
+
+
+def first_word_off(expected: str, actual: str) -> int:
+    """Position of the first word that differs (or where one transcript ends)."""
+    want, got = expected.split(), actual.split()
+    for position, (a, b) in enumerate(zip(want, got, strict=False)):
+        if a != b:
+            return position
+    return min(len(want), len(got))
+
+
+def chunk_of_word(snap: JobSnapshot, position: int) -> int | None:
+    """The committed chunk whose text holds word ``position`` of the transcript."""
+    seen = 0
+    for index in sorted(snap.committed_chunks):
+        text = snap.committed_chunks[index].get("text")
+        seen += len(str(text or "").split())
+        if position < seen:
+            return index
+    return None
 
 
 def first_difference(expected: str, actual: str) -> str:

@@ -120,10 +120,14 @@ class S3Server:
         registry: ProcessRegistry | None = None,
         port: int | None = None,
         startup_timeout: float = 30.0,
+        part_min_size: int | None = None,
     ) -> None:
         self.workdir = workdir.resolve()
         self.registry = registry
         self.startup_timeout = startup_timeout
+        # S3 refuses to complete an upload whose parts but the last are under 5 MiB; a
+        # smaller minimum here lets tests use small parts under the same rule
+        self.part_min_size = part_min_size
         self._port = port
         self._proc: ManagedProcess | None = None
 
@@ -247,6 +251,8 @@ class S3Server:
             raise SetupError(f"cannot start the moto server: port {port} is already in use")
         env = isolated_aws_env()
         env["PYTHONUNBUFFERED"] = "1"
+        if self.part_min_size is not None:
+            env["S3_UPLOAD_PART_MIN_SIZE"] = str(self.part_min_size)
         proc = ManagedProcess(
             f"moto-server:{port}",
             [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)],

@@ -32,6 +32,7 @@ EXPECTED_NAMES = [
     "retry_accounting",
     "state_index_exclusive",
     "timeout_enforced",
+    "upload_byte_exact",
     "fault_coverage",
 ]
 
