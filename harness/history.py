@@ -15,10 +15,19 @@ these kinds and the checkers read nothing else:
     process_exit     {name, pid, code}
     op               {op, job_id, expected_transcript, media_seconds,
                       chunk_seconds, expected_chunks}
-                     ``op`` is "submit"
+                     ``op`` is "submit"; an upload's submit is instead
+                     {op, job_id, job_kind: "upload", bucket, key, expected_size,
+                      expected_sha256, growing, finishes, on_stale}: the bytes
+                     its writer will have written in all, and whether the
+                     writer marks the source finished; {op: "finish", job_id,
+                     size} is the writer marking it finished through the API
     fault_start      {fault_id, fault, params}       ``fault`` is the kind name
     fault_heal       {fault_id}
     fault_skipped    {fault_id, reason}              planned but did not fire
+    fault_planned    {fault_id, fault, params}       a fault added to the schedule
+                     while the run was going (an operator's ``kill`` or
+                     ``sever`` in ``crashlab debug``); from here on it is part
+                     of ``History.schedule`` like the faults of ``run_start``
     failpoint_hit    {worker, point, hit, job, chunk, pid, action}
     sut_event        {stream_id, event, job_id, worker_id, epoch, seq, ts_ms,
                       recovery, data}
@@ -35,6 +44,19 @@ these kinds and the checkers read nothing else:
                      a write the worker's fencing check refused (a zombie or a
                      worker past the deadline tried, and changed nothing);
                      copied from the worker's rejected-writes stream at the end
+    s3_object        {job_id, bucket, key, exists, size, sha256, etag, token,
+                      first_difference, metadata_key, metadata}
+                     an upload job's object as S3 holds it at the end of the
+                     run (read straight from the S3 server, never through the
+                     worker); ``first_difference`` is the first byte offset
+                     where it differs from the bytes the writer wrote (null
+                     when equal), ``metadata`` the parsed metadata object
+                     at ``metadata_key`` beside it (null when absent, or when
+                     the target writes none: then ``metadata_key`` is null)
+    s3_uploads       {bucket, uploads, waited_s}
+                     the multipart uploads still in progress at the end
+                     (``uploads``: [{key, upload_id}]), after waiting up to a
+                     few seconds for the worker to abort those of ended jobs
     run_end          {reason}
 
 Field names ``index``, ``ts`` and ``kind`` are reserved (a call-log ``ts``
@@ -54,11 +76,13 @@ and write it as a ``FinalState``.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from functools import cached_property
@@ -95,10 +119,13 @@ class EntryKind(StrEnum):
     FAULT_START = "fault_start"
     FAULT_HEAL = "fault_heal"
     FAULT_SKIPPED = "fault_skipped"
+    FAULT_PLANNED = "fault_planned"
     FAILPOINT_HIT = "failpoint_hit"
     SUT_EVENT = "sut_event"
     EXTERNAL_CALL = "external_call"
     REJECTED_WRITE = "rejected_write"
+    S3_OBJECT = "s3_object"
+    S3_UPLOADS = "s3_uploads"
     RUN_END = "run_end"
 
 
@@ -118,6 +145,10 @@ class SutEventName(StrEnum):
     PROCESSING_RESUMED = "processing_resumed"  # {committed, remaining, rechunked}
     RECOVERY_COMPLETED = "recovery_completed"  # {chunk_count}
     RECOVERY_FAILED = "recovery_failed"  # {reason}
+    UPLOAD_STARTED = "upload_started"  # {upload_id, bucket, key}
+    PART_COMMITTED = "part_committed"  # {part, size, offset, etag, bytes_sent, parts_done}
+    SOURCE_FINISHED = "source_finished"  # {size}, written by the API, not an epoch's owner
+    STREAM_STALE = "stream_stale"  # {size, idle_ms, action}
 
 
 class CallOutcome(StrEnum):
@@ -144,7 +175,9 @@ class Entry:
         except (KeyError, TypeError, ValueError) as exc:
             raise HistoryError(f"history entry {dict(raw)!r} lacks a valid index/ts/kind "
                                f"({exc!r})") from exc
-        rest = {key: value for key, value in raw.items() if key not in RESERVED}
+        rest = dict(raw)
+        for key in RESERVED:
+            del rest[key]
         return cls(index, ts, kind, MappingProxyType(rest))
 
     def to_json(self) -> dict[str, Any]:
@@ -194,6 +227,11 @@ class PlannedFault:
         return cls(str(raw["fault_id"]), str(raw.get("fault", "")),
                    MappingProxyType(dict(raw.get("params") or {})))
 
+    @classmethod
+    def from_entry(cls, entry: Entry) -> PlannedFault:
+        """A fault a ``fault_planned`` entry added to the schedule during the run."""
+        return cls.from_json(entry.fields)
+
     def to_json(self) -> dict[str, Any]:
         return {"fault_id": self.fault_id, "fault": self.fault, "params": dict(self.params)}
 
@@ -208,13 +246,76 @@ class SubmitOp:
     media_seconds: float | None
     chunk_seconds: float | None
     expected_chunks: int | None
+    kind: str = "transcribe"
+    upload: UploadExpectation | None = None
 
     @classmethod
     def from_entry(cls, entry: Entry) -> SubmitOp:
         media, chunk = entry.get("media_seconds"), entry.get("chunk_seconds")
+        kind = str(entry.get("job_kind") or "transcribe")
+        upload = None
+        if kind == "upload":
+            upload = UploadExpectation(entry.text("bucket"), entry.text("key"),
+                                       entry.integer("expected_size"),
+                                       entry.text("expected_sha256"),
+                                       bool(entry.get("growing", False)),
+                                       bool(entry.get("finishes", True)),
+                                       entry.optional_text("on_stale"))
         return cls(entry.index, entry.text("job_id"), entry.optional_text("expected_transcript"),
                    None if media is None else float(media),
-                   None if chunk is None else float(chunk), entry.optional_int("expected_chunks"))
+                   None if chunk is None else float(chunk), entry.optional_int("expected_chunks"),
+                   kind, upload)
+
+
+@dataclass(frozen=True)
+class UploadExpectation:
+    """What an upload's submit op promises: the object and the bytes it must end up holding."""
+
+    bucket: str
+    key: str
+    expected_size: int
+    expected_sha256: str
+    growing: bool
+    finishes: bool  # the writer marks the source finished (else it goes stale)
+    on_stale: str | None
+
+
+@dataclass(frozen=True)
+class S3Object:
+    """An upload job's object at the end of the run (``s3_object``)."""
+
+    index: int
+    job_id: str
+    bucket: str
+    key: str
+    exists: bool
+    size: int | None
+    sha256: str | None
+    etag: str | None
+    token: str | None
+    first_difference: int | None
+    metadata_key: str | None
+    metadata: Mapping[str, Any] | None
+
+    @classmethod
+    def from_entry(cls, entry: Entry) -> S3Object:
+        metadata = entry.get("metadata")
+        return cls(entry.index, entry.text("job_id"), entry.text("bucket"), entry.text("key"),
+                   bool(entry.require("exists")), entry.optional_int("size"),
+                   entry.optional_text("sha256"), entry.optional_text("etag"),
+                   entry.optional_text("token"), entry.optional_int("first_difference"),
+                   entry.optional_text("metadata_key"),
+                   None if metadata is None else MappingProxyType(dict(metadata)))
+
+
+@dataclass(frozen=True)
+class PendingUpload:
+    """A multipart upload still in progress at the end of the run (from ``s3_uploads``)."""
+
+    index: int
+    bucket: str
+    key: str
+    upload_id: str
 
 
 @dataclass(frozen=True)
@@ -324,7 +425,8 @@ class History(Sequence[Entry]):
 
     @classmethod
     def from_json(cls, records: Iterable[Mapping[str, Any]]) -> History:
-        return cls(tuple(Entry.from_json(raw) for raw in records))
+        with bulk():
+            return cls(tuple(Entry.from_json(raw) for raw in records))
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -358,15 +460,18 @@ class History(Sequence[Entry]):
 
     @cached_property
     def schedule(self) -> tuple[PlannedFault, ...]:
-        """The planned faults of ``run_start`` (empty without one)."""
+        """The planned faults of ``run_start``, then those a ``fault_planned`` added."""
         if self.run_start is None:
             return ()
         try:
-            return tuple(PlannedFault.from_json(raw)
-                         for raw in self.run_start.get("schedule") or ())
+            ahead = tuple(PlannedFault.from_json(raw)
+                          for raw in self.run_start.get("schedule") or ())
         except (KeyError, TypeError, AttributeError) as exc:
             raise HistoryError(f"run_start (entry {self.run_start.index}) has a malformed "
                                f"schedule: {exc!r}") from exc
+        added = tuple(_parse(PlannedFault.from_entry, entry)
+                      for entry in self.of_kind(EntryKind.FAULT_PLANNED))
+        return ahead + added
 
     @cached_property
     def submits(self) -> tuple[SubmitOp, ...]:
@@ -412,6 +517,30 @@ class History(Sequence[Entry]):
             grouped.setdefault(event.job_id, []).append(event)
         return MappingProxyType({job: tuple(sorted(events, key=lambda e: e.seq))
                                  for job, events in grouped.items()})
+
+    @cached_property
+    def s3_objects(self) -> Mapping[str, S3Object]:
+        """Each upload job's object at the end, by job id."""
+        objects = (_parse(S3Object.from_entry, entry)
+                   for entry in self.of_kind(EntryKind.S3_OBJECT))
+        return MappingProxyType({obj.job_id: obj for obj in objects})
+
+    @cached_property
+    def pending_uploads(self) -> tuple[PendingUpload, ...] | None:
+        """Multipart uploads left in progress at the end; None if nobody looked."""
+        entries = self.of_kind(EntryKind.S3_UPLOADS)
+        if not entries:
+            return None
+        found = []
+        for entry in entries:
+            try:
+                for upload in entry.require("uploads"):
+                    found.append(PendingUpload(entry.index, entry.text("bucket"),
+                                               str(upload["key"]), str(upload["upload_id"])))
+            except (KeyError, TypeError) as exc:
+                raise HistoryError(f"history entry {entry.index} (s3_uploads) is malformed: "
+                                   f"{exc!r}") from exc
+        return tuple(found)
 
     @cached_property
     def external_calls(self) -> tuple[ExternalCall, ...]:
@@ -493,9 +622,40 @@ class HistoryWriter:
         self.close()
 
 
+@contextmanager
+def bulk() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a history is built or checked.
+
+    A history of 100k entries is a million small objects, none in a reference
+    cycle; collector passes over them as they are made cost more than making
+    them (and grow with the heap, so the total is no longer linear in its size).
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def load_history(path: Path) -> History:
     """Read a history file; a torn last line (the runner died mid-write) is dropped with a
     warning, any other malformed line is a ``HistoryError`` naming the file and line."""
+    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    with bulk():
+        try:  # the usual case, in one pass: every line one JSON object
+            parsed = json.loads("[" + ",".join(lines) + "]")
+        except json.JSONDecodeError:
+            parsed = None
+        if (isinstance(parsed, list) and len(parsed) == len(lines)
+                and all(isinstance(raw, dict) for raw in parsed)):
+            return History.from_json(parsed)
+        return _load_lines(path)
+
+
+def _load_lines(path: Path) -> History:
+    """``load_history`` line by line: finds the torn last line or names the bad one."""
     lines = path.read_text(encoding="utf-8").splitlines()
     records: list[Mapping[str, Any]] = []
     for number, line in enumerate(lines, start=1):
@@ -545,9 +705,18 @@ def snapshot_from_json(raw: Mapping[str, Any]) -> JobSnapshot:
             committed_chunks={int(k): dict(v) for k, v in
                               (raw.get("committed_chunks") or {}).items()},
             state_sets=[str(s) for s in raw.get("state_sets") or ()],
+            kind=str(raw.get("kind") or "transcribe"), upload=_upload_checkpoint(raw),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise HistoryError(f"job snapshot {raw.get('job_id')!r} is malformed: {exc!r}") from exc
+
+
+def _upload_checkpoint(raw: Mapping[str, Any]) -> dict[str, Any] | None:
+    upload = raw.get("upload")
+    if upload is None:
+        return None
+    parts = {int(number): dict(part) for number, part in (upload.get("parts") or {}).items()}
+    return {**upload, "parts": parts}
 
 
 def save_state(path: Path, jobs: Mapping[str, JobSnapshot] | Iterable[JobSnapshot],

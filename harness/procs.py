@@ -231,6 +231,7 @@ class ManagedProcess:
         env: Mapping[str, str] | None = None,
         cwd: Path | None = None,
         registry: ProcessRegistry | None = None,
+        pass_fds: Sequence[int] = (),
     ) -> None:
         self.name = name
         self.argv = list(argv)
@@ -238,6 +239,7 @@ class ManagedProcess:
         self.env = dict(env) if env is not None else None
         self.cwd = cwd
         self.registry = registry
+        self.pass_fds = tuple(pass_fds)  # descriptors the child inherits (a control socket)
         self._popen: subprocess.Popen[bytes] | None = None
         self.started_at: float | None = None
 
@@ -252,6 +254,7 @@ class ManagedProcess:
                 stderr=subprocess.STDOUT,
                 env=self.env,
                 cwd=self.cwd,
+                pass_fds=self.pass_fds,
             )
         finally:
             log_file.close()
@@ -321,6 +324,18 @@ class ManagedProcess:
         code = self._popen.wait()
         self._forget()
         return code
+
+    def wait_exited(self) -> None:
+        """Block until the leader exits, leaving it unreaped (its pid stays ours)."""
+        while True:
+            try:
+                os.waitid(os.P_PID, self.pid, os.WEXITED | os.WNOWAIT)
+            except ChildProcessError:  # already reaped
+                return
+            except OSError:  # pragma: no cover - EINTR is retried by Python itself
+                time.sleep(0.05)
+                continue
+            return
 
     def _forget(self) -> None:
         if self.registry is not None and self._popen is not None:

@@ -58,6 +58,11 @@ def _run_worker(settings: Settings) -> int:
     from system_under_test.worker import Worker
 
     async def run() -> None:
+        if not settings.recovery_machinery:
+            from system_under_test.bare import BareWorker
+
+            await BareWorker(settings).run()
+            return
         await Worker(settings).run()
 
     asyncio.run(run())

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import socket
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -66,6 +67,9 @@ class Settings(BaseSettings):
     timeout_scan_ms: int = Field(250, ge=10, description="how often a worker times out jobs")
     metrics_port: int = Field(0, ge=0, le=65535,
                               description="worker Prometheus metrics on 127.0.0.1 (0: off)")
+    recovery_machinery: bool = Field(
+        True, description="benchmark baseline only: false runs a bare worker with no leases, "
+        "checkpoints or events, so a crash loses its job (system_under_test.bare)")
     failpoints: str = Field(
         "", description='failpoints armed at start, e.g. "chunk.committed=2*off->pause"'
     )
@@ -73,6 +77,23 @@ class Settings(BaseSettings):
         "", description="where the worker serves failpoint control, e.g. http://127.0.0.1:7100"
     )
     worker_id: str = Field(default_factory=_default_worker_id, description="this worker's name")
+    # the upload job kind (``upload``)
+    s3_endpoint_url: str = Field("", description="S3-compatible endpoint, e.g. a moto server or "
+                                                 "MinIO (empty: AWS itself)")
+    s3_region: str = Field("us-east-1", description="S3 region")
+    s3_attempts: int = Field(5, ge=1, le=20, description="tries per S3 call (botocore retries)")
+    s3_timeout_s: float = Field(30.0, gt=0, description="connect and read timeout of an S3 call")
+    upload_root: Path | None = Field(
+        None, description="upload sources must be files under it (default: DATA_DIR/streams)")
+    upload_part_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, le=5 * 1024 ** 3,
+        description="part size of new upload jobs (S3 wants at least 5 MiB but for the last)")
+    upload_poll_ms: int = Field(200, ge=5, description="how often a growing source is looked at")
+    upload_stale_after_s: float = Field(
+        300.0, gt=0, le=86400, description="a source that stops growing this long unfinished "
+                                           "is stale (default for new jobs)")
+    upload_on_stale: Literal["finalize", "fail"] = Field(
+        "fail", description="what a stale source does: finalize as it is, or fail the job")
 
     @field_validator("redis_url")
     @classmethod
@@ -86,6 +107,13 @@ class Settings(BaseSettings):
     def _http_scheme(cls, value: str) -> str:
         if urlsplit(value).scheme not in ("http", "https"):
             raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("s3_endpoint_url")
+    @classmethod
+    def _s3_scheme(cls, value: str) -> str:
+        if value and urlsplit(value).scheme not in ("http", "https"):
+            raise ValueError("must be empty (AWS) or an http:// or https:// URL")
         return value
 
     @field_validator("control_url")
@@ -114,6 +142,11 @@ class Settings(BaseSettings):
             netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
             return parts._replace(netloc=netloc).geturl()
         return self.redis_url
+
+    @property
+    def upload_dir(self) -> Path:
+        """Where upload sources must live."""
+        return (self.upload_root or self.data_dir / "streams").resolve()
 
     @property
     def control_address(self) -> tuple[str, int] | None:

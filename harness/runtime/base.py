@@ -2,10 +2,10 @@
 
 A ``Runtime`` starts workers, signals them (SIGKILL at an exact phase,
 SIGSTOP/SIGCONT to freeze them), waits for them and tears them all down. The
-local ``ProcessRuntime`` implements it with process groups; a Docker runtime
-can implement it with ``docker run``/``docker kill --signal KILL``/``docker
-pause``/``docker unpause``, which is why a worker is identified by an opaque
-``WorkerHandle`` rather than by a pid.
+local ``ProcessRuntime`` implements it with process groups; ``DockerRuntime``
+(``harness.runtime.docker``) with ``docker run``/``docker kill --signal
+KILL``/``docker pause``/``docker unpause``, which is why a worker is
+identified by an opaque ``WorkerHandle`` rather than by a pid.
 
 Every runtime reports what it did to an optional ``EventSink``, called as
 ``sink(kind, **fields)`` with one of these kinds (``ts`` is ``time.time()``):
@@ -59,7 +59,7 @@ class WorkerHandle:
 
 
 class Runtime(Protocol):
-    """Starts, signals and reaps workers; implemented by ``ProcessRuntime``."""
+    """Starts, signals and reaps workers: ``ProcessRuntime``, ``DockerRuntime``."""
 
     def start_worker(
         self, name: str, argv: Sequence[str], env: Mapping[str, str]

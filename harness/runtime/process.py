@@ -7,6 +7,11 @@ working directory. Every signal goes to the worker's whole process group, so
 a SIGKILL also takes the ffmpeg or other helpers it started, as a machine
 crash would.
 
+With ``fork_server``, workers are forked from a process that has already
+imported the worker's ``preload`` modules (``harness.runtime.forkserver``),
+so a worker (a replacement after a SIGKILL included) starts in milliseconds;
+``close`` stops that server after the workers.
+
 One watcher thread per worker blocks in ``waitid(..., WNOWAIT)`` until the
 worker exits, so a death is noticed (and time-stamped) when it happens, even
 if nobody is asking. The watcher then kills whatever is left in the group and
@@ -37,6 +42,7 @@ from harness.runtime.base import (
     EventSink,
     WorkerHandle,
 )
+from harness.runtime.forkserver import ForkedProcess, Forker
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +54,7 @@ _STOPPING = (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 @dataclass
 class _Worker:
     handle: WorkerHandle
-    proc: ManagedProcess
+    proc: ManagedProcess | ForkedProcess
     lock: threading.RLock = field(default_factory=threading.RLock)
     exited: threading.Event = field(default_factory=threading.Event)
     exit_code: int | None = None
@@ -68,12 +74,15 @@ class ProcessRuntime:
         on_event: EventSink | None = None,
         inherit_env: bool = True,
         kill_timeout: float = 10.0,
+        fork_server: bool = False,
+        preload: Sequence[str] = (),
     ) -> None:
         self.run_dir = run_dir.resolve()
         self.registry = registry
         self.on_event = on_event
         self.inherit_env = inherit_env
         self.kill_timeout = kill_timeout
+        self.forker = Forker(self.run_dir, registry, preload) if fork_server else None
         self._lock = threading.Lock()
         self._workers: dict[str, _Worker] = {}
 
@@ -98,15 +107,19 @@ class ProcessRuntime:
         with self._lock:
             if name in self._workers:
                 raise ValueError(f"a worker called {name!r} was already started")
-            proc = ManagedProcess(
-                name, argv, log_path=log_path, env=child_env, cwd=self.run_dir,
-                registry=self.registry,
-            )
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            try:
-                proc.start()
-            except OSError as exc:
-                raise SetupError(f"cannot start worker {name} ({argv[0]}): {exc}") from exc
+            proc: ManagedProcess | ForkedProcess | None = None
+            if self.forker is not None:
+                proc = self.forker.start(name, argv, child_env, log_path)
+            if proc is None:
+                proc = ManagedProcess(
+                    name, argv, log_path=log_path, env=child_env, cwd=self.run_dir,
+                    registry=self.registry,
+                )
+                try:
+                    proc.start()
+                except OSError as exc:
+                    raise SetupError(f"cannot start worker {name} ({argv[0]}): {exc}") from exc
             started_at = proc.started_at if proc.started_at is not None else time.time()
             handle = WorkerHandle(name, RUNTIME, str(proc.pid), log_path, started_at)
             worker = _Worker(handle, proc)
@@ -190,6 +203,14 @@ class ProcessRuntime:
                             worker.handle.name, grace)
                 self.kill(worker.handle, signal.SIGKILL)
 
+    def close(self) -> None:
+        """Stop every worker, then the fork server; safe to call more than once."""
+        try:
+            self.stop_all()
+        finally:
+            if self.forker is not None:
+                self.forker.close()
+
     def __enter__(self) -> ProcessRuntime:
         return self
 
@@ -199,7 +220,7 @@ class ProcessRuntime:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        self.stop_all()
+        self.close()
 
     # -- internals -----------------------------------------------------------
 
@@ -241,15 +262,7 @@ class ProcessRuntime:
     def _watch(self, worker: _Worker) -> None:
         """Thread body: notice the exit, clear the group, reap, report."""
         pid = worker.proc.pid
-        while True:
-            try:
-                os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)
-            except ChildProcessError:  # already reaped
-                pass
-            except OSError:  # pragma: no cover - EINTR is retried by Python itself
-                time.sleep(0.05)
-                continue
-            break
+        worker.proc.wait_exited()
         ts = time.time()
         with worker.lock:
             code = worker.proc.kill()  # SIGKILLs what is left of the group, reaps

@@ -164,7 +164,9 @@ class TranscriptionService:
         return result
 
     def _admin(self, method: str, path: str, json: Any = None) -> Any:
-        response = httpx.request(method, self.url + path, json=json, timeout=_ADMIN_TIMEOUT)
+        # plain HTTP on loopback: verify=False skips loading the CA bundle (~50 ms of CPU)
+        response = httpx.request(method, self.url + path, json=json, timeout=_ADMIN_TIMEOUT,
+                                 verify=False)
         if response.status_code >= 400:
             raise RuntimeError(f"transcription service {method} {path}: "
                                f"HTTP {response.status_code}: {response.text}")
@@ -172,7 +174,7 @@ class TranscriptionService:
 
     def _healthy(self) -> bool:
         try:
-            response = httpx.get(f"{self.url}/_admin/health", timeout=0.5)
+            response = httpx.get(f"{self.url}/_admin/health", timeout=0.5, verify=False)
         except httpx.HTTPError:
             return False
         return response.status_code == 200

@@ -1,0 +1,247 @@
+"""``crashlab bench``: the six figures in one run, against their targets.
+
+    1 schedules_per_minute  a standard exploration: the ``baseline`` workload,
+                            fixed seed, no example database (``harness.explore``)
+    2 recovery_latency      SIGKILL to the replacement's first resumed commit,
+                            split into replacement start and resume (``latency``)
+    3 takeover_latency      a dead worker's lease expiry to a live worker's
+                            takeover (``latency``)
+    4 event_latency         chunk commit to the event reaching a blocked stream
+                            consumer (``latency``)
+    5 recovery_overhead     run time with leases, checkpoints and events on,
+                            over the same workload with them off (``throughput``)
+    6 checker_speed         every checker over a synthetic history of 100k
+                            entries, in entries per second (``synthetic``)
+
+Everything runs on the process runtime with real services, in a temporary
+folder removed at the end (on every exit path). Figures 2-5 share one
+``Session``; the exploration brings its own. A figure that cannot be
+measured records its error and the others still run. ``run_bench`` returns
+one JSON-ready record; ``append_record`` adds it to a JSON lines file
+(default ``.crashlab/bench.jsonl``) so runs can be compared.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from harness.bench.latency import (
+    measure_event_latency,
+    measure_recovery,
+    measure_takeover,
+)
+from harness.bench.stats import machine, source_revision
+from harness.bench.synthetic import synthetic_run
+from harness.bench.throughput import measure_throughput
+from harness.checkers import run_checkers
+from harness.checkers.base import Verdict, combine
+from harness.errors import CrashlabError, SetupError
+from harness.history import History, load_history
+from harness.procs import ProcessRegistry, default_state_dir
+from harness.runner import Session
+from harness.scenario import DEFAULT_SETTINGS, resolve
+from harness.targets.reference import ReferenceTarget
+
+log = logging.getLogger(__name__)
+
+RECORD_VERSION = 1
+BENCH_FILE = "bench.jsonl"
+EXPLORATION_SCENARIO = "baseline"
+# the services of figures 2-5: half-second chunks, so a job has several commits
+SESSION_SETTINGS = {**DEFAULT_SETTINGS, "chunk_seconds": "0.5"}
+FIGURES = ("schedules_per_minute", "recovery_latency", "takeover_latency", "event_latency",
+           "recovery_overhead", "checker_speed")
+Say = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class Target:
+    """What a figure's ``value`` must reach: ``value >= bound`` (``at_least``) or below."""
+
+    text: str
+    bound: float
+    at_least: bool
+
+    def met(self, value: float) -> bool:
+        return value >= self.bound if self.at_least else value < self.bound
+
+
+TARGETS: dict[str, Target | None] = {
+    "schedules_per_minute": Target(">= 60 schedules/min", 60, at_least=True),
+    "recovery_latency": Target("p95 < 300 ms", 300, at_least=False),
+    "takeover_latency": None,
+    "event_latency": Target("p99 < 10 ms", 10, at_least=False),
+    "recovery_overhead": Target("ratio <= 1.05", 1.05 + 1e-9, at_least=False),
+    "checker_speed": Target(">= 100000 entries/s", 100_000, at_least=True),
+}
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    """Sample sizes; ``quick()`` is a smoke run of seconds, the default one of minutes."""
+
+    seed: int = 1
+    examples: int = 20
+    recovery_trials: int = 20
+    takeover_trials: int = 20
+    event_jobs: int = 8
+    event_media_seconds: float = 4.0
+    throughput_jobs: int = 8
+    throughput_media_seconds: float = 8.0
+    throughput_repeats: int = 5
+    media_seconds: float = 2.0  # of the recovery and takeover trials' job
+    checker_entries: int = 100_000
+    quick: bool = False
+
+    @classmethod
+    def quick_run(cls, seed: int = 1) -> BenchOptions:
+        return cls(seed=seed, examples=2, recovery_trials=3, takeover_trials=3, event_jobs=1,
+                   event_media_seconds=2.0, throughput_jobs=2, throughput_media_seconds=2.0,
+                   throughput_repeats=1, checker_entries=5_000, quick=True)
+
+
+def run_bench(options: BenchOptions, registry: ProcessRegistry, *,
+              say: Say | None = None, workdir: Path | None = None) -> dict[str, Any]:
+    """Measure every figure; the record to print and append. ``workdir`` keeps the run
+    folders there instead of in a temporary folder."""
+    progress: Say = say or (lambda message: None)
+    started = time.monotonic()
+    record: dict[str, Any] = {
+        "bench": RECORD_VERSION, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "revision": source_revision(Path(__file__).resolve().parents[2]),
+        "machine": machine(), "options": asdict(options), "figures": {},
+    }
+    figures: dict[str, Any] = record["figures"]
+    with tempfile.TemporaryDirectory(prefix="crashlab-bench-") as scratch:
+        root = workdir.resolve() if workdir is not None else Path(scratch)
+        progress(f"exploring {options.examples} schedules of {EXPLORATION_SCENARIO}")
+        _measure(figures, "schedules_per_minute",
+                 lambda: _exploration(options, registry, root / "explore"))
+        progress("starting services for the latency and throughput figures")
+        session = Session(root / "session", ReferenceTarget(), registry,
+                          dict(SESSION_SETTINGS)).start()
+        try:
+            progress(f"recovery latency: {options.recovery_trials} kills with a replacement")
+            _measure(figures, "recovery_latency", lambda: _latency(
+                measure_recovery(session, options.recovery_trials, options.media_seconds),
+                "total_ms", "p95"))
+            progress(f"takeover latency: {options.takeover_trials} kills with a live worker")
+            _measure(figures, "takeover_latency", lambda: _latency(
+                measure_takeover(session, options.takeover_trials, options.media_seconds),
+                "takeover_ms", "p95"))
+            progress(f"event latency: {options.event_jobs} job(s), two workers")
+            _measure(figures, "event_latency", lambda: _latency(
+                measure_event_latency(session, options.event_jobs,
+                                      options.event_media_seconds),
+                "latency_ms", "p99"))
+            progress(f"throughput with the recovery machinery on and off, "
+                     f"{options.throughput_repeats} time(s) each")
+            _measure(figures, "recovery_overhead", lambda: _overhead(measure_throughput(
+                session, jobs=options.throughput_jobs,
+                media_seconds=options.throughput_media_seconds,
+                repeats=options.throughput_repeats)))
+        finally:
+            session.close()
+        progress(f"checkers over a synthetic history of {options.checker_entries} entries")
+        _measure(figures, "checker_speed",
+                 lambda: _checker_speed(options.checker_entries, root / "history.jsonl"))
+    record["machine"]["load_average_end"] = machine()["load_average"]
+    record["duration_s"] = round(time.monotonic() - started, 1)
+    return record
+
+
+def append_record(record: dict[str, Any], path: Path | None = None) -> Path:
+    """Append ``record`` as one line to ``path`` (default: the state dir's ``bench.jsonl``)."""
+    target = path if path is not None else default_state_dir() / BENCH_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.open("a", encoding="utf-8") as handle:
+        handle.write(json.dumps(record, separators=(",", ":")) + "\n")
+    return target
+
+
+# -- figures -------------------------------------------------------------------
+
+
+def _measure(figures: dict[str, Any], name: str, measure: Callable[[], dict[str, Any]]) -> None:
+    """Record figure ``name`` with its target; an error that is not a setup problem is
+    recorded in its place."""
+    started = time.monotonic()
+    try:
+        figure = measure()
+    except SetupError:
+        raise
+    except CrashlabError as exc:
+        log.warning("bench figure %s could not be measured: %s", name, exc)
+        figures[name] = {"value": None, "error": str(exc)}
+        return
+    target = TARGETS[name]
+    value = figure["value"]
+    figures[name] = {**figure, "target": None if target is None else target.text,
+                     "met": None if target is None else target.met(value),
+                     "seconds": round(time.monotonic() - started, 1)}
+
+
+def _exploration(options: BenchOptions, registry: ProcessRegistry, root: Path) -> dict[str, Any]:
+    from harness.explore.explorer import explore
+
+    found = explore(resolve(EXPLORATION_SCENARIO), examples=options.examples,
+                    seed=options.seed, registry=registry, runs_root=root, use_database=False)
+    rate = found.examples / found.duration_s * 60 if found.duration_s else 0.0
+    return {"value": round(rate, 1), "unit": "schedules/min", "examples": found.examples,
+            "inconclusive": found.inconclusive, "verdict": str(found.verdict),
+            "duration_s": round(found.duration_s, 1), "scenario": EXPLORATION_SCENARIO,
+            "seed": options.seed}
+
+
+def _latency(measured: dict[str, Any], key: str, quantile: str) -> dict[str, Any]:
+    return {"value": measured[key][quantile], "unit": f"ms ({quantile})", **measured}
+
+
+def _overhead(measured: dict[str, Any]) -> dict[str, Any]:
+    return {"value": measured["ratio"], "unit": "on/off run time", **measured}
+
+
+def _checker_speed(entries: int, path: Path) -> dict[str, Any]:
+    """Check a synthetic history in memory (entries/s), then load it from a file and check
+    it again (what ``crashlab analyze`` does); and a tenth of it, to show the time is linear
+    in the history's size."""
+    small_records, small_state = synthetic_run(_events_for(entries // 10))
+    started = time.perf_counter()
+    run_checkers(History.from_json(small_records), small_state)
+    small = time.perf_counter() - started
+    records, state = synthetic_run(_events_for(entries))
+    started = time.perf_counter()
+    history = History.from_json(records)
+    checks = run_checkers(history, state)
+    checked = time.perf_counter() - started
+    path.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
+    started = time.perf_counter()
+    run_checkers(load_history(path), state)
+    analyzed = time.perf_counter() - started
+    verdict = combine(c.verdict for c in checks)
+    if verdict is not Verdict.VALID:
+        bad = [f"{c.checker}: {c.witness}" for c in checks if c.verdict is not Verdict.VALID]
+        raise CrashlabError(f"the synthetic history is not judged valid ({'; '.join(bad)}); "
+                            "its timing would not cover every checker's whole path")
+    events = len(history.sut_events)
+    return {"value": round(len(records) / checked), "unit": "entries/s",
+            "entries": len(records), "worker_events": events,
+            "worker_events_per_s": round(events / checked),
+            "check_s": round(checked, 3),
+            "with_load_entries_per_s": round(len(records) / analyzed),
+            # per-entry time at full size over that at a tenth of it: 1.0 is linear
+            "linearity": round((checked / len(records)) / (small / len(small_records)), 2),
+            "checkers": len(checks), "verdict": str(verdict)}
+
+
+def _events_for(entries: int) -> int:
+    """How many worker events make a synthetic history of about ``entries`` entries
+    (about 52 % of its entries are events)."""
+    return max(1, entries * 52 // 100)

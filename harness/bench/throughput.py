@@ -1,0 +1,112 @@
+"""Figure 5 of ``crashlab bench``: what the recovery machinery costs in throughput.
+
+The same workload (``jobs`` jobs of ``media_seconds``, all queued before a
+worker starts) is processed by one worker with the machinery on (the
+reference worker: leases renewed every heartbeat, an epoch-checked commit
+with its event per chunk, the plan checkpoint, the timeout monitor) and by
+one with it off (``recovery_machinery=false``: the bare worker, which does
+the same cutting and transcription calls and writes only the result). Each
+run is timed from the worker's control channel answering (it starts polling
+the queue right after) to its last job settling; on and off alternate, in
+swapped order every other repeat, and the medians are compared:
+
+    ratio = median seconds with the machinery on / median seconds with it off
+
+so 1.05 means the machinery costs 5 % of throughput. The ratio depends on how
+much useful work a chunk is (here: a local service that answers at once), so
+the record also gives the extra wall time per chunk and the worker's own CPU
+time per chunk, on and off.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+
+from harness.environment import TERMINAL, Environment
+from harness.errors import InconclusiveError
+from harness.ports import wait_until
+from harness.runner import Session
+
+# The catalog's worker defaults (harness.scenario.DEFAULT_SETTINGS); the chunk length is
+# the session's (its API cuts jobs into half-second chunks, so each has several commits)
+THROUGHPUT_SETTINGS = {"lease_ttl_ms": "1000", "heartbeat_ms": "200", "poll_interval_ms": "20",
+                       "chunk_concurrency": "1"}
+
+
+def measure_throughput(session: Session, *, jobs: int, media_seconds: float,
+                       repeats: int, timeout_s: float = 300.0) -> dict[str, Any]:
+    """Seconds per run with the machinery on and off, chunks per second, and their ratio."""
+    runs: dict[bool, list[Run]] = {True: [], False: []}
+    for repeat in range(repeats):
+        order = (True, False) if repeat % 2 == 0 else (False, True)
+        for machinery in order:
+            runs[machinery].append(_one_run(session, machinery, jobs=jobs,
+                                            media_seconds=media_seconds, seed=repeat,
+                                            timeout_s=timeout_s))
+    chunks = runs[True][0].chunks
+    on = statistics.median(r.seconds for r in runs[True])
+    off = statistics.median(r.seconds for r in runs[False])
+
+    def summary(machinery: bool, median: float) -> dict[str, Any]:
+        mine = runs[machinery]
+        return {"seconds": [round(r.seconds, 3) for r in mine],
+                "chunks_per_s": round(chunks / median, 1),
+                "worker_cpu_ms_per_chunk": round(
+                    statistics.median(r.cpu_s for r in mine) / chunks * 1000, 3)}
+
+    return {
+        "ratio": round(on / off, 3),
+        "on": summary(True, on), "off": summary(False, off),
+        "extra_ms_per_chunk": round((on - off) / chunks * 1000, 3),
+        "jobs": jobs, "chunks_per_run": chunks, "media_seconds": media_seconds,
+        "repeats": repeats,
+    }
+
+
+@dataclass(frozen=True)
+class Run:
+    seconds: float  # worker ready to last job settled
+    cpu_s: float  # the worker's own CPU time by then (user + system)
+    chunks: int
+
+
+def _one_run(session: Session, machinery: bool, *, jobs: int, media_seconds: float, seed: int,
+             timeout_s: float) -> Run:
+    """Queue the workload, start one worker, time it."""
+    session.reset()
+    env = session.env
+    submitted = [env.submit(3000 + seed * 100 + index, media_seconds) for index in range(jobs)]
+    settings = {**THROUGHPUT_SETTINGS, "recovery_machinery": str(machinery).lower()}
+    worker = env.start_worker("w1", settings=settings, wait_ready=False)
+    handle = worker.handle
+    wait_until(worker.control.ready, timeout=env.options.ready_timeout,
+               what=f"worker {worker.worker_id}", interval=0.002,
+               alive=lambda: env.runtime.is_running(handle))
+    started = time.monotonic()
+    # one worker takes the queue in order, so the last job submitted settles last
+    last = submitted[-1].job_id
+    _wait_until_terminal(env, last, started + timeout_s)
+    elapsed = time.monotonic() - started
+    times = psutil.Process(env.runtime.pid(handle)).cpu_times()
+    chunks = 0
+    for job in submitted:
+        snapshot = env.snapshot(job.job_id)
+        if snapshot.state != "COMPLETED" or snapshot.transcript != job.expected_transcript:
+            raise InconclusiveError(
+                f"throughput run (recovery machinery {'on' if machinery else 'off'}): job "
+                f"{job.job_id} ended {snapshot.state} ({snapshot.error or 'wrong transcript'}); "
+                f"see {env.runtime.log_path(handle)}")
+        chunks += snapshot.chunk_count or 0
+    return Run(elapsed, times.user + times.system, chunks)
+
+
+def _wait_until_terminal(env: Environment, job_id: str, deadline: float) -> None:
+    while env.snapshot(job_id).state not in TERMINAL:
+        if time.monotonic() > deadline:
+            raise InconclusiveError(f"throughput run: job {job_id} did not settle in time")
+        time.sleep(0.005)

@@ -1,0 +1,99 @@
+"""CLI command ``crashlab bench``: the harness's own speed, against its targets.
+
+Registered on the main app by ``harness.cli``. Exit codes: 0 every figure
+was measured (whether or not it met its target: a benchmark is not a
+test), 2 a figure could not be measured, 3 setup error.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from harness.errors import SetupError
+
+console = Console()
+err = Console(stderr=True)
+EXIT_OK, EXIT_INCONCLUSIVE, EXIT_SETUP = 0, 2, 3
+
+
+def bench_command(
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="a few samples of each figure: seconds, not minutes (a smoke test; "
+        "its figures are not worth comparing)")] = False,
+    seed: Annotated[int, typer.Option(help="Hypothesis seed of the exploration")] = 1,
+    out: Annotated[Path | None, typer.Option(
+        help="JSON lines file the record is appended to [default: .crashlab/bench.jsonl]")]
+    = None,
+    keep: Annotated[Path | None, typer.Option(
+        help="keep the run folders in this folder (default: a temporary one, removed)")]
+    = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the record as JSON")] = False,
+) -> None:
+    """Measure exploration speed, recovery, takeover and event latency, the recovery
+    machinery's overhead and checker speed; append the record to a JSON lines file."""
+    from harness.bench import FIGURES, BenchOptions, append_record, run_bench
+    from harness.cli_explore import registry_after_reaping
+
+    options = BenchOptions.quick_run(seed) if quick else BenchOptions(seed=seed)
+    progress = err if as_json else console
+    try:
+        record = run_bench(options, registry_after_reaping(), workdir=keep,
+                           say=lambda message: progress.print(f"[dim]bench:[/] {message}"))
+    except SetupError as exc:
+        err.print(f"[red]setup error:[/] {exc}")
+        raise typer.Exit(EXIT_SETUP) from None
+    path = append_record(record, out)
+    if as_json:
+        print(json.dumps(record, indent=2))
+    else:
+        console.print(_table(record, FIGURES))
+        machine = record["machine"]
+        console.print(f"{machine['cpus']} x {machine['cpu_model'] or 'CPU'}, load average "
+                      f"{machine['load_average']} -> {machine['load_average_end']}; "
+                      f"{record['duration_s']} s; appended to {path}")
+    failed = [name for name, figure in record["figures"].items() if figure.get("error")]
+    raise typer.Exit(EXIT_INCONCLUSIVE if failed else EXIT_OK)
+
+
+def _table(record: dict[str, Any], names: tuple[str, ...]) -> Table:
+    table = Table(show_header=True, header_style="bold")
+    for column in ("figure", "value", "target", "met", "detail"):
+        table.add_column(column)
+    for name in names:
+        figure = record["figures"].get(name, {})
+        if figure.get("error"):
+            table.add_row(name, "[yellow]not measured[/]", "", "", figure["error"])
+            continue
+        met = figure.get("met")
+        table.add_row(name, f"{figure['value']} {figure.get('unit', '')}",
+                      figure.get("target") or "-",
+                      "-" if met is None else ("[green]yes[/]" if met else "[red]no[/]"),
+                      _detail(name, figure))
+    return table
+
+
+def _detail(name: str, figure: dict[str, Any]) -> str:
+    if name == "recovery_latency":
+        return (f"p50 {figure['total_ms']['p50']} ms; start p95 "
+                f"{figure['replacement_start_ms']['p95']} ms, resume p95 "
+                f"{figure['resume_ms']['p95']} ms (lease wait p95 "
+                f"{(figure.get('lease_wait_ms') or {}).get('p95', '?')} ms)")
+    if name == "takeover_latency":
+        return f"p50 {figure['takeover_ms']['p50']} ms over {figure['trials']} trials"
+    if name == "event_latency":
+        return f"p50 {figure['latency_ms']['p50']} ms over {figure['latency_ms']['n']} commits"
+    if name == "recovery_overhead":
+        return (f"{figure['on']['chunks_per_s']} chunks/s on, {figure['off']['chunks_per_s']} "
+                "off")
+    if name == "checker_speed":
+        return (f"{figure['entries']} entries, {figure['checkers']} checkers; with loading "
+                f"the file {figure['with_load_entries_per_s']} entries/s")
+    if name == "schedules_per_minute":
+        return f"{figure['examples']} schedules in {figure['duration_s']} s"
+    return ""

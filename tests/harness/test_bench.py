@@ -1,0 +1,89 @@
+"""``crashlab bench --quick``: every figure measured, as sane JSON, appended to the file.
+
+Structure and sanity only: a benchmark's numbers are never asserted against
+time (that is what the figures' targets and the README are for).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from harness.bench import FIGURES, TARGETS
+from harness.bench.synthetic import synthetic_run
+from harness.checkers import run_checkers
+from harness.checkers.base import Verdict
+from harness.history import History
+
+pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.timeout(300)]
+
+
+def test_quick_bench_prints_and_appends_all_six_figures(tmp_path: Path) -> None:
+    out = tmp_path / "bench.jsonl"
+    state = tmp_path / "state"
+    env = {**os.environ, "CRASHLAB_STATE_DIR": str(state)}
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "bench", "--quick", "--json", "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=280)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads(done.stdout)
+    assert [json.loads(line) for line in out.read_text().splitlines()] == [record]
+
+    figures: dict[str, Any] = record["figures"]
+    assert set(figures) == set(FIGURES)
+    for name, figure in figures.items():
+        assert "error" not in figure, (name, figure)
+        assert isinstance(figure["value"], int | float) and figure["value"] > 0, name
+        target = TARGETS[name]
+        assert figure["target"] == (None if target is None else target.text)
+        assert figure["met"] is (None if target is None else target.met(figure["value"]))
+    assert record["machine"]["cpus"] >= 1 and len(record["machine"]["load_average_end"]) == 3
+    assert record["options"]["quick"] is True
+
+    explored = figures["schedules_per_minute"]
+    assert explored["examples"] == 2 and explored["verdict"] == "valid"
+
+    recovery = figures["recovery_latency"]
+    total, start, lease = (recovery[k] for k in ("total_ms", "replacement_start_ms",
+                                                  "lease_wait_ms"))
+    assert total["n"] == start["n"] == lease["n"] == 3
+    # in every trial the replacement is up before its first commit, and that commit
+    # comes after the dead worker's lease ran out, so the distributions are ordered
+    for q in ("p50", "max"):
+        assert 0 < start[q] <= total[q] and 0 < lease[q] < total[q]
+    assert recovery["value"] == total["p95"]
+
+    assert figures["takeover_latency"]["takeover_ms"]["n"] == 3
+    events = figures["event_latency"]["latency_ms"]
+    assert events["n"] == 4 and events["p50"] <= events["p99"] <= events["max"]  # 2 s / 0.5 s
+
+    overhead = figures["recovery_overhead"]
+    assert overhead["chunks_per_run"] == 8  # 2 jobs of 2 s in 0.5 s chunks, both ways
+    assert len(overhead["on"]["seconds"]) == len(overhead["off"]["seconds"]) == 1
+    assert overhead["ratio"] == pytest.approx(
+        overhead["on"]["seconds"][0] / overhead["off"]["seconds"][0], rel=0.01)
+
+    checkers = figures["checker_speed"]
+    assert checkers["verdict"] == "valid" and checkers["entries"] >= 4500
+    # nothing the bench started is left running
+    assert list((state / "procs").glob("*.json")) == []
+
+
+def test_synthetic_history_is_valid_for_every_checker_and_breakable() -> None:
+    records, state = synthetic_run(2_000)
+    history = History.from_json(records)
+    assert len(history.sut_events) >= 2_000
+    results = run_checkers(history, state)
+    assert [r.checker for r in results if r.verdict is not Verdict.VALID] == []
+    # a chunk committed twice must be caught: the timing covers real checking
+    commit = next(r for r in records if r["kind"] == "sut_event"
+                  and r["event"] == "chunk_committed")
+    twice = [*records, {**commit, "index": len(records), "stream_id": "9-9", "seq": 999}]
+    verdicts = {r.checker: r.verdict for r in run_checkers(History.from_json(twice), state)}
+    assert verdicts["chunk_committed_once"] is Verdict.INVALID
