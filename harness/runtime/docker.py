@@ -46,7 +46,7 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from harness.docker_engine import (
@@ -65,6 +65,7 @@ from harness.runtime.base import (
     EventSink,
     WorkerHandle,
 )
+from harness.runtime.tracked import TrackedRuntime, TrackedWorker
 
 log = logging.getLogger(__name__)
 
@@ -79,33 +80,26 @@ _CHECKOUT = Path(__file__).resolve().parent.parent.parent
 _LOG_TO_FILE = ["/bin/sh", "-c", 'exec "$@" >>"$0" 2>&1']
 
 
-@dataclass
-class _Container:
-    handle: WorkerHandle
+@dataclass(kw_only=True)
+class _Container(TrackedWorker):
     container_id: str
     pid: int
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    exited: threading.Event = field(default_factory=threading.Event)
-    exit_code: int | None = None
-    paused: bool = False
     watcher: threading.Thread | None = None
 
 
-class DockerRuntime:
+class DockerRuntime(TrackedRuntime[_Container]):
     """Runs workers as containers of ``image``; see the module docstring."""
 
     runtime = RUNTIME
+    exit_report_grace = 2.0  # the engine reports a stop a little after it happens
 
     def __init__(self, run_dir: Path, image: str, *, engine: Engine | None = None,
                  on_event: EventSink | None = None, kill_timeout: float = 10.0) -> None:
+        super().__init__(on_event, kill_timeout)
         self.run_dir = run_dir.resolve()
         self.image = image
         self.engine = engine if engine is not None else Engine.connect()
-        self.on_event = on_event
-        self.kill_timeout = kill_timeout
         self.runtime_id = uuid.uuid4().hex[:8]
-        self._lock = threading.Lock()
-        self._workers: dict[str, _Container] = {}
         remove_orphans(self.engine)
 
     # -- starting ------------------------------------------------------------
@@ -136,7 +130,7 @@ class DockerRuntime:
                 raise ValueError(f"a worker called {name!r} was already started")
             started = self.engine.run(spec)
             handle = WorkerHandle(name, RUNTIME, started.id, log_path, time.time())
-            worker = _Container(handle, started.id, started.pid)
+            worker = _Container(handle=handle, container_id=started.id, pid=started.pid)
             self._workers[name] = worker
         with worker.lock:  # the watcher's exit event waits for the start event
             worker.watcher = threading.Thread(target=self._watch, args=(worker,),
@@ -148,52 +142,9 @@ class DockerRuntime:
                  started.pid, " ".join(argv))
         return handle
 
-    # -- signals -------------------------------------------------------------
-
-    def kill(self, handle: WorkerHandle, sig: int = signal.SIGKILL) -> None:
-        """``docker kill --signal``; after SIGKILL, wait until the container has stopped."""
-        worker = self._get(handle)
-        delivered = self._signal(worker, sig)
-        if sig == signal.SIGKILL and delivered and not worker.exited.wait(self.kill_timeout):
-            log.warning("worker %s still not stopped %.0fs after SIGKILL",
-                        handle.name, self.kill_timeout)
-
-    def pause(self, handle: WorkerHandle) -> None:
-        """``docker pause``: every process in the container is frozen (reported as SIGSTOP)."""
-        self._signal(self._get(handle), signal.SIGSTOP)
-
-    def resume(self, handle: WorkerHandle) -> None:
-        """``docker unpause`` (reported as SIGCONT)."""
-        self._signal(self._get(handle), signal.SIGCONT)
-
-    # -- state ---------------------------------------------------------------
-
-    def wait(self, handle: WorkerHandle, timeout: float | None) -> int | None:
-        worker = self._get(handle)
-        worker.exited.wait(timeout)
-        return worker.exit_code
-
-    def exit_status(self, handle: WorkerHandle) -> int | None:
-        worker = self._get(handle)
-        if not worker.exited.is_set() and not self._alive(worker):
-            worker.exited.wait(2.0)  # it has stopped; give the watcher a moment to report it
-        return worker.exit_code
-
-    def is_running(self, handle: WorkerHandle) -> bool:
-        """Alive, including paused; False as soon as the engine says it stopped."""
-        return self._alive(self._get(handle))
-
     def pid(self, handle: WorkerHandle) -> int:
         """The host pid of the container's main process when it started."""
         return self._get(handle).pid
-
-    def log_path(self, handle: WorkerHandle) -> Path:
-        return self._get(handle).handle.log_path
-
-    def workers(self) -> list[WorkerHandle]:
-        """Every worker this runtime started, in start order."""
-        with self._lock:
-            return [worker.handle for worker in self._workers.values()]
 
     # -- teardown ------------------------------------------------------------
 
@@ -205,19 +156,7 @@ class DockerRuntime:
         """
         with self._lock:
             workers = list(self._workers.values())
-        live = [w for w in workers if not w.exited.is_set()]
-        for worker in live:
-            if worker.paused:  # a frozen process cannot act on SIGTERM
-                self._signal(worker, signal.SIGCONT)
-            self._signal(worker, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for worker in live:
-            worker.exited.wait(max(0.0, deadline - time.monotonic()))
-        for worker in live:
-            if not worker.exited.is_set():
-                log.warning("worker %s ignored SIGTERM for %.1fs; killing it",
-                            worker.handle.name, grace)
-                self.kill(worker.handle, signal.SIGKILL)
+        self._terminate([w for w in workers if not w.exited.is_set()], grace)
         for worker in workers:
             if worker.watcher is not None:
                 worker.watcher.join(self.kill_timeout)
@@ -226,13 +165,6 @@ class DockerRuntime:
         self.engine.close()
 
     # -- internals -----------------------------------------------------------
-
-    def _get(self, handle: WorkerHandle) -> _Container:
-        with self._lock:
-            worker = self._workers.get(handle.name)
-        if worker is None or worker.handle != handle:
-            raise ValueError(f"{handle.name!r} is not a worker of this runtime")
-        return worker
 
     def _alive(self, worker: _Container) -> bool:
         if worker.exited.is_set():
@@ -286,14 +218,6 @@ class DockerRuntime:
             self.engine.remove(worker.container_id)
         except Exception:  # noqa: BLE001 - stop_all removes it by label
             log.exception("removing the container of worker %s failed", worker.handle.name)
-
-    def _emit(self, kind: str, **fields: object) -> None:
-        if self.on_event is None:
-            return
-        try:
-            self.on_event(kind, **fields)
-        except Exception:
-            log.exception("the runtime's event sink failed on %s %s", kind, fields)
 
 
 def exit_code(status: int | None) -> int:

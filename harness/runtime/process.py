@@ -29,7 +29,7 @@ import signal
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
@@ -43,6 +43,7 @@ from harness.runtime.base import (
     WorkerHandle,
 )
 from harness.runtime.forkserver import ForkedProcess, Forker
+from harness.runtime.tracked import TrackedRuntime, TrackedWorker
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +52,12 @@ _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
 _STOPPING = (signal.SIGSTOP, signal.SIGTSTP, signal.SIGTTIN, signal.SIGTTOU)
 
 
-@dataclass
-class _Worker:
-    handle: WorkerHandle
+@dataclass(kw_only=True)
+class _Worker(TrackedWorker):
     proc: ManagedProcess | ForkedProcess
-    lock: threading.RLock = field(default_factory=threading.RLock)
-    exited: threading.Event = field(default_factory=threading.Event)
-    exit_code: int | None = None
-    paused: bool = False
 
 
-class ProcessRuntime:
+class ProcessRuntime(TrackedRuntime[_Worker]):
     """Runs workers as process groups under ``run_dir``; see the module docstring."""
 
     runtime = RUNTIME
@@ -77,14 +73,11 @@ class ProcessRuntime:
         fork_server: bool = False,
         preload: Sequence[str] = (),
     ) -> None:
+        super().__init__(on_event, kill_timeout)
         self.run_dir = run_dir.resolve()
         self.registry = registry
-        self.on_event = on_event
         self.inherit_env = inherit_env
-        self.kill_timeout = kill_timeout
         self.forker = Forker(self.run_dir, registry, preload) if fork_server else None
-        self._lock = threading.Lock()
-        self._workers: dict[str, _Worker] = {}
 
     # -- starting ------------------------------------------------------------
 
@@ -122,7 +115,7 @@ class ProcessRuntime:
                     raise SetupError(f"cannot start worker {name} ({argv[0]}): {exc}") from exc
             started_at = proc.started_at if proc.started_at is not None else time.time()
             handle = WorkerHandle(name, RUNTIME, str(proc.pid), log_path, started_at)
-            worker = _Worker(handle, proc)
+            worker = _Worker(handle=handle, proc=proc)
             self._workers[name] = worker
         with worker.lock:  # the watcher's exit event waits for the start event
             threading.Thread(
@@ -133,51 +126,8 @@ class ProcessRuntime:
         log.info("worker %s started (pid %d): %s", name, proc.pid, " ".join(argv))
         return handle
 
-    # -- signals -------------------------------------------------------------
-
-    def kill(self, handle: WorkerHandle, sig: int = signal.SIGKILL) -> None:
-        """Send ``sig`` to the worker's process group; after SIGKILL, wait until it is gone."""
-        worker = self._get(handle)
-        delivered = self._signal(worker, sig)
-        if sig == signal.SIGKILL and delivered and not worker.exited.wait(self.kill_timeout):
-            log.warning("worker %s still not reaped %.0fs after SIGKILL",
-                        handle.name, self.kill_timeout)
-
-    def pause(self, handle: WorkerHandle) -> None:
-        """SIGSTOP the worker's process group."""
-        self._signal(self._get(handle), signal.SIGSTOP)
-
-    def resume(self, handle: WorkerHandle) -> None:
-        """SIGCONT the worker's process group."""
-        self._signal(self._get(handle), signal.SIGCONT)
-
-    # -- state ---------------------------------------------------------------
-
-    def wait(self, handle: WorkerHandle, timeout: float | None) -> int | None:
-        worker = self._get(handle)
-        worker.exited.wait(timeout)
-        return worker.exit_code
-
-    def exit_status(self, handle: WorkerHandle) -> int | None:
-        worker = self._get(handle)
-        if not worker.exited.is_set() and not self._alive(worker):
-            worker.exited.wait(1.0)  # it has died; give the watcher a moment to reap it
-        return worker.exit_code
-
-    def is_running(self, handle: WorkerHandle) -> bool:
-        """Alive, including paused; False as soon as it has died."""
-        return self._alive(self._get(handle))
-
     def pid(self, handle: WorkerHandle) -> int:
         return self._get(handle).proc.pid
-
-    def log_path(self, handle: WorkerHandle) -> Path:
-        return self._get(handle).handle.log_path
-
-    def workers(self) -> list[WorkerHandle]:
-        """Every worker this runtime started, in start order."""
-        with self._lock:
-            return [worker.handle for worker in self._workers.values()]
 
     # -- teardown ------------------------------------------------------------
 
@@ -188,20 +138,8 @@ class ProcessRuntime:
         """
         with self._lock:
             live = [w for w in self._workers.values() if not w.exited.is_set()]
-        if not live:
-            return
-        for worker in live:
-            if worker.paused:  # a stopped process cannot act on SIGTERM
-                self._signal(worker, signal.SIGCONT)
-            self._signal(worker, signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        for worker in live:
-            worker.exited.wait(max(0.0, deadline - time.monotonic()))
-        for worker in live:
-            if not worker.exited.is_set():
-                log.warning("worker %s ignored SIGTERM for %.1fs; killing it",
-                            worker.handle.name, grace)
-                self.kill(worker.handle, signal.SIGKILL)
+        if live:
+            self._terminate(live, grace)
 
     def close(self) -> None:
         """Stop every worker, then the fork server; safe to call more than once."""
@@ -223,13 +161,6 @@ class ProcessRuntime:
         self.close()
 
     # -- internals -----------------------------------------------------------
-
-    def _get(self, handle: WorkerHandle) -> _Worker:
-        with self._lock:
-            worker = self._workers.get(handle.name)
-        if worker is None or worker.handle != handle:
-            raise ValueError(f"{handle.name!r} is not a worker of this runtime")
-        return worker
 
     def _alive(self, worker: _Worker) -> bool:
         if worker.exited.is_set():
@@ -272,11 +203,3 @@ class ProcessRuntime:
                        signal=-code if code < 0 else None, ts=ts)
             worker.exited.set()
         log.info("worker %s (pid %d) exited with %d", worker.handle.name, pid, code)
-
-    def _emit(self, kind: str, **fields: object) -> None:
-        if self.on_event is None:
-            return
-        try:
-            self.on_event(kind, **fields)
-        except Exception:
-            log.exception("the runtime's event sink failed on %s %s", kind, fields)
