@@ -25,7 +25,7 @@ from harness.checkers import run_checkers
 from harness.checkers.base import CheckResult, Expectations, Verdict, combine
 from harness.cleanup import Cleanup
 from harness.environment import Environment, EnvironmentOptions
-from harness.errors import ScenarioError
+from harness.errors import ScenarioError, SetupError
 from harness.faults import Fault, FaultContext, build_fault
 from harness.history import (
     HISTORY_FILE,
@@ -37,13 +37,16 @@ from harness.history import (
 )
 from harness.procs import ProcessRegistry
 from harness.runfolder import DEFAULT_ROOT, new_run_dir
+from harness.runtime.base import EventSink, Runtime
 from harness.runtime.process import ProcessRuntime
 from harness.scenario import Scenario
+from harness.streams import Growth
 from harness.target import Target
 from harness.targets.reference import ReferenceTarget
 
 log = logging.getLogger(__name__)
 
+RUNTIMES = ("process", "docker")
 RESULTS_FILE = "results.json"
 SCHEDULE_FILE = "schedule.json"
 Progress = Callable[[str], None]
@@ -88,17 +91,22 @@ class Session:
     Starting Redis, Toxiproxy, the transcription service and the API costs
     about two seconds; an exploration runs hundreds of schedules, so it starts
     them once. Between runs every worker is stopped, the proxy healed, the
-    worker's keys and the service's results and call log cleared. Redis runs
-    with AOF so that ``restart_redis`` schedules work in any session.
+    worker's keys and the service's results and call log cleared, and (with
+    ``s3``, for upload workloads) the growing-file writers stopped and the
+    bucket emptied of objects and multipart uploads. Redis runs
+    with AOF so that ``restart_redis`` schedules work in any session. Workers
+    are forked from a fork server that has the target's ``worker_preload``
+    imported (``harness.runtime.forkserver``), so each starts in milliseconds.
     """
 
     def __init__(self, root: Path, target: Target, registry: ProcessRegistry,
-                 worker_settings: dict[str, str]) -> None:
+                 worker_settings: dict[str, str], *, s3: bool = False) -> None:
         self.root = root
         self.target = target
-        self.runtime = ProcessRuntime(root, registry)
+        self.runtime = ProcessRuntime(root, registry, fork_server=True,
+                                      preload=getattr(target, "worker_preload", ()))
         self.env = Environment(root, target, self.runtime, registry=registry,
-                               options=EnvironmentOptions(redis_aof=True,
+                               options=EnvironmentOptions(redis_aof=True, s3=s3,
                                                           worker_settings=worker_settings))
 
     def start(self) -> Session:
@@ -114,23 +122,61 @@ class Session:
         self.env.transcription.clear_faults()
         self.env.transcription.reset()
         self.env.target.reset(self.env.client)
+        self.env.reset_uploads()
         self.env.jobs.clear()
 
     def close(self) -> None:
-        self.env.close()
+        try:
+            self.env.close()
+        finally:
+            self.runtime.close()  # the fork server, after the workers
+
+
+def make_runtime(kind: str, run_dir: Path, registry: ProcessRegistry, *,
+                 on_event: EventSink | None = None,
+                 progress: Progress | None = None) -> Runtime:
+    """The runtime named ``kind`` (one of ``RUNTIMES``) for one run folder.
+
+    ``docker`` first makes sure the worker image is up to date with this
+    checkout (``harness.image``), building it if needed.
+    """
+    if kind == "process":
+        return ProcessRuntime(run_dir, registry, on_event=on_event)
+    if kind == "docker":
+        from harness.docker_engine import Engine
+        from harness.image import ensure_image
+        from harness.runtime.docker import DockerRuntime
+
+        engine = Engine.connect()
+        try:
+            image = ensure_image(engine=engine, progress=progress)
+            return DockerRuntime(run_dir, image.ref, engine=engine, on_event=on_event)
+        except BaseException:
+            engine.close()
+            raise
+    raise SetupError(f"unknown runtime {kind!r}; known: {', '.join(RUNTIMES)}")
 
 
 def run_scenario(scenario: Scenario, *, seed: int, registry: ProcessRegistry,
                  runs_root: Path = DEFAULT_ROOT, target: Target | None = None,
-                 progress: Progress | None = None, session: Session | None = None) -> RunResult:
-    """Run one scenario and judge it; with ``session``, reuse its running services."""
+                 progress: Progress | None = None, session: Session | None = None,
+                 runtime: str = "process",
+                 hold: Callable[[Environment, Path], None] | None = None) -> RunResult:
+    """Run one scenario and judge it; with ``session``, reuse its running services.
+
+    ``runtime`` says where the workers run (``RUNTIMES``); a session brings its own.
+    ``hold(env, run_dir)`` is called once the history and final state are saved,
+    before anything is stopped (``harness.keep``: keep a failed run up for a look).
+    """
     target = session.target if session is not None else (target or ReferenceTarget())
     check_phases(scenario, target)
     say: Progress = progress or (lambda message: None)
     started = time.monotonic()
     run_dir = new_run_dir(scenario.name, runs_root)
     (run_dir / SCHEDULE_FILE).write_text(json.dumps(
-        {"scenario": scenario.model_dump(mode="json"), "seed": seed, "target": target.name},
+        {"scenario": scenario.model_dump(mode="json"), "seed": seed, "target": target.name,
+         # a planted bug (``harness.mutants``) travels with the schedule, for replay
+         "mutant": getattr(target, "mutant", None)},
         indent=2) + "\n")
     faults = [build_fault(f"f{i + 1}", spec) for i, spec in enumerate(scenario.faults)]
     expectations = scenario.expectations()
@@ -141,10 +187,11 @@ def run_scenario(scenario: Scenario, *, seed: int, registry: ProcessRegistry,
                        schedule=[{"fault_id": f.fault_id, "fault": f.describe()["kind"],
                                   "params": f.describe()} for f in faults])
         if session is None:
-            runtime = ProcessRuntime(run_dir, registry, on_event=_runtime_sink(history))
-            env = Environment(run_dir, target, runtime, registry=registry, sink=history.record,
+            workers = make_runtime(runtime, run_dir, registry, on_event=_runtime_sink(history),
+                                   progress=say)
+            env = Environment(run_dir, target, workers, registry=registry, sink=history.record,
                               options=EnvironmentOptions(
-                                  redis_aof=scenario.needs_aof,
+                                  redis_aof=scenario.needs_aof, s3=scenario.needs_s3,
                                   worker_settings=scenario.worker_settings))
             cleanup.callback(env.close, "environment")
             say("starting services")
@@ -164,11 +211,7 @@ def run_scenario(scenario: Scenario, *, seed: int, registry: ProcessRegistry,
             ctx.upcoming = faults[0].points()
         env.top_up(scenario.initial_workers or scenario.workers, failpoints=ctx.upcoming_spec)
         say(f"submitting {scenario.workload.jobs} job(s)")
-        for index in range(scenario.workload.jobs):
-            env.submit(seed * 1000 + index, scenario.workload.media_seconds,
-                       max_retries=scenario.workload.max_retries,
-                       timeout_s=scenario.workload.timeout_s,
-                       chunk_seconds=float(scenario.worker_settings["chunk_seconds"]))
+        submit_workload(env, scenario, seed)
         fired = 0
         for index, fault in enumerate(faults):
             ctx.upcoming = faults[index + 1].points() if index + 1 < len(faults) else {}
@@ -188,12 +231,31 @@ def run_scenario(scenario: Scenario, *, seed: int, registry: ProcessRegistry,
         save_state(run_dir / STATE_FILE, snapshots, expect=expectations.to_json())
         history.record("run_end", reason="settled" if settled else
                        f"jobs still running after {scenario.timeout_s:.0f}s")
+        if hold is not None:
+            hold(env, run_dir)
     say("checking")
     checks = tuple(judge(run_dir, expectations))
     result = RunResult(scenario.name, run_dir, seed, combine(c.verdict for c in checks), checks,
                        len(faults), fired, time.monotonic() - started)
     (run_dir / RESULTS_FILE).write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
+
+
+def submit_workload(env: Environment, scenario: Scenario, seed: int) -> None:
+    """Submit the scenario's jobs through the worker's API; job ``i`` gets seed
+    ``seed * 1000 + i`` (its media or its source bytes)."""
+    work = scenario.workload
+    for index in range(work.jobs):
+        if work.kind == "upload":
+            growth = (Growth(work.grow_steps, work.grow_interval_ms / 1000, work.finishes)
+                      if work.growing else None)
+            env.submit_upload(seed * 1000 + index, work.size_bytes, growth=growth,
+                              max_retries=work.max_retries, timeout_s=work.timeout_s,
+                              stale_after_s=work.stale_after_s, on_stale=work.on_stale)
+        else:
+            env.submit(seed * 1000 + index, work.media_seconds, max_retries=work.max_retries,
+                       timeout_s=work.timeout_s,
+                       chunk_seconds=float(scenario.worker_settings["chunk_seconds"]))
 
 
 def judge(run_dir: Path, expectations: Expectations | None = None) -> list[CheckResult]:
@@ -232,7 +294,8 @@ def _heal_all(faults: list[Fault], ctx: FaultContext) -> None:
 
 
 def _collect(env: Environment, history: HistoryWriter) -> None:
-    """Copy the worker's event stream and the service's call log into the history."""
+    """Copy the worker's event stream, the service's call log and (with upload jobs)
+    what S3 holds into the history."""
     for stream_id, event in env.events():
         history.record("sut_event", stream_id=stream_id, **event)
     for rejected in env.target.read_rejected(env.client):
@@ -240,6 +303,11 @@ def _collect(env: Environment, history: HistoryWriter) -> None:
     for call in env.transcription.calls():
         fields = {k: v for k, v in call.items() if k not in ("ts", "index", "kind")}
         history.record("external_call", call_ts=call.get("ts"), **fields)
+    if env.s3 is not None:
+        objects, pending = env.observe_uploads()
+        for seen in objects:
+            history.record("s3_object", **seen)
+        history.record("s3_uploads", **pending)
 
 
 def _runtime_sink(history: HistoryWriter) -> Callable[..., None]:

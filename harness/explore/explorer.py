@@ -26,7 +26,6 @@ from typing import Any
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
-from hypothesis import strategies as st
 from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from hypothesis.errors import Flaky
 
@@ -122,11 +121,14 @@ class _OutOfTime(BaseException):
 def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegistry,
             runs_root: Path = DEFAULT_ROOT, target: Target | None = None,
             database_key: str = "", use_database: bool = True, max_faults: int = 3,
-            time_budget_s: float | None = None,
+            time_budget_s: float | None = None, shrink_runs: int = 60,
             progress: Callable[[Exploration, RunResult], None] | None = None) -> Exploration:
     """Search ``examples`` schedules on ``base``'s workload; see the module docstring.
 
-    With ``time_budget_s``, no new example starts once the budget is spent.
+    With ``time_budget_s``, no new example starts once the budget is spent;
+    shrinking stops after ``shrink_runs`` runs past the first failure. The
+    workload (media, job seeds) is the same in every example: ``seed`` is
+    both Hypothesis's seed and the runs' seed, so only the schedule varies.
     Without ``use_database``, known failures are not replayed first (a fresh
     search, for measuring how fast one is found).
     """
@@ -135,15 +137,21 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
     found = Exploration(base.name, folder, seed)
     settings_ = {**base.worker_settings, **EXPLORE_SETTINGS}
     chunks = max(1, round(base.workload.media_seconds / float(settings_["chunk_seconds"])))
-    session = Session(folder / "session", target, registry, settings_).start()
+    session = Session(folder / "session", target, registry, settings_,
+                      s3=base.needs_s3).start()
     started = time.monotonic()
     database = None if not use_database else _Prefixed(
         DirectoryBasedExampleDatabase(default_state_dir() / "hypothesis"),
         f"{target.name}/{base.name}/{database_key}/".encode())
 
-    def one(schedule: Schedule, data_seed: int) -> None:
+    def one(schedule: Schedule) -> None:
         if time_budget_s is not None and time.monotonic() - started > time_budget_s:
-            raise _OutOfTime
+            raise _OutOfTime(f"stopped at its {time_budget_s:.0f}s budget")
+        if found.examples_to_first_failure is not None and \
+                found.examples - found.examples_to_first_failure >= shrink_runs:
+            # every failing run Hypothesis tries while shrinking is smaller than
+            # the last one, so the last is the best found so far
+            raise _OutOfTime(f"stopped shrinking after {shrink_runs} runs")
         scenario = base.model_copy(update={
             "name": f"{base.name}-x{found.examples + 1}", "workers": schedule.workers,
             "initial_workers": None, "faults": list(schedule.faults),
@@ -151,7 +159,7 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
             "expect": base.expect.model_copy(update={
                 "terminal_states": ["COMPLETED", "FAILED"], "retry_count": None,
                 "failure_reason": None, "min_rejected_writes": None})})
-        result = run_scenario(scenario, seed=data_seed, registry=registry,
+        result = run_scenario(scenario, seed=seed, registry=registry,
                               runs_root=folder / "examples", session=session)
         found.examples += 1
         found.runs.append(str(result.run_dir))
@@ -176,9 +184,8 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
         suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
         print_blob=False,
     )(given(schedules(list(_phases(target, base.workload.kind)), chunks=chunks,
-                      jobs=base.workload.jobs,
-                      max_faults=max_faults),
-            st.integers(1, 10_000))(one))
+                      jobs=base.workload.jobs, chunk_files=not base.needs_s3,
+                      max_faults=max_faults))(one))
     test = hypothesis_seed(seed)(test)
     try:
         test()
@@ -188,8 +195,8 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
         # the failure did not happen again on the same schedule: a race the
         # faults do not pin down. The failing run is kept, marked as such.
         found.flaky = True
-    except _OutOfTime:
-        log.warning("exploration of %s stopped at its %.0fs budget", base.name, time_budget_s)
+    except _OutOfTime as stop:
+        log.warning("exploration of %s %s", base.name, stop)
     finally:
         session.close()
         found.duration_s = time.monotonic() - started

@@ -34,6 +34,8 @@ NOT_FOR_KILLS = ("lease.renew",)
 # never fire (inconclusive examples), so they are not generated.
 PER_CHUNK_PREFIX = "chunk."
 AFTER_CRASH_PREFIX = "recovery."
+# points a job reaches before its media is cut: no chunk file to damage yet
+BEFORE_CHUNK_FILES = ("job.claimed", "chunking.started")
 
 
 @dataclass(frozen=True)
@@ -49,18 +51,6 @@ class Schedule:
         return f"{self.workers} worker(s): " + ", ".join(parts)
 
 
-def _points(points: Sequence[str]) -> st.SearchStrategy[str]:
-    """A point, each group (``job.``, ``chunking.``, ``chunk.``, ...) equally likely.
-
-    A stage with few points (claiming, cutting) is as much a place to crash
-    as one with many.
-    """
-    groups: dict[str, list[str]] = {}
-    for point in points:
-        groups.setdefault(point.split(".")[0], []).append(point)
-    return st.sampled_from(list(groups.values())).flatmap(st.sampled_from)
-
-
 def _point_and_occurrence(points: Sequence[str], *,
                           chunks: int) -> st.SearchStrategy[tuple[str, int]]:
     """A point and an occurrence of it that a worker reaches.
@@ -73,19 +63,22 @@ def _point_and_occurrence(points: Sequence[str], *,
         most = min(chunks, 3) if point.startswith(PER_CHUNK_PREFIX) else 1
         return st.tuples(st.just(point), st.integers(1, most))
 
-    return _points(points).flatmap(with_occurrence)
+    return st.sampled_from(list(points)).flatmap(with_occurrence)
 
 
 def fault_specs(phases: Sequence[str], chunks: int, *, jobs: int = 1,
-                after_crash: bool = True) -> st.SearchStrategy[FaultSpec]:
-    """One fault; ``after_crash`` allows points a worker only reaches after a crash."""
+                after_crash: bool = True, chunk_files: bool = True,
+                ) -> st.SearchStrategy[tuple[FaultSpec, ...]]:
+    """One fault, or a crash and the damage it leaves on disk (two faults).
+
+    ``after_crash`` allows points a worker only reaches after a crash;
+    ``chunk_files`` says whether the workload's jobs keep chunk files to damage.
+    """
     points = [p for p in phases if p not in NOT_FOR_KILLS
               and (after_crash or not p.startswith(AFTER_CRASH_PREFIX))]
     chunk_points = [p for p in CHUNK_POINTS if p in phases] or points
-    point = _points(points)
-    kill = _point_and_occurrence(points, chunks=chunks).map(
-        lambda hit: KillAtPhaseSpec(kind="kill_at_phase", point=hit[0], occurrence=hit[1],
-                                    restart=True))
+    point = st.sampled_from(points)
+    hits = _point_and_occurrence(points, chunks=chunks)
     zombie = st.builds(PausePastLeaseSpec, kind=st.just("pause_past_lease"),
                        point=st.sampled_from(chunk_points),
                        occurrence=st.integers(1, max(1, min(chunks, 2))),
@@ -109,27 +102,53 @@ def fault_specs(phases: Sequence[str], chunks: int, *, jobs: int = 1,
                         duration_ms=st.just(0))
     random_kill = st.builds(KillRandomSpec, kind=st.just("kill_random"), min_ms=st.just(0),
                             max_ms=st.integers(50, 1500), restart=st.just(True))
-    # Weights (``one_of`` would flatten nested choices and drop repeats, so
-    # the choice is a ``sampled_from`` over a list with repeats): kills weigh
-    # three times as much, being the fault most bugs need. A chunk file exists
-    # to damage only once the media was cut, so chunk damage follows another
-    # fault; there, file damage is drawn about as often as everything else
-    # together, since what a replacement finds on disk is where recovery code
-    # is weakest.
-    kinds: list[st.SearchStrategy[FaultSpec]] = [
-        kill, kill, kill, zombie, delete, sever, restart, service, random_kill]
-    if after_crash:
-        kinds += [corrupt] * 4 + [delete] * 4
+    def crash_at(hit: tuple[str, int]) -> st.SearchStrategy[tuple[FaultSpec, ...]]:
+        """A kill at ``hit``, or a kill, then what the dead worker leaves for its
+        replacement (started only after the damage): the chunk it held damaged,
+        or the job's source gone."""
+        damage_kinds: list[st.SearchStrategy[FaultSpec]] = [
+            st.builds(DeleteSourceSpec, kind=st.just("delete_source"), at_crash=st.just(True))]
+        if chunk_files and hit[0] not in BEFORE_CHUNK_FILES:
+            damage_kinds += [st.builds(CorruptChunkSpec, kind=st.just("corrupt_chunk"),
+                                       chunk=st.integers(0, max(0, chunks - 1)),
+                                       mode=st.just(mode), at_crash=st.just(True))
+                             for mode in ("corrupt", "delete")]
+        damage = st.sampled_from(damage_kinds).flatmap(lambda kind: kind)
+        return st.just((_kill(hit, restart=True),)) | damage.map(
+            lambda fault: (_kill(hit, restart=False), fault))
+
+    crash = hits.flatmap(crash_at)
+    # Weights (``one_of`` would flatten nested choices and drop repeats, so the
+    # choice is a ``sampled_from`` over a list with repeats): a crash, with or
+    # without damage, is drawn as often as every other kind together; it is
+    # the fault most recovery bugs need. A chunk file exists to damage only
+    # once the media was cut, so damage on its own comes only after a fault.
+    single: list[st.SearchStrategy[FaultSpec]] = [zombie, delete, sever, restart, service,
+                                                   random_kill]
+    if after_crash and chunk_files:
+        single.append(corrupt)
+    kinds = [crash] * len(single) + [kind.map(_alone) for kind in single]
     return st.sampled_from(kinds).flatmap(lambda kind: kind)
 
 
+def _kill(hit: tuple[str, int], *, restart: bool) -> FaultSpec:
+    return KillAtPhaseSpec(kind="kill_at_phase", point=hit[0], occurrence=hit[1],
+                           restart=restart)
+
+
+def _alone(fault: FaultSpec) -> tuple[FaultSpec, ...]:
+    return (fault,)
+
+
 def schedules(phases: Sequence[str], *, chunks: int, jobs: int = 1, max_faults: int = 3,
-              max_workers: int = 2) -> st.SearchStrategy[Schedule]:
+              max_workers: int = 2, chunk_files: bool = True) -> st.SearchStrategy[Schedule]:
     """Schedules of 1..``max_faults`` faults; only a later fault may wait for a recovery."""
-    first = fault_specs(phases, chunks, jobs=jobs, after_crash=False)
-    later = st.lists(fault_specs(phases, chunks, jobs=jobs), max_size=max_faults - 1)
+    first = fault_specs(phases, chunks, jobs=jobs, after_crash=False, chunk_files=chunk_files)
+    later = st.lists(fault_specs(phases, chunks, jobs=jobs, chunk_files=chunk_files),
+                     max_size=max_faults - 1)
     return st.builds(
         Schedule,
         workers=st.integers(1, max_workers),
-        faults=st.tuples(first, later).map(lambda parts: (parts[0], *parts[1])),
+        faults=st.tuples(first, later).map(
+            lambda parts: (*parts[0], *(f for group in parts[1] for f in group))[:max_faults]),
     )

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from harness.control_client import FailpointHit
+from harness.control_client import ControlError, FailpointHit
 from harness.environment import Environment, Worker
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,10 @@ class FaultContext:
     # failpoints the next fault needs, armed from the environment in every
     # worker started from now on, so no hit can slip by before it is armed
     upcoming: dict[str, str] = field(default_factory=dict)
+    # where the latest phase fault stopped a worker (file faults can aim there)
+    last_hit: FailpointHit | None = None
+    # workers killed without a replacement, oldest first
+    unreplaced: list[Worker] = field(default_factory=list)
 
     @property
     def upcoming_spec(self) -> str:
@@ -73,6 +77,9 @@ class FaultContext:
         return self.env.target.chunk_file(self.env.wiring, job_id, index)
 
     def source_files(self, job_id: str) -> list[Path]:
+        job = self.env.jobs.get(job_id)
+        if job is not None and job.kind == "upload":  # the file the harness's writer wrote
+            return [job.media] if job.media.is_file() else []
         return self.env.target.source_files(self.env.wiring, job_id)
 
     def first_job(self) -> str:
@@ -85,17 +92,43 @@ class FaultContext:
         except Exception:  # noqa: BLE001 - Redis may be down during a fault; not settled
             return False
 
-    def wait_hit(self, worker: Worker, point: str) -> FailpointHit | None:
-        """The worker's next hit at ``point``; None after the phase timeout, or at once
-        when every job has settled (the point can no longer be reached)."""
+    def wait_any_hit(self, point: str, actions: str) -> tuple[Worker, FailpointHit] | None:
+        """Arm ``point`` on every live worker and wait for the first to stop there.
+
+        The others are disarmed at once (which releases any of them already
+        paused there), so exactly one worker is held. None after the phase
+        timeout, or as soon as every job has settled (the point can no longer
+        be reached).
+        """
+        workers = self.live_workers()
+        for worker in workers:
+            self.arm(worker, point, actions)
         deadline = time.monotonic() + self.phase_timeout
-        while time.monotonic() < deadline:
-            hit = worker.control.wait_for_hit(point, timeout=0.1)
-            if hit is not None:
-                return hit
-            if self.settled():
-                return worker.control.wait_for_hit(point, timeout=0.05)
-        return None
+        found: tuple[Worker, FailpointHit] | None = None
+        settled = False
+        while found is None and time.monotonic() < deadline and not settled:
+            settled = self.settled()  # one last look for a hit after it turns true
+            for worker in workers:
+                hit = worker.control.wait_for_hit(point, timeout=0.1)
+                if hit is not None:
+                    found = (worker, hit)
+                    break
+        for worker in self.live_workers():
+            if found is None or worker is not found[0]:
+                self.disarm(worker, point)
+        if found is not None:
+            worker, hit = found
+            self.last_hit = hit
+            self.record("failpoint_hit", worker=worker.worker_id, point=hit.point, hit=hit.hit,
+                        job=hit.job, chunk=hit.chunk, pid=hit.pid, action=hit.action)
+        return found
+
+    def disarm(self, worker: Worker, point: str) -> None:
+        """Disarm (and so release) ``point``; a frozen worker cannot answer, and that's fine."""
+        try:
+            worker.control.disarm(point)
+        except ControlError:
+            pass
 
 
 class Fault(Protocol):

@@ -20,12 +20,33 @@ class CorruptChunkSpec(BaseModel):
     chunk: int = Field(0, ge=0, description="chunk index")
     mode: Literal["corrupt", "delete"] = "corrupt"
     job: int = Field(0, ge=0, description="which submitted job (0 = the first)")
+    at_crash: bool = Field(False, description="damage the job and chunk where the previous "
+                                              "phase fault stopped a worker, when it named "
+                                              "them, then start the replacement of a worker "
+                                              "killed without one, so it finds the damage")
 
 
 class DeleteSourceSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["delete_source"]
     job: int = Field(0, ge=0)
+    at_crash: bool = Field(False, description="the job where the previous phase fault "
+                                              "stopped a worker, when it named one; then "
+                                              "start the replacement of a worker killed "
+                                              "without one")
+
+
+def _aim(ctx: FaultContext, job: int, at_crash: bool) -> str:
+    """The job a file fault damages: the ``job``-th submitted, or the crashed one."""
+    if at_crash and ctx.last_hit is not None and ctx.last_hit.job in ctx.env.jobs:
+        return ctx.last_hit.job
+    return list(ctx.env.jobs)[job]
+
+
+def _replace_crashed(ctx: FaultContext, at_crash: bool) -> None:
+    """After damage at a crash: the killed workers' replacements, which will find it."""
+    while at_crash and ctx.unreplaced:
+        ctx.replace(ctx.unreplaced.pop(0))
 
 
 class CorruptChunk:
@@ -40,8 +61,10 @@ class CorruptChunk:
         return {}
 
     def fire(self, ctx: FaultContext) -> bool:
-        job_id = list(ctx.env.jobs)[self.spec.job]
-        path = ctx.chunk_file(job_id, self.spec.chunk)
+        job_id, chunk = _aim(ctx, self.spec.job, self.spec.at_crash), self.spec.chunk
+        if self.spec.at_crash and ctx.last_hit is not None and ctx.last_hit.chunk is not None:
+            chunk = ctx.last_hit.chunk
+        path = ctx.chunk_file(job_id, chunk)
         if not path.is_file():
             return False
         if self.spec.mode == "delete":
@@ -56,6 +79,7 @@ class CorruptChunk:
         ctx.record("fault_start", fault_id=self.fault_id, fault=self.spec.kind,
                    params=self.describe(), job=job_id, path=str(path))
         ctx.record("fault_heal", fault_id=self.fault_id)
+        _replace_crashed(ctx, self.spec.at_crash)
         return True
 
     def heal(self, ctx: FaultContext) -> None:
@@ -74,7 +98,7 @@ class DeleteSource:
         return {}
 
     def fire(self, ctx: FaultContext) -> bool:
-        job_id = list(ctx.env.jobs)[self.spec.job]
+        job_id = _aim(ctx, self.spec.job, self.spec.at_crash)
         files = ctx.source_files(job_id)
         if not files:
             return False
@@ -83,6 +107,7 @@ class DeleteSource:
         ctx.record("fault_start", fault_id=self.fault_id, fault=self.spec.kind,
                    params=self.describe(), job=job_id, paths=[str(p) for p in files])
         ctx.record("fault_heal", fault_id=self.fault_id)
+        _replace_crashed(ctx, self.spec.at_crash)
         return True
 
     def heal(self, ctx: FaultContext) -> None:

@@ -49,6 +49,8 @@ class KillAtPhase:
                    chunk=hit.chunk)
         if self.spec.restart:
             ctx.replace(worker)
+        else:
+            ctx.unreplaced.append(worker)  # a later ``at_crash`` file fault may restart it
         # a kill is instantaneous: its window closes at once (the replacement,
         # if any, is already recorded as a process start)
         ctx.record("fault_heal", fault_id=self.fault_id)

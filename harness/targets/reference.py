@@ -18,7 +18,7 @@ import httpx
 import redis
 
 from harness.errors import CrashlabError
-from harness.target import JobSnapshot, Wiring, WorkerSpec
+from harness.target import JobInspection, JobSnapshot, Wiring, WorkerSpec
 
 PREFIX = "crashlab"
 STATES = ("QUEUED", "PROCESSING", "COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED")
@@ -41,19 +41,56 @@ PHASES: dict[str, str] = {
     "recovery.rechunked": "damaged chunk files were cut again",
     "recovery.resumed": "processing_resumed published",
     "lease.renew": "the lease keeper is about to renew a lease",
+    # upload jobs (they also meet job.claimed, recovery.started and recovery.resumed)
+    "upload.created": "multipart upload created, its id not committed",
+    "upload.started": "upload id and token committed",
+    "upload.verified": "resuming: checkpoint checked against ListParts",
+    "upload.waiting": "the source has no whole part yet; waiting for it to grow",
+    "upload.part.before_upload": "a part was read and is about to be sent",
+    "upload.part.uploaded": "S3 has the part, its checkpoint not committed",
+    "upload.part.committed": "the part's checkpoint was committed",
+    "upload.before_complete": "every part committed, CompleteMultipartUpload not sent",
+    "upload.completed_in_s3": "S3 assembled the object, completion not committed",
+    "upload.metadata_written": "metadata object written, completion not committed",
 }
+# phases only an upload job meets (an exploration of transcribe jobs leaves them out)
+UPLOAD_PHASES = tuple(point for point in PHASES if point.startswith("upload."))
+# the worker writes this object beside each uploaded one
+METADATA_SUFFIX = ".metadata.json"
 
 
 class ReferenceTarget:
     name = "reference"
+    # what a fork server imports once for all the workers it starts
+    # (``harness.runtime.forkserver``): the worker, and what the openai SDK imports only
+    # when its client is made and first used; a name that is not there is skipped
+    worker_preload = ("system_under_test.worker", "system_under_test.bare",
+                      "system_under_test.logs", "openai.resources.audio.audio", "httpcore2",
+                      "anyio._backends._asyncio", "h11", "truststore")
+    # the stream every event goes to, for a consumer that blocks on it (``crashlab bench``)
+    event_stream = f"{PREFIX}:events"
 
-    def __init__(self, python: str | None = None, pythonpath: Path | None = None) -> None:
+    def __init__(self, python: str | None = None, pythonpath: Path | None = None,
+                 mutant: str | None = None) -> None:
         self.python = python or sys.executable
         # a folder searched first for ``system_under_test`` (a patched copy, for mutants)
         self.pythonpath = pythonpath
+        # the planted bug in that copy (``harness.mutants``); recorded so a replay uses it
+        self.mutant = mutant
 
     def phases(self) -> Mapping[str, str]:
         return PHASES
+
+    def phases_for(self, kind: str) -> Mapping[str, str]:
+        """The points a job of ``kind`` passes, where exploration draws its faults.
+
+        Optional for a target (``harness.explore`` uses ``phases()`` without it).
+        """
+        if kind == "upload":
+            shared = ("job.claimed", "job.completed", "recovery.started", "recovery.resumed",
+                      "lease.renew")
+            return {p: d for p, d in PHASES.items() if p in UPLOAD_PHASES or p in shared}
+        return {p: d for p, d in PHASES.items() if p not in UPLOAD_PHASES}
 
     def api_argv(self, host: str, port: int) -> Sequence[str]:
         return [self.python, "-m", "system_under_test", "api", "--host", host,
@@ -72,6 +109,8 @@ class ReferenceTarget:
         }
         if self.pythonpath is not None:
             env["PYTHONPATH"] = str(self.pythonpath)
+        if wiring.s3_endpoint_url:
+            env["CRASHLAB_S3_ENDPOINT_URL"] = wiring.s3_endpoint_url
         if worker is not None:
             env |= {
                 "CRASHLAB_WORKER_ID": worker.worker_id,
@@ -89,11 +128,40 @@ class ReferenceTarget:
         with media.open("rb") as handle:
             response = httpx.post(f"{api_url}/jobs", files={"file": (media.name, handle,
                                                                      "audio/wav")},
-                                  data=data, timeout=30.0)
+                                  data=data, timeout=30.0,
+                                  verify=False)  # plain HTTP: no CA bundle to load
         if response.status_code != 201:
             raise CrashlabError(f"the API refused the job: {response.status_code} "
                                 f"{response.text}")
         return str(response.json()["job_id"])
+
+    def submit_upload(self, api_url: str, source: Path, *, bucket: str, key: str,
+                      finished: bool, max_retries: int | None = None,
+                      timeout_s: float | None = None, stale_after_s: float | None = None,
+                      on_stale: str | None = None) -> str:
+        body: dict[str, Any] = {"source": str(source), "bucket": bucket, "key": key,
+                                "finished": finished}
+        optional = {"max_retries": max_retries, "timeout_s": timeout_s,
+                    "stale_after_s": stale_after_s, "on_stale": on_stale}
+        body |= {name: value for name, value in optional.items() if value is not None}
+        response = httpx.post(f"{api_url}/uploads", json=body, timeout=30.0)
+        if response.status_code != 201:
+            raise CrashlabError(f"the API refused the upload: {response.status_code} "
+                                f"{response.text}")
+        return str(response.json()["job_id"])
+
+    def finish_upload(self, api_url: str, job_id: str) -> int:
+        response = httpx.post(f"{api_url}/jobs/{job_id}/finish", timeout=30.0)
+        if response.status_code != 200:
+            raise CrashlabError(f"the API refused to finish upload {job_id}: "
+                                f"{response.status_code} {response.text}")
+        return int(response.json()["finished_size"])
+
+    def upload_source_dir(self, wiring: Wiring) -> Path:
+        return wiring.data_dir / "streams"
+
+    def upload_metadata_key(self, key: str) -> str | None:
+        return key + METADATA_SUFFIX
 
     def chunk_file(self, wiring: Wiring, job_id: str, index: int) -> Path:
         return wiring.data_dir / "jobs" / job_id / "chunks" / f"chunk-{index:04d}.wav"
@@ -109,10 +177,24 @@ class ReferenceTarget:
 
     def snapshot(self, client: redis.Redis, job_id: str) -> JobSnapshot:
         key = f"{PREFIX}:job:{job_id}"
-        job: dict[str, str] = client.hgetall(key)  # type: ignore[assignment]
-        chunks: dict[str, str] = client.hgetall(f"{key}:chunks")  # type: ignore[assignment]
-        sets = [s for s in STATES if client.sismember(f"{PREFIX}:state:{s}", job_id)]
+        # one MULTI: a consistent view even while workers are running
+        pipe = client.pipeline(transaction=True)
+        pipe.hgetall(key)
+        pipe.hgetall(f"{key}:chunks")
+        pipe.hgetall(f"{key}:parts")
+        pipe.get(f"{key}:transcript")
+        for state in STATES:
+            pipe.sismember(f"{PREFIX}:state:{state}", job_id)
+        job, chunks, parts, transcript, *member = pipe.execute()
+        sets = [state for state, inside in zip(STATES, member, strict=True) if inside]
         count = job.get("chunk_count")
+        kind = job.get("kind") or "transcribe"
+        upload: dict[str, Any] | None = None
+        if kind == "upload":
+            upload = {name: job.get(name) for name in (
+                "bucket", "s3_key", "upload_id", "bytes_sent", "next_part", "parts_done",
+                "finished_size", "object_etag", "part_size")}
+            upload["parts"] = {int(n): json.loads(v) for n, v in parts.items()}
         return JobSnapshot(
             job_id=job_id, state=job.get("state", "MISSING"),
             epoch=int(job.get("epoch", 0)), retry_count=int(job.get("retry_count", 0)),
@@ -120,9 +202,36 @@ class ReferenceTarget:
             chunk_count=int(count) if count else None,
             chunks_done=int(job.get("chunks_done", 0)),
             progress=float(job.get("progress", 0)), error=job.get("error") or None,
-            transcript=client.get(f"{key}:transcript"),  # type: ignore[arg-type]
+            transcript=transcript,
             committed_chunks={int(i): json.loads(v) for i, v in chunks.items()},
-            state_sets=sets,
+            state_sets=sets, kind=kind, upload=upload,
+        )
+
+    def inspect(self, client: redis.Redis, job_id: str) -> JobInspection:
+        """The job's keys as they are now (``crashlab debug``'s ``job`` and ``where``)."""
+        key = f"{PREFIX}:job:{job_id}"
+        fields: dict[str, str] = client.hgetall(key)  # type: ignore[assignment]
+        plan: dict[str, str] = client.hgetall(f"{key}:plan")  # type: ignore[assignment]
+        chunks: dict[str, str] = client.hgetall(f"{key}:chunks")  # type: ignore[assignment]
+        indexes: dict[str, str] = {}
+        for state in STATES:
+            if client.sismember(f"{PREFIX}:state:{state}", job_id):
+                indexes[f"{PREFIX}:state:{state}"] = "member"
+        position = client.lpos(f"{PREFIX}:queue", job_id)
+        if position is not None:
+            indexes[f"{PREFIX}:queue"] = f"position {position}"
+        deadline = client.zscore(f"{PREFIX}:deadlines", job_id)
+        if deadline is not None:
+            indexes[f"{PREFIX}:deadlines"] = f"deadline {int(deadline)} ms"
+        lease = cast(str | None, client.get(f"{key}:lease"))
+        ttl = int(client.pttl(f"{key}:lease")) if lease is not None else None
+        return JobInspection(
+            job_id=job_id, fields=fields,
+            plan={int(i): json.loads(v) for i, v in plan.items()},
+            chunks={int(i): json.loads(v) for i, v in chunks.items()},
+            indexes=indexes, lease_holder=lease, lease_ttl_ms=ttl,
+            keys={"job": key, "plan": f"{key}:plan", "chunks": f"{key}:chunks",
+                  "events": f"{key}:events", "lease": f"{key}:lease"},
         )
 
     def read_events(self, client: redis.Redis, after: str) -> list[tuple[str, dict[str, Any]]]:

@@ -22,6 +22,11 @@ from harness.targets.reference import ReferenceTarget
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.timeout(180)]
 
+# planted bugs about one chunk: their witness must name the chunk as well as the job
+CHUNK_BUGS = {"commit-without-epoch-check", "event-in-separate-step",
+              "resume-ignores-committed-chunks", "chunk-checksum-not-verified",
+              "resume-offset-off-by-one"}
+
 
 def test_catalog_scenario_is_valid_and_analyze_reproduces_it(
     tmp_path: Path, registry: ProcessRegistry
@@ -52,6 +57,31 @@ def test_fault_that_never_fires_makes_the_run_unknown(
     assert "never fired" in coverage.witness and "f1" in coverage.witness
 
 
+def test_file_fault_at_crash_damages_the_chunk_the_killed_worker_held(
+    tmp_path: Path, registry: ProcessRegistry
+) -> None:
+    scenario = parse_scenario(
+        "name: at-crash\ndescription: kill before sending chunk 2, damage that chunk\n"
+        "workload: {jobs: 2, media_seconds: 4}\nworkers: 2\nfaults:\n"
+        "  - {kind: kill_at_phase, point: chunk.before_request, occurrence: 2, "
+        "restart: false}\n"
+        "  - {kind: corrupt_chunk, at_crash: true}\n", "at-crash.yaml")
+    result = run_scenario(scenario, seed=5, registry=registry, runs_root=tmp_path)
+    assert result.verdict is Verdict.VALID, [c.witness for c in result.checks]
+    entries = [json.loads(line) for line in
+               (result.run_dir / "history.jsonl").read_text().splitlines()]
+    hit = next(e for e in entries if e["kind"] == "failpoint_hit")
+    damage = next(e for e in entries if e["kind"] == "fault_start"
+                  and e["fault"] == "corrupt_chunk")
+    assert hit["chunk"] == 1  # the second chunk: index 1
+    assert damage["job"] == hit["job"]
+    assert Path(damage["path"]).name == "chunk-0001.wav"
+    # the killed worker's replacement starts only once the damage is done
+    replacement = next(e for e in entries if e["kind"] == "process_start"
+                       and e["name"] == f"{hit['worker']}.2")
+    assert replacement["index"] > damage["index"]
+
+
 @pytest.mark.parametrize("name", sorted(MUTANTS))
 def test_planted_recovery_bug_is_caught_with_a_witness(
     name: str, tmp_path: Path, registry: ProcessRegistry
@@ -63,8 +93,10 @@ def test_planted_recovery_bug_is_caught_with_a_witness(
     assert result.verdict is Verdict.INVALID
     failing = [c for c in result.checks if c.verdict is Verdict.INVALID]
     job_ids = json.loads((result.run_dir / "state.json").read_text())["jobs"]
-    assert any(any(job in c.witness for job in job_ids) and "chunk" in c.witness
-               for c in failing), [c.witness for c in failing]
+    named = [c.witness for c in failing if any(job in c.witness for job in job_ids)]
+    assert named, [c.witness for c in failing]
+    if name in CHUNK_BUGS:
+        assert any("chunk" in witness for witness in named), named
 
 
 def test_mutant_run_exits_1_from_the_cli(tmp_path: Path) -> None:
