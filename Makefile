@@ -3,8 +3,9 @@
 # under a second, so this costs nothing once the machine is set up.
 #
 #   make setup   SETUP_FLAGS="--quiet --with-chromium --with-docker"
-#   make test    PYTEST_ARGS="-k procs -x"
+#   make test    PYTEST_ARGS="-k procs -x"   (its setup adds TEST_SETUP_FLAGS)
 #   make run     the whole scenario catalog against the reference worker
+#   make docker  the docker runtime: its tests and the catalog in containers
 #   make demo | lint | chaos
 
 SHELL := bash
@@ -13,9 +14,12 @@ SHELL := bash
 
 VENV := .venv
 SETUP_FLAGS ?=
+# The test suite opens a real report in headless Chromium (tests/reports), so
+# its setup also installs Debian's chromium.
+TEST_SETUP_FLAGS ?= --with-chromium
 PYTEST_ARGS ?=
 
-.PHONY: setup run demo test lint chaos
+.PHONY: setup run demo test docker lint chaos
 
 setup:
 	bash scripts/setup.sh $(SETUP_FLAGS)
@@ -29,8 +33,17 @@ demo: setup
 
 # tox runs pytest from .venv (see tox.ini); its exit status, including
 # pytest's 5 for "no tests collected", is make's.
-test: setup
+test:
+	bash scripts/setup.sh $(SETUP_FLAGS) $(TEST_SETUP_FLAGS)
 	$(VENV)/bin/tox -e py -- $(PYTEST_ARGS)
+
+# The docker runtime end to end: setup also installs Debian's docker.io and
+# debootstrap and starts dockerd if no engine answers; tox builds the worker
+# image (reused when up to date), runs the tests marked docker, then the
+# whole catalog in containers. A missing engine fails, never skips.
+docker:
+	bash scripts/setup.sh $(SETUP_FLAGS) --with-docker
+	$(VENV)/bin/tox -e docker
 
 lint: setup
 	$(VENV)/bin/tox -e lint

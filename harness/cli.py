@@ -12,6 +12,7 @@ import logging
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -28,7 +29,15 @@ from rich.progress import (
 from rich.table import Table
 
 from harness.cleanup import process_registry, reap_leftovers
-from harness.errors import CrashlabError, InconclusiveError, ScenarioError, SetupError
+from harness.cli_bench import bench_command
+from harness.cli_explore import explore_command, mutants_command, replay_command
+from harness.cli_image import app as image_app
+from harness.errors import (
+    CrashlabError,
+    InconclusiveError,
+    ScenarioError,
+    SetupError,
+)
 from harness.procs import ProcessRegistry, default_state_dir
 from harness.runfolder import DEFAULT_ROOT, new_run_dir
 
@@ -82,11 +91,7 @@ def doctor() -> None:
     except Exception as exc:  # noqa: BLE001 - report, don't crash the doctor
         rows.append(("ffmpeg (imageio-ffmpeg)", False,
                      f"missing: pip install imageio-ffmpeg ({exc})"))
-    docker = shutil.which("docker")
-    engine = docker is not None and subprocess.run(
-        ["docker", "info"], capture_output=True, timeout=10).returncode == 0
-    rows.append(("docker engine", engine, "answers" if engine else
-                 "not running: scripts/setup.sh --with-docker (only the docker runtime needs it)"))
+    rows.append(_docker_row())
     for name, ok, detail in rows:
         console.print(f"{'[green]ok[/]  ' if ok else '[red]MISSING[/]'} {name:<26} {detail}")
     required_ok = all(ok for name, ok, _ in rows if name != "docker engine")
@@ -157,12 +162,19 @@ def run(
     all_: Annotated[bool, typer.Option("--all", help="run the whole catalog")] = False,
     repeat: Annotated[int, typer.Option(min=1, help="run each scenario N times")] = 1,
     seed: Annotated[int, typer.Option(help="seed of the first run (then seed+1, ...)")] = 1,
-    runtime: Annotated[str, typer.Option(help="where workers run: process")] = "process",
+    runtime: Annotated[str, typer.Option(
+        help="where workers run: process, or docker (containers of `crashlab image build`)")
+    ] = "process",
     runs: Annotated[Path, typer.Option(help="folder for run folders")] = DEFAULT_ROOT,
     mutant: Annotated[str | None, typer.Option(
         help="attack a copy of the reference worker with this planted bug "
              "(see harness/mutants.py); the run should come out invalid")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary")] = False,
+    no_report: Annotated[bool, typer.Option(
+        "--no-report", help="skip the HTML report of each run and the runs index")] = False,
+    keep: Annotated[bool, typer.Option(
+        "--keep-on-failure", help="when an invariant fails, keep the services up and print "
+                                  "how to reach them, until Enter is pressed")] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run scenarios against the real worker and check every invariant."""
@@ -170,8 +182,10 @@ def run(
     from harness.scenario import catalog, resolve
 
     _configure_logging(verbose)
-    if runtime != "process":
-        err.print(f"[red]unknown runtime {runtime!r}[/]: this build has 'process'")
+    from harness.runner import RUNTIMES
+
+    if runtime not in RUNTIMES:
+        err.print(f"[red]unknown runtime {runtime!r}[/]: known are {', '.join(RUNTIMES)}")
         raise typer.Exit(EXIT_SETUP)
     try:
         chosen = list(catalog().values()) if all_ else [resolve(n) for n in scenarios or []]
@@ -184,16 +198,20 @@ def run(
     registry = _registry()
     target = None
     if mutant is not None:
-        from harness.mutants import MUTANTS, materialize
-        from harness.targets.reference import ReferenceTarget
+        from harness.mutants import mutant_target
 
-        if mutant not in MUTANTS:
-            err.print(f"[red]no mutant named {mutant!r}[/]; known: {', '.join(MUTANTS)}")
-            raise typer.Exit(EXIT_SETUP)
-        copy = materialize(MUTANTS[mutant], default_state_dir() / "mutants" / mutant)
-        target = ReferenceTarget(pythonpath=copy)
+        try:
+            target = mutant_target(mutant)
+        except CrashlabError as exc:
+            err.print(f"[red]{exc}[/]")
+            raise typer.Exit(EXIT_SETUP) from None
     out = err if as_json else console
+    if runtime == "docker":  # once, before the first scenario's clock starts
+        from harness.cli_image import ensure_worker_image
+
+        ensure_worker_image(out)
     results: list[RunResult] = []
+    index: Path | None = None
     total = len(chosen) * repeat
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=out,
@@ -207,7 +225,8 @@ def run(
 
             try:
                 result = run_scenario(scenario, seed=run_seed, registry=registry,
-                                      runs_root=runs, target=target, progress=step)
+                                      runs_root=runs, target=target, progress=step,
+                                      runtime=runtime, hold=_keep(keep, out, bar))
             except (SetupError, ScenarioError) as exc:
                 bar.stop()
                 err.print(f"[red]setup error in {scenario.name}:[/] {exc}")
@@ -221,12 +240,91 @@ def run(
             for check in result.checks:
                 if check.verdict != "valid":
                     bar.console.print(f"         [{colour}]{check.checker}[/]: {check.witness}")
+            if not no_report:
+                index = _write_reports([result.run_dir], None, bar.console, indent="         ")
+    if index is not None:
+        out.print(f"index of every run: {index}")
     code = _exit_code([r.verdict for r in results])
     if as_json:
         print(json.dumps({"verdict": ("valid", "invalid", "unknown")[code] if code < 3 else "",
                           "exit_code": code,
                           "scenarios": [r.to_json() for r in results]}, indent=2))
     raise typer.Exit(code)
+
+
+def _keep(keep: bool, out: Console, bar: Progress) -> Callable[..., None] | None:
+    """``--keep-on-failure``: the runner's hold (``harness.keep``), or None."""
+    from harness.keep import keep_on_failure
+
+    return keep_on_failure(out, progress=bar) if keep else None
+
+
+@app.command()
+def debug(
+    what: Annotated[str, typer.Argument(
+        metavar="SCENARIO|RUN_DIR",
+        help="a catalog name, a scenario file, or a run folder (its stored schedule, seed "
+             "and planted bug)")],
+    break_at: Annotated[list[str] | None, typer.Option(
+        "--break-at", metavar="POINT[#N]",
+        help="stop the first worker to reach the N-th hit of this failpoint (repeatable); "
+             "without any, stop where each of the scenario's kill_at_phase faults strikes")
+    ] = None,
+    script: Annotated[Path | None, typer.Option(
+        help="read the commands from this file instead of the terminal (stdin is read "
+             "when it is not a terminal)")] = None,
+    no_faults: Annotated[bool, typer.Option(
+        "--no-faults", help="drop the scenario's faults: only your break points and "
+                            "commands")] = False,
+    seed: Annotated[int | None, typer.Option(
+        help="seed (default: the run folder's, else 1)")] = None,
+    mutant: Annotated[str | None, typer.Option(
+        help="debug a copy of the reference worker with this planted bug (see "
+             "harness/mutants.py; default: the run folder's)")] = None,
+    runs: Annotated[Path, typer.Option(help="folder for run folders")] = DEFAULT_ROOT,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
+) -> None:
+    """Run a scenario and stop at break points with the worker paused, to look and act.
+
+    At the prompt: where, job, events, calls to look; kill, restart, sever, heal to
+    act; continue, step, break, finish to go on; help; quit. The end of the commands
+    (Ctrl-D, a script's end) runs on as crashlab run would; Ctrl-C stops everything.
+    Exit codes as crashlab run.
+    """
+    from rich.markup import escape
+
+    from harness.debug import DebugSession, load_debug_target
+    from harness.debug_commands import command_source
+    from harness.debug_stops import BreakSpec
+    from harness.mutants import mutant_target
+    from harness.targets.reference import PHASES
+
+    _configure_logging(verbose)
+    try:
+        chosen = load_debug_target(what)
+        scenario, mutant = chosen.scenario, mutant or chosen.mutant
+        breaks = [BreakSpec.parse(text, PHASES) for text in break_at or []]
+        # a transcript (not a terminal) gets room for the tables instead of 80 columns
+        out = console if console.is_terminal else Console(width=120)
+        source = command_source(script, out, interactive=sys.stdin.isatty(),
+                                lines=sys.stdin, history_file=default_state_dir() / "debug_history")
+        session = DebugSession(scenario, seed=seed if seed is not None else chosen.seed or 1,
+                               registry=_registry(), console=out, source=source,
+                               breaks=breaks, no_faults=no_faults, runs_root=runs,
+                               target=mutant_target(mutant) if mutant else None)
+        if mutant:
+            out.print(f"[dim]the worker runs with the planted bug {mutant}[/]")
+        result = session.run()
+    except CrashlabError as exc:
+        err.print(f"[red]cannot debug {escape(what)}:[/] {escape(str(exc))}")
+        raise typer.Exit(EXIT_SETUP) from None
+    colour = {"valid": "green", "invalid": "red"}.get(result.verdict, "yellow")
+    for check in result.checks:
+        if check.verdict != "valid":
+            out.print(f"[{colour}]{check.checker}[/]: {check.witness}")
+    out.print(f"verdict: [bold {colour}]{result.verdict}[/] {scenario.name} (faults fired "
+              f"{result.faults_fired}/{result.faults_planned}) {result.run_dir}", soft_wrap=True)
+    raise typer.Exit(_exit_code([result.verdict]))
 
 
 @app.command()
@@ -262,12 +360,74 @@ def analyze(
     raise typer.Exit(_exit_code([verdict]))
 
 
+@app.command()
+def report(
+    run_dirs: Annotated[list[Path], typer.Argument(
+        help="run folders, e.g. runs/latest", show_default=False)],
+    out: Annotated[Path | None, typer.Option(
+        help="write RUN.html per run and index.html here instead of report.html in each "
+             "run folder and index.html in its runs folder")] = None,
+) -> None:
+    """Write a self-contained HTML report per run, and the index of every run beside them."""
+    from reports import is_run_folder
+
+    missing = [str(d) for d in run_dirs if not is_run_folder(d)]
+    if missing:
+        err.print(f"[red]not a run folder (no history.jsonl):[/] {', '.join(missing)}")
+        raise typer.Exit(EXIT_SETUP)
+    index = _write_reports(run_dirs, out, console)
+    if index is None:
+        raise typer.Exit(EXIT_SETUP)
+    console.print(f"index:  {index}")
+
+
+def _write_reports(run_dirs: list[Path], out: Path | None, say: Console,
+                   indent: str = "") -> Path | None:
+    """Each run's report, then the index of their runs folders (its path is returned); a
+    report that cannot be written is a warning, never a change to a run's verdict."""
+    from reports import write_index, write_run_report
+
+    written: dict[Path, Path] = {}
+    try:
+        for run_dir in (d.resolve() for d in run_dirs):
+            target = None if out is None else out / f"{run_dir.name}.html"
+            written[run_dir] = write_run_report(run_dir, target)
+            say.print(f"{indent}report: {written[run_dir]}")
+        roots = list(dict.fromkeys(d.parent for d in written))
+        return write_index(roots, None if out is None else out / "index.html", written)
+    except Exception as exc:  # noqa: BLE001 - a broken report must not hide the run's verdict
+        err.print(f"[yellow]could not write the report:[/] {exc!r}")
+        return None
+
+
 def _exit_code(verdicts: list[str]) -> int:
     if "invalid" in verdicts:
         return EXIT_VIOLATION
     if "unknown" in verdicts:
         return EXIT_INCONCLUSIVE
     return EXIT_OK
+
+
+def _docker_row() -> tuple[str, bool, str]:
+    """The doctor's line on the Docker engine: its version, or how to get one."""
+    from harness.docker_engine import Engine
+
+    try:
+        with Engine.connect(timeout=10) as engine:
+            return ("docker engine", True, engine.version())
+    except SetupError:
+        return ("docker engine", False, "not running: bash scripts/setup.sh --with-docker "
+                "(only the docker runtime needs it)")
+
+
+app.add_typer(image_app, name="image")
+
+
+# exploration commands live in their own module; registered here, as the CLI's own
+app.command("explore")(explore_command)
+app.command("replay")(replay_command)
+app.command("mutants")(mutants_command)
+app.command("bench")(bench_command)
 
 
 def main() -> None:

@@ -35,8 +35,11 @@ def bench_command(
     = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the record as JSON")] = False,
 ) -> None:
-    """Measure exploration speed, recovery, takeover and event latency, the recovery
-    machinery's overhead and checker speed; append the record to a JSON lines file."""
+    """Measure the harness's speed against its targets; append a JSON lines record.
+
+    Six figures: exploration rate, recovery, takeover and event latency, the
+    recovery machinery's overhead, and checker speed.
+    """
     from harness.bench import FIGURES, BenchOptions, append_record, run_bench
     from harness.cli_explore import registry_after_reaping
 

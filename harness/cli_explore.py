@@ -101,7 +101,7 @@ def replay_command(
         "--keep-on-failure", help="when an invariant fails, keep the services up and print "
                                   "how to reach them, until Enter is pressed")] = False,
 ) -> None:
-    """Run a stored schedule again, exactly (same scenario, faults and seed)."""
+    """Run a stored schedule again, exactly (same scenario, faults, seed, planted bug)."""
     from harness.keep import keep_on_failure
     from harness.mutants import mutant_target
     from harness.runner import run_scenario

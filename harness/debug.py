@@ -73,6 +73,7 @@ from harness.runner import (
     _runtime_sink,
     check_phases,
     judge,
+    submit_workload,
 )
 from harness.runtime.process import ProcessRuntime
 from harness.scenario import ExpectSpec, Scenario, resolve
@@ -205,7 +206,7 @@ class DebugSession:
             env = DebugEnvironment(self.arming, run_dir, self.target, runtime,
                                    registry=self.registry, sink=history.record,
                                    options=EnvironmentOptions(
-                                       redis_aof=scenario.needs_aof,
+                                       redis_aof=scenario.needs_aof, s3=scenario.needs_s3,
                                        worker_settings=scenario.worker_settings))
             self._env = env
             cleanup.callback(env.close, "environment")
@@ -221,11 +222,7 @@ class DebugSession:
             self.nemesis.announce(0, self.ctx)
             env.top_up(scenario.initial_workers or scenario.workers,
                        failpoints=self.ctx.upcoming_spec)
-            for index in range(scenario.workload.jobs):
-                env.submit(self.seed * 1000 + index, scenario.workload.media_seconds,
-                           max_retries=scenario.workload.max_retries,
-                           timeout_s=scenario.workload.timeout_s,
-                           chunk_seconds=float(scenario.worker_settings["chunk_seconds"]))
+            submit_workload(env, scenario, self.seed)
             self.commands.intro()
             self.nemesis.start(self.ctx)
             self._wrap_up(run_dir, self._loop())

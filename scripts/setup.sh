@@ -142,6 +142,12 @@ if command -v redis-server >/dev/null 2>&1; then
 else
     want_apt redis-server redis-server
 fi
+# tmux: the test that drives `crashlab debug` the way a person at a terminal does
+if command -v tmux >/dev/null 2>&1; then
+    present "tmux ($(command -v tmux))"
+else
+    want_apt tmux tmux
+fi
 if ! python_ok "$PYTHON"; then
     # Debian 12's own python3 is 3.11; pyenv users get it from pyenv instead.
     if [[ $PYTHON == python3.11 ]]; then
@@ -161,6 +167,13 @@ if [[ $WITH_DOCKER == 1 ]]; then
         present "docker engine binaries ($(command -v dockerd))"
     else
         want_apt docker docker.io
+    fi
+    # `crashlab image build` makes its base image with debootstrap, so no
+    # container registry is needed.
+    if command -v debootstrap >/dev/null 2>&1; then
+        present "debootstrap ($(command -v debootstrap))"
+    else
+        want_apt "docker image base" debootstrap
     fi
 fi
 
@@ -409,6 +422,9 @@ docker_step() {
         # No bridge and no iptables: this machine may not allow network setup,
         # and crashlab's containers only need host networking on loopback.
         say "    starting dockerd in the background (log: $dlog)"
+        # A dead dockerd's pidfile would make the wait below read its pid
+        # before the new dockerd writes its own, and give up at once.
+        rm -f "$pidfile"
         local -a sudo_=()
         [[ $EUID -eq 0 ]] || sudo_=(sudo -n)
         # setsid + nohup: dockerd must outlive this script and its terminal.
