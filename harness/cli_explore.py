@@ -38,6 +38,8 @@ def explore_command(
     examples: Annotated[int, typer.Option(min=1, help="schedules to try")] = 50,
     seed: Annotated[int, typer.Option(help="Hypothesis seed")] = 1,
     max_faults: Annotated[int, typer.Option(min=1, max=6, help="faults per schedule")] = 3,
+    max_workers: Annotated[int, typer.Option(
+        min=1, max=4, help="workers per schedule (1 makes every race the faults' own)")] = 2,
     runs: Annotated[Path, typer.Option(help="folder for run folders")] = DEFAULT_ROOT,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary")] = False,
 ) -> None:
@@ -65,7 +67,8 @@ def explore_command(
 
     try:
         found = explore(base, examples=examples, seed=seed, registry=registry_after_reaping(),
-                        runs_root=runs, max_faults=max_faults, progress=step)
+                        runs_root=runs, max_faults=max_faults, max_workers=max_workers,
+                        progress=step)
     except SetupError as exc:
         err.print(f"[red]setup error:[/] {exc}")
         raise typer.Exit(EXIT_SETUP) from None

@@ -9,10 +9,12 @@ no_work_after_commit
     idempotent service the repeat costs nothing but latency; against a
     service without idempotency keys it is paid twice, so it is invalid
     either way. Clocks: the event's Redis ``TIME`` and the service's arrival
-    time come from the same host. A worker frozen with SIGSTOP can wake up
-    and send a request it prepared before the commit, and the history cannot
-    tell its calls apart, so runs with a SIGSTOP are not checked (the result
-    says so).
+    time come from the same host, but the event's time is cut to the
+    millisecond, so a call counts as later only from the next millisecond
+    on (a status query answered just before the commit it led to is not).
+    A worker frozen with SIGSTOP can wake up and send a request it prepared
+    before the commit, and the history cannot tell its calls apart, so runs
+    with a SIGSTOP are not checked (the result says so).
 """
 
 from __future__ import annotations
@@ -38,7 +40,9 @@ class NoWorkAfterCommit:
             for chunk, commits in commits_by_chunk(events).items():
                 if chunk is not None and commits:
                     first = commits[0]
-                    first_commit[(job_id, chunk)] = (first.ts_ms / 1000, first.seq)
+                    # the commit happened somewhere in its millisecond: surely
+                    # before the call only if the call is past that millisecond
+                    first_commit[(job_id, chunk)] = ((first.ts_ms + 1) / 1000, first.seq)
         checked = 0
         for call in history.external_calls:
             if call.outcome not in WORK or call.job_id is None or call.chunk_index is None:

@@ -121,7 +121,7 @@ class _OutOfTime(BaseException):
 def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegistry,
             runs_root: Path = DEFAULT_ROOT, target: Target | None = None,
             database_key: str = "", use_database: bool = True, max_faults: int = 3,
-            time_budget_s: float | None = None, shrink_runs: int = 60,
+            time_budget_s: float | None = None, shrink_runs: int = 60, max_workers: int = 2,
             progress: Callable[[Exploration, RunResult], None] | None = None) -> Exploration:
     """Search ``examples`` schedules on ``base``'s workload; see the module docstring.
 
@@ -185,7 +185,7 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
         print_blob=False,
     )(given(schedules(list(_phases(target, base.workload.kind)), chunks=chunks,
                       jobs=base.workload.jobs, chunk_files=not base.needs_s3,
-                      max_faults=max_faults))(one))
+                      max_faults=max_faults, max_workers=max_workers))(one))
     test = hypothesis_seed(seed)(test)
     try:
         test()

@@ -63,7 +63,9 @@ def _point_and_occurrence(points: Sequence[str], *,
         most = min(chunks, 3) if point.startswith(PER_CHUNK_PREFIX) else 1
         return st.tuples(st.just(point), st.integers(1, most))
 
-    return st.sampled_from(list(points)).flatmap(with_occurrence)
+    # a job spends most of its time among its per-chunk points: they weigh double
+    weighted = [p for p in points for _ in range(2 if p.startswith(PER_CHUNK_PREFIX) else 1)]
+    return st.sampled_from(weighted).flatmap(with_occurrence)
 
 
 def fault_specs(phases: Sequence[str], chunks: int, *, jobs: int = 1,
@@ -109,10 +111,11 @@ def fault_specs(phases: Sequence[str], chunks: int, *, jobs: int = 1,
         damage_kinds: list[st.SearchStrategy[FaultSpec]] = [
             st.builds(DeleteSourceSpec, kind=st.just("delete_source"), at_crash=st.just(True))]
         if chunk_files and hit[0] not in BEFORE_CHUNK_FILES:
+            # a corrupted file is the subtler damage (a missing one is plain to see)
             damage_kinds += [st.builds(CorruptChunkSpec, kind=st.just("corrupt_chunk"),
                                        chunk=st.integers(0, max(0, chunks - 1)),
                                        mode=st.just(mode), at_crash=st.just(True))
-                             for mode in ("corrupt", "delete")]
+                             for mode in ("corrupt", "corrupt", "delete")]
         damage = st.sampled_from(damage_kinds).flatmap(lambda kind: kind)
         return st.just((_kill(hit, restart=True),)) | damage.map(
             lambda fault: (_kill(hit, restart=False), fault))

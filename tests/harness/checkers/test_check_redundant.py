@@ -29,3 +29,17 @@ def test_runs_with_a_frozen_worker_are_not_judged() -> None:
     result = check(CHECKER, run)
     assert result.verdict is Verdict.VALID
     assert result.witness.startswith("not checked")
+
+
+def test_a_status_query_in_the_same_millisecond_as_the_commit_it_led_to_is_valid() -> None:
+    # Redis stamps events to the millisecond: a query answered at .2040331 s
+    # can precede a commit stamped .204 s; from the next millisecond on it
+    # cannot
+    run = one_job()
+    commit = run.event("job-1", "chunk_committed", chunk=3)
+    status = run.call("job-1", 3, "status", "delta")
+    status["call_ts"] = commit["ts_ms"] / 1000 + 0.0003
+    assert check(CHECKER, run).verdict is Verdict.VALID
+    status["call_ts"] = commit["ts_ms"] / 1000 + 0.0012
+    result = check(CHECKER, run)
+    assert result.verdict is Verdict.INVALID and "job job-1 chunk 3" in result.witness
