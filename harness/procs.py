@@ -102,8 +102,30 @@ def _popen(argv: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
         )
 
     if threading.current_thread() is threading.main_thread():
-        return job()
+        return _holding_signals(job)
     return _Spawner.get().run(job)
+
+
+def _holding_signals(job: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
+    """Run ``job`` (a fork) with SIGINT and SIGTERM held, then deliver any that came.
+
+    A KeyboardInterrupt raised inside the fork's at-fork hooks (logging
+    registers some) is printed and dropped by Python, so a Ctrl-C that lands
+    during a fork would be lost; held, it is raised once the child exists.
+    """
+    held: list[int] = []
+
+    def hold(signum: int, frame: object) -> None:
+        held.append(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return job()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        for signum in dict.fromkeys(held):
+            signal.raise_signal(signum)  # now through the handler that was there
 
 
 def default_state_dir() -> Path:

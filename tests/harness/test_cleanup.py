@@ -294,3 +294,23 @@ def test_reap_leftovers_with_an_engine_that_hangs_up_leaks_no_socket(
     assert len(accepted) >= 2  # the sweep's own probe, then the SDK's version request
     assert removed == []
     assert leaked == []
+
+
+def test_ctrl_c_during_a_fork_is_raised_once_the_child_exists() -> None:
+    # Python drops a KeyboardInterrupt raised inside a fork's at-fork hooks; a
+    # SIGINT that lands while a child is being forked must still stop the run
+    from harness.procs import _holding_signals
+
+    started: list[subprocess.Popen[bytes]] = []
+
+    def fork_hit_by_ctrl_c() -> subprocess.Popen[bytes]:
+        signal.raise_signal(signal.SIGINT)  # arrives mid-fork
+        started.append(subprocess.Popen(["sleep", "30"]))
+        return started[-1]
+
+    with pytest.raises(KeyboardInterrupt):
+        _holding_signals(fork_hit_by_ctrl_c)
+    assert len(started) == 1  # the child was made, so the caller can clean it up
+    started[0].kill()
+    started[0].wait()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
