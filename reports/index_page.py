@@ -67,13 +67,15 @@ RUN_NAME = re.compile(r"^(?P<stamp>\d{8}-\d{6})-(?P<scenario>.+?)(?:-\d+)?$")
 
 def find_runs(roots: Iterable[Path]) -> list[Path]:
     """Every run folder directly under the roots: each folder with a history, and each
-    folder named like a run even if it has none (a run that died before recording)."""
+    folder named like a run even if it has none (a run that died before recording).
+    An exploration's folder is not a run: its runs are in its ``examples/``."""
     found: list[Path] = []
     for root in roots:
         if not root.is_dir():
             continue
         for child in sorted(root.iterdir()):
-            if child.is_dir() and not child.is_symlink() and (
+            if child.is_dir() and not child.is_symlink() and not (
+                    child / "examples").is_dir() and (
                     is_run_folder(child) or RUN_NAME.match(child.name)):
                 found.append(child.resolve())
     return found

@@ -57,3 +57,15 @@ def test_run_writes_the_report_and_refreshes_the_index_unless_told_not_to(
     assert (run_dir / "results.json").is_file()
     assert (run_dir / REPORT_FILE).is_file() is (not flags)
     assert (runs / INDEX_FILE).is_file() is (not flags)
+
+
+def test_the_index_lists_an_explorations_examples_not_its_folder(tmp_path: Path) -> None:
+    from reports.index_page import find_runs
+
+    run = tmp_path / "20261123-120000-baseline"
+    run.mkdir()
+    exploration = tmp_path / "20261123-120100-explore-baseline"
+    (exploration / "examples" / "20261123-120101-baseline-x1").mkdir(parents=True)
+    assert find_runs([tmp_path]) == [run.resolve()]
+    assert find_runs([exploration / "examples"]) == [
+        (exploration / "examples" / "20261123-120101-baseline-x1").resolve()]
