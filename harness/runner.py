@@ -209,12 +209,15 @@ def run_scenario(scenario: Scenario, *, seed: int, registry: ProcessRegistry,
         cleanup.callback(lambda: _heal_all(faults, ctx), "heal faults")
         if faults:
             ctx.upcoming = faults[0].points()
+            _prearm(faults[0], ctx)
         env.top_up(scenario.initial_workers or scenario.workers, failpoints=ctx.upcoming_spec)
         say(f"submitting {scenario.workload.jobs} job(s)")
         submit_workload(env, scenario, seed)
         fired = 0
         for index, fault in enumerate(faults):
             ctx.upcoming = faults[index + 1].points() if index + 1 < len(faults) else {}
+            if index > 0:
+                _prearm(fault, ctx)
             say(f"fault {fault.fault_id}: {fault.describe()['kind']}")
             if fault.fire(ctx):
                 fired += 1
@@ -308,6 +311,16 @@ def _collect(env: Environment, history: HistoryWriter) -> None:
         for seen in objects:
             history.record("s3_object", **seen)
         history.record("s3_uploads", **pending)
+
+
+def _prearm(fault: Fault, ctx: FaultContext) -> None:
+    """Let the next fault arm what workers would otherwise race past (service errors).
+
+    Optional for a fault: only those with a ``prearm(ctx)`` method have one.
+    """
+    prearm: Callable[[FaultContext], None] | None = getattr(fault, "prearm", None)
+    if prearm is not None:
+        prearm(ctx)
 
 
 def _runtime_sink(history: HistoryWriter) -> Callable[..., None]:

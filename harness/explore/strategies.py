@@ -80,7 +80,9 @@ def fault_specs(phases: Sequence[str], chunks: int, *, jobs: int = 1,
               and (after_crash or not p.startswith(AFTER_CRASH_PREFIX))]
     chunk_points = [p for p in CHUNK_POINTS if p in phases] or points
     point = st.sampled_from(points)
-    hits = _point_and_occurrence(points, chunks=chunks)
+    # a later fault usually meets a fresh worker (a replacement, or one that
+    # just took a job over), whose hit counts start again: its first hit
+    hits = _point_and_occurrence(points, chunks=1 if after_crash else chunks)
     zombie = st.builds(PausePastLeaseSpec, kind=st.just("pause_past_lease"),
                        point=st.sampled_from(chunk_points),
                        occurrence=st.integers(1, max(1, min(chunks, 2))),

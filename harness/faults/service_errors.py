@@ -37,11 +37,17 @@ class ServiceErrors:
     def points(self) -> dict[str, str]:
         return {}
 
+    def prearm(self, ctx: FaultContext) -> None:
+        """Arm the service before the calls can start (the runner calls this when this
+        fault is next, so work that starts in milliseconds cannot slip past it)."""
+        ctx.env.transcription.set_fault(status=self.spec.status, count=self.spec.count,
+                                        latency_ms=self.spec.latency_ms, hang=self.spec.hang)
+        self._active = True
+
     def fire(self, ctx: FaultContext) -> bool:
         service = ctx.env.transcription
-        service.set_fault(status=self.spec.status, count=self.spec.count,
-                          latency_ms=self.spec.latency_ms, hang=self.spec.hang)
-        self._active = True
+        if not self._active:
+            self.prearm(ctx)
         deadline = time.monotonic() + ctx.phase_timeout
         while not any(f.get("fired", 0) for f in service.faults()):
             if time.monotonic() > deadline or ctx.settled():
