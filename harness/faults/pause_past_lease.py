@@ -12,8 +12,9 @@ point is given) the worker's ``lease.renew`` point is paused too, as a
 starved heartbeat thread would be, so the zombie's write really reaches
 Redis and only the fencing check stands between it and the data.
 
-With ``rescuer_point``, the worker started to take the job over is itself
-paused there (e.g. ``recovery.resumed``) until the zombie has written, so
+With ``rescuer_point``, the worker that takes the job over (the rescuer
+started for it, or another live worker) is itself paused there (e.g.
+``recovery.resumed``) until the zombie has written, so
 the zombie's write lands while the new epoch owns the job but before the
 new owner has redone the chunk: the one moment where only fencing helps.
 """
@@ -25,6 +26,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from harness.control_client import ControlError
+from harness.environment import Worker
 from harness.faults.base import FaultContext
 from harness.faults.kill_at_phase import pause_actions
 
@@ -76,14 +79,14 @@ class PausePastLease:
         self._frozen.append(victim)
         ctx.record("fault_start", fault_id=self.fault_id, fault=self.spec.kind,
                    params=self.describe(), worker=victim.worker_id)
-        held = None
+        # the takeover may come from the rescuer or from another live worker
+        rescuers = [] if rescuer is None else [rescuer]
         if rescuer is not None and self.spec.rescuer_point is not None:
-            held = rescuer.control.wait_for_hit(self.spec.rescuer_point,
-                                                timeout=ctx.phase_timeout)
-            if held is not None:
-                ctx.record("failpoint_hit", worker=rescuer.worker_id, point=held.point,
-                           hit=held.hit, job=held.job, chunk=held.chunk, pid=held.pid,
-                           action=held.action)
+            others = [w for w in workers if w is not victim]
+            for worker in others:
+                ctx.arm(worker, self.spec.rescuer_point, "1*pause")
+            rescuers += others
+            self._wait_for_rescue(ctx, rescuers, self.spec.rescuer_point)
         else:
             time.sleep(ctx.lease_ttl_s * self.spec.hold_leases)
         self._thaw(ctx)
@@ -92,9 +95,26 @@ class PausePastLease:
         if stall:
             time.sleep(0.3)  # let the zombie's write reach Redis before its heartbeat wakes
             victim.control.disarm("lease.renew")
-        if rescuer is not None and self.spec.rescuer_point is not None:
-            rescuer.control.disarm(self.spec.rescuer_point)
+        if self.spec.rescuer_point is not None:
+            for worker in rescuers:
+                ctx.disarm(worker, self.spec.rescuer_point)
         return True
+
+    @staticmethod
+    def _wait_for_rescue(ctx: FaultContext, rescuers: list[Worker], point: str) -> None:
+        """Until one of ``rescuers`` stops at ``point`` (the takeover), or the phase timeout."""
+        deadline = time.monotonic() + ctx.phase_timeout
+        while time.monotonic() < deadline:
+            for worker in rescuers:
+                try:
+                    held = worker.control.wait_for_hit(point, timeout=0.05)
+                except ControlError:
+                    continue  # a worker killed meanwhile
+                if held is not None:
+                    ctx.record("failpoint_hit", worker=worker.worker_id, point=held.point,
+                               hit=held.hit, job=held.job, chunk=held.chunk, pid=held.pid,
+                               action=held.action)
+                    return
 
     def heal(self, ctx: FaultContext) -> None:
         self._thaw(ctx)
