@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from system_under_test import lua
 from system_under_test.constants import (
@@ -65,6 +66,15 @@ class ChunkResult:
     worker_id: str
 
 
+async def submit_with(script: AsyncScript, keys: list[str], job_id: str,
+                      fields: dict[str, str], data: dict[str, Any], timeout_ms: int) -> str:
+    """Run a submit script: its args are the prefix, the job id, the ``job_queued``
+    event's data, the timeout and then the job hash's fields as name, value pairs."""
+    flat = [item for pair in fields.items() for item in pair]
+    reply = await script(keys=keys, args=[PREFIX, job_id, json.dumps(data), timeout_ms, *flat])
+    return str(reply)
+
+
 class Store:
     def __init__(self, redis: Redis) -> None:
         self.redis = redis
@@ -86,14 +96,8 @@ class Store:
     async def submit(self, job_id: str, fields: dict[str, str], data: dict[str, Any],
                      timeout_ms: int = 0) -> str:
         """Queue a job; with ``timeout_ms`` it gets an absolute deadline from Redis TIME."""
-        flat: list[str] = []
-        for key, value in fields.items():
-            flat += [key, value]
-        reply = await self._submit(
-            keys=[job_key(job_id), EVENTS, QUEUE, DEADLINES],
-            args=[PREFIX, job_id, json.dumps(data), timeout_ms, *flat],
-        )
-        return str(reply)
+        return await submit_with(self._submit, [job_key(job_id), EVENTS, QUEUE, DEADLINES],
+                                 job_id, fields, data, timeout_ms)
 
     async def expire_due(self, worker_id: str, limit: int = 100) -> list[str]:
         """Time out every job past its deadline; returns the ids it timed out."""

@@ -28,7 +28,7 @@ from system_under_test.constants import (
     parts_key,
     upload_target,
 )
-from system_under_test.store import Claim
+from system_under_test.store import Claim, submit_with
 
 
 @dataclass(frozen=True)
@@ -89,14 +89,9 @@ class UploadStore:
     async def submit(self, job_id: str, fields: dict[str, str], data: dict[str, Any],
                      timeout_ms: int = 0) -> str:
         """'ok', 'exists' (a retried submit that landed) or 'busy:<id of the live owner>'."""
-        flat: list[str] = []
-        for key, value in fields.items():
-            flat += [key, value]
-        reply = await self._submit(
-            keys=[job_key(job_id), EVENTS, QUEUE, DEADLINES, UPLOAD_TARGETS],
-            args=[PREFIX, job_id, json.dumps(data), timeout_ms, *flat],
-        )
-        return str(reply)
+        return await submit_with(
+            self._submit, [job_key(job_id), EVENTS, QUEUE, DEADLINES, UPLOAD_TARGETS],
+            job_id, fields, data, timeout_ms)
 
     async def finish(self, job_id: str, size: int) -> str:
         reply = await self._finish(keys=[job_key(job_id), EVENTS], args=[job_id, size])
