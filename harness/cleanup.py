@@ -45,7 +45,7 @@ from typing import Any, TypeVar
 import psutil
 
 from harness.errors import CrashlabError
-from harness.procs import ProcessRegistry, is_alive
+from harness.procs import ProcessRegistry, held_signals, is_alive
 
 log = logging.getLogger(__name__)
 
@@ -143,8 +143,8 @@ class Cleanup:
     def close(self) -> list[tuple[str, BaseException]]:
         """Run every step, newest first; returns the failures (each is logged)."""
         errors: list[tuple[str, BaseException]] = []
-        held = self._hold_signals()
-        try:
+        # a Ctrl-C or SIGTERM now waits until teardown is done (``__exit__`` raises it)
+        with held_signals(self._held, note=_note_held):
             while self._steps:
                 step = self._steps.pop()
                 try:
@@ -152,8 +152,6 @@ class Cleanup:
                 except BaseException as exc:  # every step runs, whatever one does
                     log.error("teardown step %r failed: %r", step.what, exc, exc_info=exc)
                     errors.append((step.what, exc))
-        finally:
-            self._release_signals(held)
         return errors
 
     def __enter__(self) -> Cleanup:
@@ -183,25 +181,9 @@ class Cleanup:
         if exc_type is None and errors:
             raise CleanupError(errors)
 
-    # -- signals held back during teardown -----------------------------------
 
-    def _hold_signals(self) -> dict[int, _Handler]:
-        if not _in_main_thread():
-            return {}
-        previous: dict[int, _Handler] = {}
-
-        def hold(signum: int, frame: FrameType | None) -> None:
-            log.warning("%s during teardown: finishing teardown first",
-                        signal.Signals(signum).name)
-            self._held.append(signum)
-
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            previous[signum] = signal.signal(signum, hold)
-        return previous
-
-    def _release_signals(self, previous: dict[int, _Handler]) -> None:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)
+def _note_held(signum: int) -> None:
+    log.warning("%s during teardown: finishing teardown first", signal.Signals(signum).name)
 
 
 def _in_main_thread() -> bool:

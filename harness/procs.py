@@ -25,8 +25,9 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
+from contextlib import contextmanager
 from pathlib import Path
 
 import psutil
@@ -106,6 +107,28 @@ def _popen(argv: Sequence[str], **kwargs: object) -> subprocess.Popen[bytes]:
     return _Spawner.get().run(job)
 
 
+@contextmanager
+def held_signals(held: list[int],
+                 note: Callable[[int], None] | None = None) -> Iterator[None]:
+    """Inside, SIGINT and SIGTERM only land in ``held`` (and ``note``); the caller
+    decides what to do with them afterwards. Outside the main thread, no-op."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def hold(signum: int, frame: object) -> None:
+        held.append(signum)
+        if note is not None:
+            note(signum)
+
+    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def _holding_signals(job: Callable[[], subprocess.Popen[bytes]]) -> subprocess.Popen[bytes]:
     """Run ``job`` (a fork) with SIGINT and SIGTERM held, then deliver any that came.
 
@@ -114,16 +137,10 @@ def _holding_signals(job: Callable[[], subprocess.Popen[bytes]]) -> subprocess.P
     during a fork would be lost; held, it is raised once the child exists.
     """
     held: list[int] = []
-
-    def hold(signum: int, frame: object) -> None:
-        held.append(signum)
-
-    previous = {sig: signal.signal(sig, hold) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return job()
+        with held_signals(held):
+            return job()
     finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
         for signum in dict.fromkeys(held):
             signal.raise_signal(signum)  # now through the handler that was there
 
