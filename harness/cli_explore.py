@@ -107,21 +107,18 @@ def replay_command(
     """Run a stored schedule again, exactly (same scenario, faults, seed, planted bug)."""
     from harness.keep import keep_on_failure
     from harness.mutants import mutant_target
-    from harness.runner import run_scenario
-    from harness.scenario import Scenario
+    from harness.runner import SCHEDULE_FILE, read_schedule, run_scenario
 
-    schedule_file = run_dir / "schedule.json"
     try:
-        stored = json.loads(schedule_file.read_text())
-        scenario = Scenario.model_validate(stored["scenario"])
-        seed = int(stored["seed"])
+        stored = read_schedule(run_dir)
     except (OSError, ValueError, KeyError) as exc:
-        err.print(f"[red]cannot replay {run_dir}:[/] {schedule_file} is missing or unreadable "
-                  f"({exc})")
+        err.print(f"[red]cannot replay {run_dir}:[/] {run_dir / SCHEDULE_FILE} is missing or "
+                  f"unreadable ({exc})")
         raise typer.Exit(EXIT_SETUP) from None
+    scenario, seed = stored.scenario, stored.seed
     try:
         # a counterexample found in a mutant is replayed against the same planted bug
-        target = None if not stored.get("mutant") else mutant_target(stored["mutant"])
+        target = None if not stored.mutant else mutant_target(stored.mutant)
         result = run_scenario(scenario, seed=seed, registry=registry_after_reaping(),
                               runs_root=runs, target=target,
                               hold=keep_on_failure(err if as_json else console) if keep else None)

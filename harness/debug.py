@@ -39,7 +39,6 @@ checkers, so its verdict and exit code mean what ``run``'s do. What differs:
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import queue
 import random
@@ -53,7 +52,7 @@ from typing import Any
 import redis
 from rich.console import Console
 
-from harness.checkers.base import Expectations, combine
+from harness.checkers.base import Expectations
 from harness.cleanup import Cleanup
 from harness.control_client import ControlError, FailpointHit
 from harness.debug_commands import Action, Commands, CommandSource, Held, Settled
@@ -62,18 +61,20 @@ from harness.debug_stops import Arming, BreakSpec, DebugEnvironment, Outcome, St
 from harness.environment import TERMINAL, EnvironmentOptions, Worker
 from harness.errors import DebugError
 from harness.faults import FaultContext
-from harness.history import HISTORY_FILE, STATE_FILE, HistoryWriter, save_state
+from harness.history import HISTORY_FILE, HistoryWriter
 from harness.procs import ProcessRegistry
 from harness.runfolder import DEFAULT_ROOT, new_run_dir
 from harness.runner import (
-    RESULTS_FILE,
     SCHEDULE_FILE,
     RunResult,
-    _collect,
     _runtime_sink,
     check_phases,
-    judge,
+    judge_run,
+    read_schedule,
+    record_run_start,
+    save_final_state,
     submit_workload,
+    write_schedule,
 )
 from harness.runtime.process import ProcessRuntime
 from harness.scenario import ExpectSpec, Scenario, resolve
@@ -109,12 +110,11 @@ def load_debug_target(spec: str) -> DebugTarget:
         if not schedule.is_file():
             raise DebugError(f"{path} is not a run folder (no {SCHEDULE_FILE}); give a "
                              "scenario name, a scenario file or a run folder")
-        stored = json.loads(schedule.read_text())
-        if stored.get("target", "reference") != "reference":
-            raise DebugError(f"{schedule}: target {stored['target']!r}; crashlab debug drives "
+        stored = read_schedule(path)
+        if stored.target != "reference":
+            raise DebugError(f"{schedule}: target {stored.target!r}; crashlab debug drives "
                              "the reference worker")
-        return DebugTarget(Scenario.model_validate(stored["scenario"]), int(stored["seed"]),
-                           stored.get("mutant"))
+        return DebugTarget(stored.scenario, stored.seed, stored.mutant)
     return DebugTarget(resolve(spec))
 
 
@@ -187,21 +187,14 @@ class DebugSession:
         started = time.monotonic()
         scenario = self.scenario
         run_dir = new_run_dir(scenario.name, self.runs_root)
-        (run_dir / SCHEDULE_FILE).write_text(json.dumps(
-            {"scenario": scenario.model_dump(mode="json"), "seed": self.seed,
-             "target": self.target.name, "mutant": getattr(self.target, "mutant", None)},
-            indent=2) + "\n")
+        write_schedule(run_dir, scenario, self.seed, self.target)
         self.console.print(f"[bold]crashlab debug[/] {scenario.name} (seed {self.seed}, "
                            f"run folder {run_dir})", highlight=False, soft_wrap=True)
         with Cleanup() as cleanup:
             history = cleanup.enter(HistoryWriter(run_dir / HISTORY_FILE), "history")
             self._history = history
-            history.record(
-                "run_start", scenario=scenario.name, seed=self.seed, target=self.target.name,
-                settings=scenario.worker_settings, workers=scenario.workers,
-                schedule=[{"fault_id": f.fault_id, "fault": f.describe()["kind"],
-                           "params": f.describe()} for f in self.faults],
-                debug={"breaks": [s.describe() for s in self.breaks]})
+            record_run_start(history, scenario, self.seed, self.target, self.faults,
+                             debug={"breaks": [s.describe() for s in self.breaks]})
             runtime = ProcessRuntime(run_dir, self.registry, on_event=_runtime_sink(history))
             env = DebugEnvironment(self.arming, run_dir, self.target, runtime,
                                    registry=self.registry, sink=history.record,
@@ -226,13 +219,9 @@ class DebugSession:
             self.commands.intro()
             self.nemesis.start(self.ctx)
             self._wrap_up(run_dir, self._loop())
-        checks = tuple(judge(run_dir, self.expectations()))
-        result = RunResult(scenario.name, run_dir, self.seed, combine(c.verdict for c in checks),
-                           checks, len(self.faults) + len(self.operator_faults),
-                           self.nemesis.fired + len(self.operator_faults),
-                           time.monotonic() - started)
-        (run_dir / RESULTS_FILE).write_text(json.dumps(result.to_json(), indent=2) + "\n")
-        return result
+        return judge_run(run_dir, scenario.name, self.seed, self.expectations(),
+                         len(self.faults) + len(self.operator_faults),
+                         self.nemesis.fired + len(self.operator_faults), started)
 
     def expectations(self) -> Expectations:
         """The scenario's; the defaults under ``--no-faults`` (its ``expect`` describes the
@@ -296,11 +285,7 @@ class DebugSession:
         """Collect the history and the final state while everything still runs."""
         self.nemesis.stop()
         self.heal_everything()
-        env, history = self.env, self.history
-        _collect(env, history)
-        snapshots = {job_id: env.snapshot(job_id) for job_id in env.jobs}
-        save_state(run_dir / STATE_FILE, snapshots, expect=self.expectations().to_json())
-        history.record("run_end", reason=reason)
+        save_final_state(self.env, self.history, run_dir, self.expectations(), reason)
         if self.no_faults and self.scenario.expect != ExpectSpec():
             self.say("--no-faults: checking the default expectations, not the scenario's "
                      "expect (it describes the outcome of its faults)")
@@ -310,9 +295,7 @@ class DebugSession:
 
     def heal_everything(self) -> None:
         self.nemesis.heal_all(self.ctx)
-        for fault in self.operator_faults:
-            if fault.open:
-                self.heal_redis()
+        self.heal_redis()
 
     # -- hits ----------------------------------------------------------------
 

@@ -31,6 +31,7 @@ from harness.environment import Environment
 from harness.errors import DebugError
 from harness.faults import Fault, FaultContext, FaultSpec, build_fault
 from harness.faults.kill_at_phase import KillAtPhaseSpec
+from harness.runner import heal_all
 
 log = logging.getLogger(__name__)
 
@@ -138,11 +139,7 @@ class FaultThread:
             self._thread.join(timeout=5.0)
 
     def heal_all(self, ctx: FaultContext) -> None:
-        for fault in self.faults:
-            try:
-                fault.heal(ctx)
-            except Exception:  # noqa: BLE001 - every fault must get its chance to heal
-                log.exception("healing %s failed", fault.fault_id)
+        heal_all(self.faults, ctx)
 
     def _fire_all(self, ctx: FaultContext) -> None:
         try:

@@ -75,6 +75,24 @@ class RunResult:
         }
 
 
+@dataclass(frozen=True)
+class StoredSchedule:
+    """What a run folder's ``schedule.json`` says: enough to run it again exactly."""
+
+    scenario: Scenario
+    seed: int
+    target: str
+    mutant: str | None  # the planted bug it ran against (``harness.mutants``)
+
+
+def read_schedule(run_dir: Path) -> StoredSchedule:
+    """The stored schedule of ``run_dir``; ``OSError``, ``ValueError`` (a pydantic
+    ``ValidationError`` is one) or ``KeyError`` when it is missing or unreadable."""
+    stored = json.loads((run_dir / SCHEDULE_FILE).read_text())
+    return StoredSchedule(Scenario.model_validate(stored["scenario"]), int(stored["seed"]),
+                          str(stored.get("target", "reference")), stored.get("mutant"))
+
+
 def check_phases(scenario: Scenario, target: Target) -> None:
     phases = target.phases()
     for index, fault in enumerate(scenario.faults):
@@ -173,19 +191,12 @@ def run_scenario(scenario: Scenario, *, seed: int, registry: ProcessRegistry,
     say: Progress = progress or (lambda message: None)
     started = time.monotonic()
     run_dir = new_run_dir(scenario.name, runs_root)
-    (run_dir / SCHEDULE_FILE).write_text(json.dumps(
-        {"scenario": scenario.model_dump(mode="json"), "seed": seed, "target": target.name,
-         # a planted bug (``harness.mutants``) travels with the schedule, for replay
-         "mutant": getattr(target, "mutant", None)},
-        indent=2) + "\n")
+    write_schedule(run_dir, scenario, seed, target)
     faults = [build_fault(f"f{i + 1}", spec) for i, spec in enumerate(scenario.faults)]
     expectations = scenario.expectations()
     with Cleanup() as cleanup:
         history = cleanup.enter(HistoryWriter(run_dir / HISTORY_FILE), "history")
-        history.record("run_start", scenario=scenario.name, seed=seed, target=target.name,
-                       settings=scenario.worker_settings, workers=scenario.workers,
-                       schedule=[{"fault_id": f.fault_id, "fault": f.describe()["kind"],
-                                  "params": f.describe()} for f in faults])
+        record_run_start(history, scenario, seed, target, faults)
         if session is None:
             workers = make_runtime(runtime, run_dir, registry, on_event=_runtime_sink(history),
                                    progress=say)
@@ -206,7 +217,7 @@ def run_scenario(scenario: Scenario, *, seed: int, registry: ProcessRegistry,
         ctx = FaultContext(env, random.Random(seed), history.record,
                            phase_timeout=scenario.phase_timeout_s,
                            worker_settings=scenario.worker_settings)
-        cleanup.callback(lambda: _heal_all(faults, ctx), "heal faults")
+        cleanup.callback(lambda: heal_all(faults, ctx), "heal faults")
         if faults:
             ctx.upcoming = faults[0].points()
             _prearm(faults[0], ctx)
@@ -224,22 +235,53 @@ def run_scenario(scenario: Scenario, *, seed: int, registry: ProcessRegistry,
             else:
                 history.record("fault_skipped", fault_id=fault.fault_id,
                                reason=f"did not fire within {ctx.phase_timeout:.0f}s")
-        _heal_all(faults, ctx)
+        heal_all(faults, ctx)
         ctx.upcoming = {}
         env.top_up(scenario.workers)
         say("waiting for jobs to settle")
         settled = env.wait_terminal(scenario.timeout_s)
-        _collect(env, history)
-        snapshots = {job_id: env.snapshot(job_id) for job_id in env.jobs}
-        save_state(run_dir / STATE_FILE, snapshots, expect=expectations.to_json())
-        history.record("run_end", reason="settled" if settled else
-                       f"jobs still running after {scenario.timeout_s:.0f}s")
+        save_final_state(env, history, run_dir, expectations,
+                         "settled" if settled else
+                         f"jobs still running after {scenario.timeout_s:.0f}s")
         if hold is not None:
             hold(env, run_dir)
     say("checking")
+    return judge_run(run_dir, scenario.name, seed, expectations, len(faults), fired, started)
+
+
+def write_schedule(run_dir: Path, scenario: Scenario, seed: int, target: Target) -> None:
+    """``schedule.json``: what ``read_schedule`` and ``crashlab replay`` need."""
+    (run_dir / SCHEDULE_FILE).write_text(json.dumps(
+        {"scenario": scenario.model_dump(mode="json"), "seed": seed, "target": target.name,
+         # a planted bug (``harness.mutants``) travels with the schedule, for replay
+         "mutant": getattr(target, "mutant", None)},
+        indent=2) + "\n")
+
+
+def record_run_start(history: HistoryWriter, scenario: Scenario, seed: int, target: Target,
+                     faults: list[Fault], **extra: object) -> None:
+    history.record("run_start", scenario=scenario.name, seed=seed, target=target.name,
+                   settings=scenario.worker_settings, workers=scenario.workers,
+                   schedule=[{"fault_id": f.fault_id, "fault": f.describe()["kind"],
+                              "params": f.describe()} for f in faults], **extra)
+
+
+def save_final_state(env: Environment, history: HistoryWriter, run_dir: Path,
+                     expectations: Expectations, reason: str) -> None:
+    """While everything still runs: the event stream and service log into the history,
+    each job's final state into ``state.json``, then ``run_end``."""
+    _collect(env, history)
+    snapshots = {job_id: env.snapshot(job_id) for job_id in env.jobs}
+    save_state(run_dir / STATE_FILE, snapshots, expect=expectations.to_json())
+    history.record("run_end", reason=reason)
+
+
+def judge_run(run_dir: Path, scenario: str, seed: int, expectations: Expectations,
+              planned: int, fired: int, started: float) -> RunResult:
+    """Check the saved run, write ``results.json``; ``started`` is its monotonic start."""
     checks = tuple(judge(run_dir, expectations))
-    result = RunResult(scenario.name, run_dir, seed, combine(c.verdict for c in checks), checks,
-                       len(faults), fired, time.monotonic() - started)
+    result = RunResult(scenario, run_dir, seed, combine(c.verdict for c in checks), checks,
+                       planned, fired, time.monotonic() - started)
     (run_dir / RESULTS_FILE).write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
 
@@ -288,7 +330,8 @@ def _ignore(kind: str, **fields: object) -> None:
     """Record nothing (a session between runs)."""
 
 
-def _heal_all(faults: list[Fault], ctx: FaultContext) -> None:
+def heal_all(faults: list[Fault], ctx: FaultContext) -> None:
+    """Heal every fault; one failing to heal does not stop the others."""
     for fault in faults:
         try:
             fault.heal(ctx)
