@@ -211,7 +211,7 @@ def run(
 
         ensure_worker_image(out)
     results: list[RunResult] = []
-    index: Path | None = None
+    written: dict[Path, Path] = {}  # run folder -> its report
     total = len(chosen) * repeat
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
                   MofNCompleteColumn(), TimeElapsedColumn(), console=out,
@@ -241,7 +241,10 @@ def run(
                 if check.verdict != "valid":
                     bar.console.print(f"         [{colour}]{check.checker}[/]: {check.witness}")
             if not no_report:
-                index = _write_reports([result.run_dir], None, bar.console, indent="         ")
+                written |= _write_run_reports([result.run_dir], None, bar.console,
+                                              indent="         ") or {}
+    # once, at the end: the index reads every run folder under the runs root
+    index = _write_index(written, None) if written else None
     if index is not None:
         out.print(f"index of every run: {index}")
     code = _exit_code([r.verdict for r in results])
@@ -383,9 +386,16 @@ def report(
 
 def _write_reports(run_dirs: list[Path], out: Path | None, say: Console,
                    indent: str = "") -> Path | None:
-    """Each run's report, then the index of their runs folders (its path is returned); a
-    report that cannot be written is a warning, never a change to a run's verdict."""
-    from reports import write_index, write_run_report
+    """Each run's report, then the index of their runs folders (its path is returned)."""
+    written = _write_run_reports(run_dirs, out, say, indent)
+    return None if written is None else _write_index(written, out)
+
+
+def _write_run_reports(run_dirs: list[Path], out: Path | None, say: Console,
+                       indent: str = "") -> dict[Path, Path] | None:
+    """Each run's report (run folder -> report); None if one cannot be written: a broken
+    report is a warning, never a change to a run's verdict."""
+    from reports import write_run_report
 
     written: dict[Path, Path] = {}
     try:
@@ -393,10 +403,21 @@ def _write_reports(run_dirs: list[Path], out: Path | None, say: Console,
             target = None if out is None else out / f"{run_dir.name}.html"
             written[run_dir] = write_run_report(run_dir, target)
             say.print(f"{indent}report: {written[run_dir]}")
-        roots = list(dict.fromkeys(d.parent for d in written))
-        return write_index(roots, None if out is None else out / "index.html", written)
     except Exception as exc:  # noqa: BLE001 - a broken report must not hide the run's verdict
         err.print(f"[yellow]could not write the report:[/] {exc!r}")
+        return None
+    return written
+
+
+def _write_index(written: dict[Path, Path], out: Path | None) -> Path | None:
+    """The index of the runs folders of ``written`` (it reads every run in them)."""
+    from reports import write_index
+
+    roots = list(dict.fromkeys(d.parent for d in written))
+    try:
+        return write_index(roots, None if out is None else out / "index.html", written)
+    except Exception as exc:  # noqa: BLE001 - a broken index must not hide the verdicts
+        err.print(f"[yellow]could not write the index:[/] {exc!r}")
         return None
 
 
