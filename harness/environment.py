@@ -28,7 +28,7 @@ from harness.audio import SEGMENT_SECONDS, expected_transcript, words_for, write
 from harness.control_client import ControlClient
 from harness.errors import SetupError
 from harness.ports import LOOPBACK, free_port, port_open, wait_until
-from harness.procs import ManagedProcess, ProcessRegistry
+from harness.procs import ManagedProcess, ProcessRegistry, log_tail
 from harness.runtime.base import Runtime, WorkerHandle
 from harness.services.redis_server import RedisServer
 from harness.services.s3 import S3Server
@@ -203,7 +203,7 @@ class Environment:
                        what=f"worker {worker.worker_id}",
                        alive=lambda: self.runtime.is_running(handle))
         except (TimeoutError, RuntimeError) as exc:
-            tail = _tail(self.runtime.log_path(handle))
+            tail = log_tail(self.runtime.log_path(handle), 30)
             raise SetupError(f"{exc}; its log ends with:\n{tail}") from exc
 
     def top_up(self, count: int, failpoints: str = "") -> list[Worker]:
@@ -424,10 +424,3 @@ def _child_env(extra: Mapping[str, str]) -> dict[str, str]:
     env["PYTHONPATH"] = f"{first}:{here}" if first else here
     env.setdefault("CRASHLAB_PYTHON", sys.executable)
     return env
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return ""

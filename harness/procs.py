@@ -186,7 +186,7 @@ class ProcessRegistry:
                 if proc.status() == psutil.STATUS_ZOMBIE:
                     raise psutil.NoSuchProcess(proc.pid)  # dead, only not yet reaped
                 if abs(proc.create_time() - entry["create_time"]) < 0.01:
-                    _kill_group(proc.pid)
+                    kill_group(proc.pid)
                     killed.append(f"{entry['name']} (pid {entry['pid']})")
             except psutil.NoSuchProcess:
                 # The leader is gone, but its group may live on (a worker's
@@ -194,7 +194,7 @@ class ProcessRegistry:
                 # has members, so whatever is still in it is ours.
                 survivors = _group_members(entry["pid"])
                 if survivors:
-                    _kill_group(entry["pid"])
+                    kill_group(entry["pid"])
                     killed.append(
                         f"{entry['name']}'s group {entry['pid']} (pids "
                         f"{', '.join(str(pid) for pid in survivors)})"
@@ -233,7 +233,16 @@ def _group_members(pgid: int) -> list[int]:
     return members
 
 
-def _kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
+def log_tail(path: Path, lines: int = 40) -> str:
+    """The last ``lines`` lines of a log file ("" if it cannot be read)."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return ""
+
+
+def kill_group(pid: int, sig: int = signal.SIGKILL) -> None:
+    """Signal ``pid``'s process group, or the process alone when it has none of its own."""
     try:
         os.killpg(pid, sig)
     except (ProcessLookupError, PermissionError):
@@ -326,7 +335,7 @@ class ManagedProcess:
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the whole process group (no-op once it has exited)."""
         if self.is_running():
-            _kill_group(self.pid, sig)
+            kill_group(self.pid, sig)
 
     def wait(self, timeout: float | None = None) -> int:
         """Wait for the leader to exit on its own; then clear its group and reap it.
@@ -359,7 +368,7 @@ class ManagedProcess:
         if self._popen is None:
             raise RuntimeError(f"{self.name} was never started")
         if self._popen.returncode is None:
-            _kill_group(self.pid, signal.SIGKILL)
+            kill_group(self.pid, signal.SIGKILL)
         code = self._popen.wait()
         self._forget()
         return code
@@ -381,8 +390,4 @@ class ManagedProcess:
             self.registry.remove(self._popen.pid)
 
     def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+        return log_tail(self.log_path, lines)

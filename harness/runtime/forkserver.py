@@ -41,7 +41,7 @@ from typing import Any
 import psutil
 
 from harness.errors import CrashlabError
-from harness.procs import ManagedProcess, ProcessRegistry
+from harness.procs import ManagedProcess, ProcessRegistry, kill_group
 
 log = logging.getLogger(__name__)
 
@@ -192,7 +192,7 @@ class ForkedProcess:
     def signal(self, sig: int) -> None:
         """Send ``sig`` to the whole process group (no-op once it has exited)."""
         if self.is_running():
-            _kill_group(self.pid, sig)
+            kill_group(self.pid, sig)
 
     def wait_exited(self) -> None:
         """Block until it exits, leaving it unreaped."""
@@ -210,7 +210,7 @@ class ForkedProcess:
                 return self.returncode
             code: int | None = None
             if not self.server.broken:  # else the leader may be reaped and its pid reused
-                _kill_group(self.pid, signal.SIGKILL)
+                kill_group(self.pid, signal.SIGKILL)
                 try:
                     code = self.server.reap(self.pid)
                 except ForkServerUnavailable:
@@ -221,13 +221,6 @@ class ForkedProcess:
             if self.registry is not None:
                 self.registry.remove(self.pid)
             return self.returncode
-
-    def log_tail(self, lines: int = 40) -> str:
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
 
 
 class Forker:
@@ -293,13 +286,3 @@ def _pidfds_work() -> bool:
     except (AttributeError, OSError):
         return False
     return True
-
-
-def _kill_group(pid: int, sig: int) -> None:
-    try:
-        os.killpg(pid, sig)
-    except (ProcessLookupError, PermissionError):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            pass
