@@ -32,7 +32,7 @@ from redis.backoff import ExponentialBackoff
 from system_under_test import media
 from system_under_test.config import Settings
 from system_under_test.constants import JobField, JobKind, JobState
-from system_under_test.pipeline import REDIS_ERRORS
+from system_under_test.errors import REDIS_ERRORS
 from system_under_test.store import Store
 from system_under_test.upload_api import upload_routes
 from system_under_test.upload_store import UploadStore

@@ -136,3 +136,12 @@ def parts_key(job_id: str) -> str:
 def upload_target(bucket: str, key: str) -> str:
     """The field of ``UPLOAD_TARGETS`` that names one object."""
     return f"{bucket}/{key}"
+
+
+# beside each uploaded object, its metadata object
+METADATA_SUFFIX = ".metadata.json"
+
+
+def metadata_key(key: str) -> str:
+    """Where the metadata object of ``key`` is written."""
+    return key + METADATA_SUFFIX

@@ -13,6 +13,11 @@ type and message as the reason.
 
 from __future__ import annotations
 
+import redis.exceptions
+
+# a Redis that cannot be reached (or did not answer in time): retried, never fatal
+REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
 
 class Fenced(Exception):
     """A write was refused by the epoch check."""

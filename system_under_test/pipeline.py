@@ -16,19 +16,16 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-import redis.exceptions
-
 from system_under_test import media, metrics, recovery
 from system_under_test.config import Settings
 from system_under_test.constants import JobField, JobState
-from system_under_test.errors import Fenced, JobFailure
+from system_under_test.errors import REDIS_ERRORS, Fenced, JobFailure
 from system_under_test.failpoints import Failpoints
 from system_under_test.store import ChunkResult, Claim, PlannedChunk, Store
 from system_under_test.transcriber import Transcriber
 
 log = logging.getLogger(__name__)
 
-REDIS_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 _REFUSALS = {"stale_epoch", "not_processing", "no_such_job", "incomplete", "deadline_passed"}
 T = TypeVar("T")
 

@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 
 from system_under_test import metrics
 from system_under_test.config import Settings
-from system_under_test.constants import JobField, JobState
+from system_under_test.constants import JobField, JobState, metadata_key
 from system_under_test.errors import Fenced, JobFailure, S3Error
 from system_under_test.events import EventName
 from system_under_test.pipeline import JobRunner
@@ -56,13 +56,6 @@ log = logging.getLogger(__name__)
 
 # replies of the upload scripts that mean the checkpoint and this worker disagree
 _DISAGREE = {"out_of_order", "no_upload", "has_upload"}
-METADATA_SUFFIX = ".metadata.json"
-
-
-def metadata_key(key: str) -> str:
-    """Where the metadata object of ``key`` is written."""
-    return key + METADATA_SUFFIX
-
 
 def read_range(path: Path, offset: int, length: int) -> bytes:
     with path.open("rb") as source:

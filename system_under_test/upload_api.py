@@ -22,8 +22,7 @@ from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from system_under_test.config import Settings
-from system_under_test.constants import JobField, JobKind, JobState
-from system_under_test.upload import METADATA_SUFFIX
+from system_under_test.constants import METADATA_SUFFIX, JobField, JobKind, JobState
 from system_under_test.upload_store import UploadStore
 
 # S3's rules for bucket names: 3-63 characters, lower-case letters, digits, dots, hyphens,

@@ -31,9 +31,9 @@ from system_under_test import metrics
 from system_under_test.config import Settings
 from system_under_test.constants import JobKind
 from system_under_test.control import ControlServer
-from system_under_test.errors import Fenced, JobFailure, S3Error
+from system_under_test.errors import REDIS_ERRORS, Fenced, JobFailure, S3Error
 from system_under_test.failpoints import Failpoints
-from system_under_test.pipeline import REDIS_ERRORS, JobRunner
+from system_under_test.pipeline import JobRunner
 from system_under_test.store import Claim, Store
 from system_under_test.transcriber import Transcriber
 from system_under_test.upload import UploadRunner

@@ -31,6 +31,7 @@ from system_under_test.constants import (
     job_events_key,
     job_key,
     lease_key,
+    metadata_key,
     parts_key,
 )
 from system_under_test.errors import JobFailure
@@ -39,7 +40,7 @@ from system_under_test.objectstore import ObjectStore
 from system_under_test.pipeline import JobRunner
 from system_under_test.store import Claim, Store
 from system_under_test.transcriber import Transcriber
-from system_under_test.upload import UploadRunner, metadata_key
+from system_under_test.upload import UploadRunner
 from system_under_test.upload_store import Part, UploadStore
 
 pytestmark = pytest.mark.timeout(60)
