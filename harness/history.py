@@ -444,6 +444,11 @@ class History(Sequence[Entry]):
         return self.entries[i]
 
     @cached_property
+    def by_index(self) -> Mapping[int, Entry]:
+        """Each entry by its ``index`` (the writer's sequence number, not a position)."""
+        return MappingProxyType({entry.index: entry for entry in self.entries})
+
+    @cached_property
     def by_kind(self) -> Mapping[str, tuple[Entry, ...]]:
         grouped: dict[str, list[Entry]] = {}
         for entry in self.entries:

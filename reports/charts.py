@@ -28,7 +28,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
 from reports.measures import ChunkCalls
-from reports.timeline import FaultMark, Timeline
+from reports.timeline import FaultMark, ProgressPoint, Timeline
 
 VERDICT_COLORS: Mapping[str, str] = {"valid": "#1a7f37", "invalid": "#cf222e",
                                      "unknown": "#bf8700", "incomplete": "#6e7781"}
@@ -193,8 +193,11 @@ def _draw_progress(ax: Axes, timeline: Timeline, colors: Mapping[str, str]) -> N
         return
     styles = ["-", "--", ":", "-."]
     several = len(timeline.jobs) > 1
+    by_job: dict[str, list[ProgressPoint]] = {}
+    for point in timeline.progress:
+        by_job.setdefault(point.job_id, []).append(point)
     for number, job in enumerate(timeline.jobs):
-        points = [p for p in timeline.progress if p.job_id == job]
+        points = by_job.get(job, [])
         if not points:
             continue
         xs = [timeline.first_worker_start] + [p.t for p in points]

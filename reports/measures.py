@@ -96,7 +96,7 @@ def recoveries(history: History, t0: float) -> tuple[Recovery, ...]:
     for sig in history.signals:
         if sig.role != "worker" or sig.signal not in ("SIGKILL", "SIGSTOP"):
             continue
-        crash_ts = next(e.ts for e in history if e.index == sig.index)
+        crash_ts = history.by_index[sig.index].ts
         for job_id in _held_jobs(history, sig.name, sig.index, crash_ts):
             mine = [e for e in history.events_by_job.get(job_id, ())
                     if e.worker_id == sig.name and e.ts_ms / 1000.0 <= crash_ts + CLOCK_SLACK_S]

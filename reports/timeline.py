@@ -111,17 +111,31 @@ def build_timeline(history: History, t0: float) -> Timeline:
 
 
 def _lanes(history: History, t0: float, t_end: float) -> tuple[Lane, ...]:
-    ts_by_index = {entry.index: entry.ts for entry in history}
+    # one pass over the history, grouped by process: a lane reads only its own entries
+    signals_and_exits: dict[object, list[Entry]] = {}
+    hits_by_pid: dict[object, list[Entry]] = {}
+    hits_by_name: dict[object, list[Entry]] = {}
+    rejected_by_name: dict[object, list[Entry]] = {}
+    for entry in history:
+        if entry.kind in (EntryKind.PROCESS_SIGNAL, EntryKind.PROCESS_EXIT):
+            signals_and_exits.setdefault(entry.get("pid"), []).append(entry)
+        elif entry.kind == EntryKind.FAILPOINT_HIT:
+            if entry.get("pid") is None:
+                hits_by_name.setdefault(entry.get("worker"), []).append(entry)
+            else:
+                hits_by_pid.setdefault(entry.get("pid"), []).append(entry)
+        elif entry.kind == EntryKind.REJECTED_WRITE:
+            rejected_by_name.setdefault(entry.get("worker_id"), []).append(entry)
     lanes: list[Lane] = []
     for proc in history.processes:
         if proc.role != "worker":
             continue
-        start = ts_by_index[proc.index] - t0
+        start = history.by_index[proc.index].ts - t0
         end, reason = t_end, "still running"
         pauses: list[tuple[float, float]] = []
         paused_at: float | None = None
-        for entry in history:
-            if entry.index <= proc.index or entry.get("pid") != proc.pid:
+        for entry in signals_and_exits.get(proc.pid, ()):
+            if entry.index <= proc.index:
                 continue
             t = entry.ts - t0
             if entry.kind == EntryKind.PROCESS_SIGNAL:
@@ -134,19 +148,16 @@ def _lanes(history: History, t0: float, t_end: float) -> tuple[Lane, ...]:
                 elif signal == "SIGKILL":
                     end, reason = t, "SIGKILL"
                     break
-            elif entry.kind == EntryKind.PROCESS_EXIT:
+            else:
                 end, reason = t, f"exit {entry.get('code')}"
                 break
         if paused_at is not None:
             pauses.append((paused_at, end))
-        hits = tuple((entry.ts - t0, str(entry.get("point")))
-                     for entry in history.of_kind(EntryKind.FAILPOINT_HIT)
-                     if entry.get("pid") == proc.pid
-                     or (entry.get("pid") is None and entry.get("worker") == proc.name))
-        rejected = tuple(ms / 1000.0 - t0
-                         for entry in history.of_kind(EntryKind.REJECTED_WRITE)
-                         if entry.get("worker_id") == proc.name
-                         and (ms := _millis(entry.get("ts_ms"))) is not None)
+        own_hits = sorted(hits_by_pid.get(proc.pid, []) + hits_by_name.get(proc.name, []),
+                          key=lambda entry: entry.index)
+        hits = tuple((entry.ts - t0, str(entry.get("point"))) for entry in own_hits)
+        rejected = tuple(ms / 1000.0 - t0 for entry in rejected_by_name.get(proc.name, ())
+                         if (ms := _millis(entry.get("ts_ms"))) is not None)
         lanes.append(Lane(proc.name, proc.pid, start, max(end, start), reason, tuple(pauses),
                           hits, rejected))
     return tuple(sorted(lanes, key=lambda lane: lane.start))
@@ -201,9 +212,10 @@ def _words(fields: Mapping[str, Any]) -> _Words:
 def _last_signal_before(history: History, index: int, signal: str, t0: float, *,
                         default: float) -> float:
     """The time of the latest ``signal`` among the few entries just before entry ``index``."""
-    before = [entry for entry in history if index - 8 <= entry.index < index]
-    for entry in reversed(before):
-        if entry.kind == EntryKind.PROCESS_SIGNAL and entry.get("signal") == signal:
+    for earlier in range(index - 1, index - 9, -1):
+        entry = history.by_index.get(earlier)
+        if entry is not None and entry.kind == EntryKind.PROCESS_SIGNAL \
+                and entry.get("signal") == signal:
             return entry.ts - t0
     return default
 
