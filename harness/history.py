@@ -647,7 +647,8 @@ def bulk() -> Iterator[None]:
 def load_history(path: Path) -> History:
     """Read a history file; a torn last line (the runner died mid-write) is dropped with a
     warning, any other malformed line is a ``HistoryError`` naming the file and line."""
-    lines = [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    every_line = path.read_text(encoding="utf-8").splitlines()
+    lines = [line for line in every_line if line.strip()]
     with bulk():
         try:  # the usual case, in one pass: every line one JSON object
             parsed = json.loads("[" + ",".join(lines) + "]")
@@ -656,12 +657,12 @@ def load_history(path: Path) -> History:
         if (isinstance(parsed, list) and len(parsed) == len(lines)
                 and all(isinstance(raw, dict) for raw in parsed)):
             return History.from_json(parsed)
-        return _load_lines(path)
+        return _load_lines(path, every_line)
 
 
-def _load_lines(path: Path) -> History:
-    """``load_history`` line by line: finds the torn last line or names the bad one."""
-    lines = path.read_text(encoding="utf-8").splitlines()
+def _load_lines(path: Path, lines: list[str]) -> History:
+    """``load_history`` line by line (``lines``: the file's, blank ones included, so
+    numbers match): finds the torn last line or names the bad one."""
     records: list[Mapping[str, Any]] = []
     for number, line in enumerate(lines, start=1):
         if not line.strip():
