@@ -179,7 +179,7 @@ class Store:
             pairs += [str(chunk.index), chunk.to_json()]
         reply = await self._commit_plan(
             keys=[job_key(claim.job_id), EVENTS, plan_key(claim.job_id)],
-            args=[claim.job_id, worker_id, claim.epoch, _flag(claim), len(chunks),
+            args=[claim.job_id, worker_id, claim.epoch, recovery_flag(claim), len(chunks),
                   json.dumps({"chunk_count": len(chunks)}), *pairs],
         )
         return str(reply)
@@ -199,7 +199,7 @@ class Store:
                             "epoch": result.epoch, "worker": result.worker_id}, sort_keys=True)
         reply = await self._commit_chunk(
             keys=[job_key(claim.job_id), EVENTS, chunks_key(claim.job_id)],
-            args=[claim.job_id, worker_id, claim.epoch, _flag(claim), result.index, value],
+            args=[claim.job_id, worker_id, claim.epoch, recovery_flag(claim), result.index, value],
         )
         return str(reply)
 
@@ -215,7 +215,8 @@ class Store:
     async def emit(self, claim: Claim, worker_id: str, event: str, data: dict[str, Any]) -> str:
         reply = await self._emit(
             keys=[job_key(claim.job_id), EVENTS],
-            args=[claim.job_id, worker_id, claim.epoch, _flag(claim), event, json.dumps(data)],
+            args=[claim.job_id, worker_id, claim.epoch, recovery_flag(claim), event,
+                  json.dumps(data)],
         )
         return str(reply)
 
@@ -223,14 +224,14 @@ class Store:
         reply = await self._complete(
             keys=[job_key(claim.job_id), EVENTS, chunks_key(claim.job_id),
                   transcript_key(claim.job_id), lease_key(claim.job_id)],
-            args=[PREFIX, claim.job_id, worker_id, claim.epoch, _flag(claim), transcript],
+            args=[PREFIX, claim.job_id, worker_id, claim.epoch, recovery_flag(claim), transcript],
         )
         return str(reply)
 
     async def fail(self, claim: Claim, worker_id: str, reason: str) -> str:
         reply = await self._fail(
             keys=[job_key(claim.job_id), EVENTS, lease_key(claim.job_id)],
-            args=[PREFIX, claim.job_id, worker_id, claim.epoch, _flag(claim), reason],
+            args=[PREFIX, claim.job_id, worker_id, claim.epoch, recovery_flag(claim), reason],
         )
         return str(reply)
 
@@ -242,10 +243,6 @@ class Store:
         return str(reply)
 
 
-def _flag(claim: Claim) -> str:
+def recovery_flag(claim: Claim) -> str:
+    """The scripts' ``recovery`` argument: "1" while the claim is a takeover."""
     return "1" if claim.recovering else "0"
-
-
-def job_state(job: dict[str, str]) -> JobState | None:
-    state = job.get(JobField.STATE)
-    return JobState(state) if state else None

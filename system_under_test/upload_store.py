@@ -28,7 +28,7 @@ from system_under_test.constants import (
     parts_key,
     upload_target,
 )
-from system_under_test.store import Claim, submit_with
+from system_under_test.store import Claim, recovery_flag, submit_with
 
 
 @dataclass(frozen=True)
@@ -68,10 +68,6 @@ class Checkpoint:
         """Every byte of a finished source is in a committed part."""
         return (self.finished_size is not None and self.bytes_sent >= self.finished_size
                 and bool(self.parts))
-
-
-def _flag(claim: Claim) -> str:
-    return "1" if claim.recovering else "0"
 
 
 class UploadStore:
@@ -130,7 +126,7 @@ class UploadStore:
                     data: dict[str, Any]) -> str:
         reply = await self._begin(
             keys=[job_key(claim.job_id), EVENTS],
-            args=[claim.job_id, worker_id, claim.epoch, _flag(claim), upload_id, token,
+            args=[claim.job_id, worker_id, claim.epoch, recovery_flag(claim), upload_id, token,
                   json.dumps(data)],
         )
         return str(reply)
@@ -139,8 +135,8 @@ class UploadStore:
         """'ok', or why not: a fencing refusal, 'out_of_order' or 'no_upload'."""
         reply = await self._commit_part(
             keys=[job_key(claim.job_id), EVENTS, parts_key(claim.job_id)],
-            args=[claim.job_id, worker_id, claim.epoch, _flag(claim), part.number, part.etag,
-                  part.size, part.offset],
+            args=[claim.job_id, worker_id, claim.epoch, recovery_flag(claim), part.number,
+                  part.etag, part.size, part.offset],
         )
         return str(reply)
 
@@ -148,7 +144,7 @@ class UploadStore:
                          data: dict[str, Any]) -> str:
         reply = await self._stale(
             keys=[job_key(claim.job_id), EVENTS],
-            args=[claim.job_id, worker_id, claim.epoch, _flag(claim), size, action,
+            args=[claim.job_id, worker_id, claim.epoch, recovery_flag(claim), size, action,
                   json.dumps(data)],
         )
         return str(reply)
@@ -158,7 +154,7 @@ class UploadStore:
         reply = await self._complete(
             keys=[job_key(claim.job_id), EVENTS, parts_key(claim.job_id),
                   lease_key(claim.job_id)],
-            args=[PREFIX, claim.job_id, worker_id, claim.epoch, _flag(claim), object_etag,
+            args=[PREFIX, claim.job_id, worker_id, claim.epoch, recovery_flag(claim), object_etag,
                   json.dumps(data)],
         )
         return str(reply)
