@@ -206,8 +206,7 @@ class DebugSession:
             self.say("starting services")
             env.start()
             self._ctx = FaultContext(env, random.Random(self.seed), history.record,
-                                     phase_timeout=scenario.phase_timeout_s,
-                                     worker_settings=scenario.worker_settings)
+                                     phase_timeout=scenario.phase_timeout_s)
             cleanup.callback(self.heal_everything, "heal faults")
             cleanup.callback(self.nemesis.stop, "fault thread")
             for stop in self.breaks:

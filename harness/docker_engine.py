@@ -258,14 +258,6 @@ class Engine:
 
     # -- images --------------------------------------------------------------
 
-    def image_labels(self, ref: str) -> dict[str, str] | None:
-        """The labels of image ``ref``, or None if the engine has no such image."""
-        try:
-            image = self.client.images.get(ref)
-        except docker.errors.ImageNotFound:
-            return None
-        return dict(image.labels or {})
-
     def image_id(self, ref: str) -> str | None:
         try:
             return str(self.client.images.get(ref).id)

@@ -82,7 +82,7 @@ class Environment:
         self.target = target
         self.runtime = runtime
         self.registry = registry
-        self.sink: Sink = sink if sink is not None else _ignore
+        self.sink: Sink = sink if sink is not None else record_nothing
         self.options = options or EnvironmentOptions()
         self.redis = RedisServer(run_dir / "redis", aof=self.options.redis_aof, registry=registry)
         self.toxiproxy = ToxiproxyServer(run_dir / "toxiproxy", registry=registry)
@@ -294,11 +294,14 @@ class Environment:
         if self.s3 is None:
             return
         client = self.s3.client()
-        for upload in client.list_multipart_uploads(Bucket=UPLOAD_BUCKET).get("Uploads", []):
-            client.abort_multipart_upload(Bucket=UPLOAD_BUCKET, Key=upload["Key"],
-                                          UploadId=upload["UploadId"])
-        for item in client.list_objects_v2(Bucket=UPLOAD_BUCKET).get("Contents", []):
-            client.delete_object(Bucket=UPLOAD_BUCKET, Key=item["Key"])
+        try:
+            for key, upload_id in _pending_uploads(client, UPLOAD_BUCKET):
+                client.abort_multipart_upload(Bucket=UPLOAD_BUCKET, Key=key, UploadId=upload_id)
+            for page in client.get_paginator("list_objects_v2").paginate(Bucket=UPLOAD_BUCKET):
+                for item in page.get("Contents", []):
+                    client.delete_object(Bucket=UPLOAD_BUCKET, Key=item["Key"])
+        finally:
+            client.close()
 
     def _stop_writers(self) -> None:
         for writer in self.writers.values():
@@ -390,7 +393,7 @@ class Environment:
         return self.target.read_events(self.client, "0")
 
 
-def _ignore(kind: str, **fields: object) -> None:
+def record_nothing(kind: str, **fields: object) -> None:
     """The default sink: record nothing."""
 
 

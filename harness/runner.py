@@ -24,7 +24,7 @@ from typing import Any
 from harness.checkers import run_checkers
 from harness.checkers.base import CheckResult, Expectations, Verdict, combine
 from harness.cleanup import Cleanup
-from harness.environment import Environment, EnvironmentOptions
+from harness.environment import Environment, EnvironmentOptions, record_nothing
 from harness.errors import ScenarioError, SetupError
 from harness.faults import Fault, FaultContext, build_fault
 from harness.history import (
@@ -119,7 +119,6 @@ class Session:
 
     def __init__(self, root: Path, target: Target, registry: ProcessRegistry,
                  worker_settings: dict[str, str], *, s3: bool = False) -> None:
-        self.root = root
         self.target = target
         self.runtime = ProcessRuntime(root, registry, fork_server=True,
                                       preload=getattr(target, "worker_preload", ()))
@@ -215,8 +214,7 @@ def run_scenario(scenario: Scenario, *, seed: int, registry: ProcessRegistry,
             session.runtime.on_event = _runtime_sink(history)
             cleanup.callback(lambda: _detach(session), "workers")
         ctx = FaultContext(env, random.Random(seed), history.record,
-                           phase_timeout=scenario.phase_timeout_s,
-                           worker_settings=scenario.worker_settings)
+                           phase_timeout=scenario.phase_timeout_s)
         cleanup.callback(lambda: heal_all(faults, ctx), "heal faults")
         if faults:
             ctx.upcoming = faults[0].points()
@@ -323,11 +321,7 @@ def _detach(session: Session) -> None:
     """After a run in a session: stop its workers and stop recording into its history."""
     session.runtime.stop_all(grace=1.0)
     session.runtime.on_event = None
-    session.env.sink = _ignore
-
-
-def _ignore(kind: str, **fields: object) -> None:
-    """Record nothing (a session between runs)."""
+    session.env.sink = record_nothing
 
 
 def heal_all(faults: list[Fault], ctx: FaultContext) -> None:

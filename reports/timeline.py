@@ -68,10 +68,6 @@ class FaultMark:
     end: float | None
     label: str
 
-    @property
-    def is_window(self) -> bool:
-        return self.end is not None
-
 
 @dataclass(frozen=True)
 class ProgressPoint:

@@ -34,7 +34,6 @@ class FaultContext:
     rng: random.Random
     record: Callable[..., object]
     phase_timeout: float = 30.0
-    worker_settings: dict[str, str] = field(default_factory=dict)
     # failpoints the next fault needs, armed from the environment in every
     # worker started from now on, so no hit can slip by before it is armed
     upcoming: dict[str, str] = field(default_factory=dict)
@@ -60,7 +59,7 @@ class FaultContext:
 
     @property
     def lease_ttl_s(self) -> float:
-        return int(self.worker_settings.get("lease_ttl_ms", "5000")) / 1000
+        return int(self.env.options.worker_settings.get("lease_ttl_ms", "5000")) / 1000
 
     def live_workers(self) -> list[Worker]:
         return self.env.live_workers()

@@ -236,7 +236,7 @@ class ReferenceTarget:
 
     def read_events(self, client: redis.Redis, after: str) -> list[tuple[str, dict[str, Any]]]:
         entries = cast(list[tuple[str, dict[str, str]]],
-                       client.xrange(f"{PREFIX}:events", min=f"({after}" if after != "0" else "-"))
+                       client.xrange(self.event_stream, min=f"({after}" if after != "0" else "-"))
         out = []
         for entry_id, fields in entries:
             event: dict[str, Any] = dict(fields)
