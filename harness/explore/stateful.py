@@ -27,8 +27,7 @@ in COMPLETED (or FAILED with a reason its faults explain).
 
 from __future__ import annotations
 
-import signal
-import time
+import random
 from pathlib import Path
 from types import TracebackType
 
@@ -36,8 +35,8 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from harness.audio import SEGMENT_SECONDS
-from harness.control_client import ControlError
-from harness.environment import Environment, Worker
+from harness.environment import Environment, Worker, record_nothing
+from harness.faults import FaultContext
 from harness.procs import ProcessRegistry
 from harness.runner import Session
 from harness.target import Target
@@ -78,7 +77,9 @@ def machine_for(chaos: ChaosSession) -> type[RuleBasedStateMachine]:
             session.reset()
             self.env: Environment = session.env
             self.severed = False
-            self.deleted: set[str] = set()
+            # the harness's own fault machinery: arming, waiting for a hit, killing
+            self.faults = FaultContext(self.env, random.Random(0), record_nothing,
+                                       phase_timeout=PHASE_WAIT_S)
             self.env.top_up(WORKERS)
 
         @rule(seed=st.integers(0, 10_000))
@@ -92,33 +93,18 @@ def machine_for(chaos: ChaosSession) -> type[RuleBasedStateMachine]:
             """SIGKILL a worker now, or the first one to reach failpoint ``at``."""
             live = sorted(self.env.live_workers(), key=lambda w: w.worker_id)
             if at is not None and self.env.jobs and not self.severed:
-                self._kill_at_phase(live, at)
+                self._kill_at_phase(at)
             elif live:
                 self._kill(live[which % len(live)])
 
         def _kill(self, worker: Worker) -> None:
-            self.env.runtime.kill(worker.handle, signal.SIGKILL)
-            self.env.runtime.wait(worker.handle, 10)
+            self.faults.kill(worker)
 
-        def _kill_at_phase(self, workers: list[Worker], point: str) -> None:
+        def _kill_at_phase(self, point: str) -> None:
             """Pause the first worker to reach ``point``, SIGKILL it there, let the rest go."""
-            for worker in workers:
-                worker.control.arm(point, "pause")
-            caught = None
-            deadline = time.monotonic() + PHASE_WAIT_S
-            while caught is None and time.monotonic() < deadline:
-                for worker in workers:
-                    if worker.control.wait_for_hit(point, timeout=0.05) is not None:
-                        caught = worker
-                        break
-            if caught is not None:
-                self._kill(caught)
-            for worker in workers:
-                if worker is not caught:
-                    try:
-                        worker.control.disarm(point)  # releases one paused there too
-                    except ControlError:
-                        pass
+            found = self.faults.wait_any_hit(point, "1*pause")
+            if found is not None:
+                self._kill(found[0])
 
         @rule()
         def restart_workers(self) -> None:
