@@ -195,12 +195,13 @@ class Environment:
             self.wait_ready(worker)
         return worker
 
-    def wait_ready(self, worker: Worker) -> None:
-        """Until the worker's control channel answers; ``SetupError`` with its log if not."""
+    def wait_ready(self, worker: Worker, interval: float = 0.02) -> None:
+        """Until the worker's control channel answers (asked every ``interval`` s);
+        ``SetupError`` with its log if not."""
         handle = worker.handle
         try:
             wait_until(worker.control.ready, timeout=self.options.ready_timeout,
-                       what=f"worker {worker.worker_id}",
+                       what=f"worker {worker.worker_id}", interval=interval,
                        alive=lambda: self.runtime.is_running(handle))
         except (TimeoutError, RuntimeError) as exc:
             tail = log_tail(self.runtime.log_path(handle), 30)

@@ -39,7 +39,6 @@ from harness.environment import Environment, Worker
 from harness.errors import InconclusiveError
 from harness.faults.kill_at_phase import pause_actions
 from harness.history import SutEventName
-from harness.ports import wait_until
 from harness.runner import Session
 from harness.target import InspectableTarget
 
@@ -153,10 +152,7 @@ def _start(env: Environment, worker_id: str, failpoints: str = "") -> tuple[Work
     """
     worker = env.start_worker(worker_id, failpoints=failpoints, settings=LATENCY_SETTINGS,
                               wait_ready=False)
-    handle = worker.handle
-    wait_until(worker.control.ready, timeout=env.options.ready_timeout,
-               what=f"worker {worker.worker_id}", interval=0.002,
-               alive=lambda: env.runtime.is_running(handle))
+    env.wait_ready(worker, interval=0.002)
     return worker, time.time()
 
 

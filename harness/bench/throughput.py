@@ -29,7 +29,6 @@ import psutil
 
 from harness.environment import TERMINAL, Environment
 from harness.errors import InconclusiveError
-from harness.ports import wait_until
 from harness.runner import Session
 
 # The catalog's worker defaults (harness.scenario.DEFAULT_SETTINGS); the chunk length is
@@ -84,9 +83,7 @@ def _one_run(session: Session, machinery: bool, *, jobs: int, media_seconds: flo
     settings = {**THROUGHPUT_SETTINGS, "recovery_machinery": str(machinery).lower()}
     worker = env.start_worker("w1", settings=settings, wait_ready=False)
     handle = worker.handle
-    wait_until(worker.control.ready, timeout=env.options.ready_timeout,
-               what=f"worker {worker.worker_id}", interval=0.002,
-               alive=lambda: env.runtime.is_running(handle))
+    env.wait_ready(worker, interval=0.002)
     started = time.monotonic()
     # one worker takes the queue in order, so the last job submitted settles last
     last = submitted[-1].job_id
