@@ -40,6 +40,7 @@ from harness.control_client import ControlError, FailpointHit
 from harness.environment import Environment, EnvironmentOptions, Sink, Worker
 from harness.errors import DebugError
 from harness.faults.kill_at_phase import KillAtPhaseSpec
+from harness.faults.kill_at_phase import pause_at_hits as pause_actions
 from harness.procs import ProcessRegistry
 from harness.runtime.base import Runtime
 from harness.target import Target
@@ -116,18 +117,6 @@ class Stop:
         if self.kind is StopKind.BREAK:
             return f"break {self.stop_id} ({where})"
         return "step"
-
-
-def pause_actions(hits: Iterable[int]) -> str:
-    """Failpoint actions pausing exactly at these hit numbers (``2*off->1*pause``)."""
-    terms: list[str] = []
-    last = 0
-    for hit in sorted(set(hits)):
-        if hit - last > 1:
-            terms.append(f"{hit - last - 1}*off")
-        terms.append("1*pause")
-        last = hit
-    return "->".join(terms)
 
 
 Plan = dict[str, dict[int, Stop]]  # point -> {hit number under the current arming: stop}

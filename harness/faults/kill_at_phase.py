@@ -8,6 +8,7 @@ Occurrences count per worker process.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,8 +24,21 @@ class KillAtPhaseSpec(BaseModel):
     restart: bool = Field(True, description="start a replacement worker right away")
 
 
+def pause_at_hits(hits: Iterable[int]) -> str:
+    """Failpoint actions pausing exactly at these hit numbers (``2*off->1*pause``)."""
+    terms: list[str] = []
+    last = 0
+    for hit in sorted(set(hits)):
+        if hit - last > 1:
+            terms.append(f"{hit - last - 1}*off")
+        terms.append("1*pause")
+        last = hit
+    return "->".join(terms)
+
+
 def pause_actions(occurrence: int) -> str:
-    return f"{occurrence - 1}*off->1*pause" if occurrence > 1 else "1*pause"
+    """Failpoint actions pausing at the ``occurrence``-th hit only."""
+    return pause_at_hits([occurrence])
 
 
 class KillAtPhase:
