@@ -158,14 +158,8 @@ class JobRunner:
         texts = (committed[chunk.index].text.strip() for chunk in plan)
         transcript = " ".join(text for text in texts if text)
         await self.at("job.before_complete", claim)
-        try:
-            await self._write(lambda: self.store.complete(claim, self.worker_id, transcript))
-        except Fenced:
-            # a retried completion whose first attempt did land is not a refusal
-            job = await self._read(lambda: self.store.job(claim.job_id))
-            if not (job.get(JobField.STATE) == JobState.COMPLETED
-                    and job.get(JobField.EPOCH) == str(claim.epoch)):
-                raise
+        await self.complete(claim, lambda: self.store.complete(claim, self.worker_id,
+                                                               transcript))
         shutil.rmtree(self.chunk_dir(claim.job_id), ignore_errors=True)
         log.info("job %s completed (%d chunks)", claim.job_id, len(plan))
         await self.at("job.completed", claim)
@@ -174,6 +168,17 @@ class JobRunner:
     # A lost connection is retried forever here: the lease keeper (worker.py)
     # cancels this job's task once the lease can no longer be ours, which is
     # what bounds the wait.
+
+    async def complete(self, claim: Claim, op: Callable[[], Awaitable[str]]) -> None:
+        """Run a completion script; a retried completion whose first attempt did land
+        (the job is COMPLETED at this claim's epoch) is not a refusal."""
+        try:
+            await self._write(op)
+        except Fenced:
+            job = await self._read(lambda: self.store.job(claim.job_id))
+            if not (job.get(JobField.STATE) == JobState.COMPLETED
+                    and job.get(JobField.EPOCH) == str(claim.epoch)):
+                raise
 
     async def _write(self, op: Callable[[], Awaitable[str]]) -> str:
         """Run an epoch-checked script; a refusal raises ``Fenced``."""

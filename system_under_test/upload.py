@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING
 
 from system_under_test import metrics
 from system_under_test.config import Settings
-from system_under_test.constants import JobField, JobState, metadata_key
+from system_under_test.constants import metadata_key
 from system_under_test.errors import Fenced, JobFailure, S3Error
 from system_under_test.events import EventName
 from system_under_test.pipeline import JobRunner
@@ -310,15 +310,8 @@ class UploadRunner:
             "token": checkpoint.token})
         await self.at("upload.metadata_written", claim)
         data = {"size": size, "parts": len(checkpoint.parts), "etag": etag}
-        try:
-            await self.jobs._write(lambda: self.store.complete(claim, self.worker_id, etag,
-                                                               data))
-        except Fenced:
-            # a retried completion whose first attempt did land is not a refusal
-            job = await self.jobs._read(lambda: self.jobs.store.job(claim.job_id))
-            if not (job.get(JobField.STATE) == JobState.COMPLETED
-                    and job.get(JobField.EPOCH) == str(claim.epoch)):
-                raise
+        await self.jobs.complete(claim, lambda: self.store.complete(claim, self.worker_id, etag,
+                                                                    data))
         log.info("job %s completed: s3://%s/%s, %d bytes in %d parts", claim.job_id, bucket,
                  key, size, len(checkpoint.parts))
         await self.at("job.completed", claim)
