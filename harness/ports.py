@@ -6,9 +6,14 @@ connects to another address.
 
 from __future__ import annotations
 
+import logging
 import socket
 import time
 from collections.abc import Callable
+
+from harness.errors import SetupError
+
+log = logging.getLogger(__name__)
 
 LOOPBACK = "127.0.0.1"
 
@@ -18,6 +23,25 @@ def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind((LOOPBACK, 0))
         return int(sock.getsockname()[1])
+
+
+def on_free_port(launch: Callable[[int], None], what: str, attempts: int = 3) -> int:
+    """Run ``launch(port)`` on a free loopback port; returns the port it took.
+
+    A ``SetupError`` from ``launch`` is retried on another port (something may
+    take the port between picking it and binding it), up to ``attempts`` times.
+    """
+    for attempt in range(1, attempts + 1):
+        port = free_port()
+        try:
+            launch(port)
+        except SetupError:
+            if attempt == attempts:
+                raise
+            log.info("%s could not use port %d; trying another one", what, port)
+            continue
+        return port
+    raise AssertionError("unreachable")
 
 
 def port_open(port: int, host: str = LOOPBACK) -> bool:

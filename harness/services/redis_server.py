@@ -29,7 +29,7 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from harness.errors import MissingBinaryError, SetupError
-from harness.ports import LOOPBACK, free_port, port_open, wait_until
+from harness.ports import LOOPBACK, on_free_port, port_open, wait_until
 from harness.procs import ManagedProcess, ProcessRegistry
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,6 @@ HOW_TO_INSTALL = (
 
 # Attempts with a fresh port when an automatically chosen one was taken
 # between picking it and redis-server binding it.
-_PORT_ATTEMPTS = 3
 
 
 def _quoted(text: str) -> str:
@@ -129,18 +128,8 @@ class RedisServer:
         if self._port is not None:
             self._launch(binary, self._port)
             return self
-        for attempt in range(1, _PORT_ATTEMPTS + 1):
-            port = free_port()
-            try:
-                self._launch(binary, port)
-            except SetupError:
-                if attempt == _PORT_ATTEMPTS:
-                    raise
-                log.info("redis-server could not use port %d; trying another one", port)
-                continue
-            self._port = port
-            return self
-        raise AssertionError("unreachable")
+        self._port = on_free_port(lambda port: self._launch(binary, port), "redis-server")
+        return self
 
     def kill9(self) -> None:
         """SIGKILL the server, as a crash would; whatever is not in the AOF is gone."""

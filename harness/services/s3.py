@@ -28,7 +28,7 @@ from typing import Any
 import httpx
 
 from harness.errors import SetupError
-from harness.ports import LOOPBACK, free_port, port_open, wait_until
+from harness.ports import LOOPBACK, on_free_port, port_open, wait_until
 from harness.procs import ManagedProcess, ProcessRegistry
 
 log = logging.getLogger(__name__)
@@ -38,7 +38,6 @@ ACCESS_KEY = "testing"
 SECRET_KEY = "testing"
 HOW_TO_INSTALL = "install moto with its server extra: pip install 'moto[server]'"
 
-_PORT_ATTEMPTS = 3
 
 # Environment that keeps any AWS SDK away from everything but the endpoint.
 _ISOLATION_ENV: Mapping[str, str] = {
@@ -192,17 +191,8 @@ class S3Server:
         if self._port is not None:
             self._launch(self._port)
             return self
-        for attempt in range(1, _PORT_ATTEMPTS + 1):
-            port = free_port()
-            try:
-                self._launch(port)
-            except SetupError:
-                if attempt == _PORT_ATTEMPTS:
-                    raise
-                log.info("moto could not use port %d; trying another one", port)
-                continue
-            return self
-        raise AssertionError("unreachable")
+        on_free_port(self._launch, "moto")
+        return self
 
     def reset(self) -> None:
         """Delete every bucket and object (moto's ``POST /moto-api/reset``)."""

@@ -57,7 +57,7 @@ from typing import Any
 import httpx
 
 from harness.errors import CrashlabError, MissingBinaryError, SetupError
-from harness.ports import LOOPBACK, free_port, port_open, wait_until
+from harness.ports import LOOPBACK, on_free_port, port_open, wait_until
 from harness.procs import ManagedProcess, ProcessRegistry
 
 log = logging.getLogger(__name__)
@@ -71,7 +71,6 @@ HOW_TO_INSTALL = (
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
 _STREAMS = ("upstream", "downstream")
-_PORT_ATTEMPTS = 3
 
 
 class ToxiproxyError(CrashlabError):
@@ -327,17 +326,8 @@ class ToxiproxyServer:
         if self._port is not None:
             self._launch(binary, self._port)
             return self
-        for attempt in range(1, _PORT_ATTEMPTS + 1):
-            port = free_port()
-            try:
-                self._launch(binary, port)
-            except SetupError:
-                if attempt == _PORT_ATTEMPTS:
-                    raise
-                log.info("toxiproxy-server could not use port %d; trying another one", port)
-                continue
-            return self
-        raise AssertionError("unreachable")
+        on_free_port(lambda port: self._launch(binary, port), "toxiproxy-server")
+        return self
 
     def version(self) -> str:
         data = self._require_api().call("GET", "/version", what="toxiproxy version")
