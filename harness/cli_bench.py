@@ -33,6 +33,10 @@ def bench_command(
     keep: Annotated[Path | None, typer.Option(
         help="keep the run folders in this folder (default: a temporary one, removed)")]
     = None,
+    only: Annotated[list[str] | None, typer.Option(
+        "--only", help="measure only this figure (repeatable): schedules_per_minute, "
+        "recovery_latency, takeover_latency, event_latency, recovery_overhead, checker_speed")]
+    = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the record as JSON")] = False,
 ) -> None:
     """Measure the harness's speed against its targets; append a JSON lines record.
@@ -42,8 +46,15 @@ def bench_command(
     """
     from harness.bench import FIGURES, BenchOptions, append_record, run_bench
     from harness.cli_explore import registry_after_reaping
+    from harness.errors import CrashlabError
 
-    options = BenchOptions.quick_run(seed) if quick else BenchOptions(seed=seed)
+    chosen = tuple(dict.fromkeys(only)) if only else FIGURES
+    try:
+        options = (BenchOptions.quick_run(seed, chosen) if quick
+                   else BenchOptions(seed=seed, only=chosen))
+    except CrashlabError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        raise typer.Exit(EXIT_SETUP) from None
     progress = err if as_json else console
     try:
         record = run_bench(options, registry_after_reaping(), workdir=keep,
@@ -55,7 +66,7 @@ def bench_command(
     if as_json:
         print(json.dumps(record, indent=2))
     else:
-        console.print(_table(record, FIGURES))
+        console.print(_table(record, options.only))
         machine = record["machine"]
         console.print(f"{machine['cpus']} x {machine['cpu_model'] or 'CPU'}, load average "
                       f"{machine['load_average']} -> {machine['load_average_end']}; "

@@ -58,6 +58,7 @@ EXPLORATION_SCENARIO = "baseline"
 SESSION_SETTINGS = {**DEFAULT_SETTINGS, "chunk_seconds": "0.5"}
 FIGURES = ("schedules_per_minute", "recovery_latency", "takeover_latency", "event_latency",
            "recovery_overhead", "checker_speed")
+SESSION_FIGURES = FIGURES[1:5]
 Say = Callable[[str], None]
 
 
@@ -99,12 +100,19 @@ class BenchOptions:
     media_seconds: float = 2.0  # of the recovery and takeover trials' job
     checker_entries: int = 100_000
     quick: bool = False
+    only: tuple[str, ...] = FIGURES  # the figures to measure, a subset of FIGURES
 
     @classmethod
-    def quick_run(cls, seed: int = 1) -> BenchOptions:
+    def quick_run(cls, seed: int = 1, only: tuple[str, ...] = FIGURES) -> BenchOptions:
         return cls(seed=seed, examples=2, recovery_trials=3, takeover_trials=3, event_jobs=1,
                    event_media_seconds=2.0, throughput_jobs=2, throughput_media_seconds=2.0,
-                   throughput_repeats=1, checker_entries=5_000, quick=True)
+                   throughput_repeats=1, checker_entries=5_000, quick=True, only=only)
+
+    def __post_init__(self) -> None:
+        unknown = [name for name in self.only if name not in FIGURES]
+        if unknown or not self.only:
+            raise CrashlabError(f"unknown bench figure(s) {', '.join(unknown) or '(none given)'}"
+                                f"; choose from {', '.join(FIGURES)}")
 
 
 def run_bench(options: BenchOptions, registry: ProcessRegistry, *,
@@ -121,37 +129,16 @@ def run_bench(options: BenchOptions, registry: ProcessRegistry, *,
     figures: dict[str, Any] = record["figures"]
     with tempfile.TemporaryDirectory(prefix="crashlab-bench-") as scratch:
         root = workdir.resolve() if workdir is not None else Path(scratch)
-        progress(f"exploring {options.examples} schedules of {EXPLORATION_SCENARIO}")
-        _measure(figures, "schedules_per_minute",
-                 lambda: _exploration(options, registry, root / "explore"))
-        progress("starting services for the latency and throughput figures")
-        session = Session(root / "session", ReferenceTarget(), registry,
-                          dict(SESSION_SETTINGS)).start()
-        try:
-            progress(f"recovery latency: {options.recovery_trials} kills with a replacement")
-            _measure(figures, "recovery_latency", lambda: _latency(
-                measure_recovery(session, options.recovery_trials, options.media_seconds),
-                "total_ms", "p95"))
-            progress(f"takeover latency: {options.takeover_trials} kills with a live worker")
-            _measure(figures, "takeover_latency", lambda: _latency(
-                measure_takeover(session, options.takeover_trials, options.media_seconds),
-                "takeover_ms", "p95"))
-            progress(f"event latency: {options.event_jobs} job(s), two workers")
-            _measure(figures, "event_latency", lambda: _latency(
-                measure_event_latency(session, options.event_jobs,
-                                      options.event_media_seconds),
-                "latency_ms", "p99"))
-            progress(f"throughput with the recovery machinery on and off, "
-                     f"{options.throughput_repeats} time(s) each")
-            _measure(figures, "recovery_overhead", lambda: _overhead(measure_throughput(
-                session, jobs=options.throughput_jobs,
-                media_seconds=options.throughput_media_seconds,
-                repeats=options.throughput_repeats)))
-        finally:
-            session.close()
-        progress(f"checkers over a synthetic history of {options.checker_entries} entries")
-        _measure(figures, "checker_speed",
-                 lambda: _checker_speed(options.checker_entries, root / "history.jsonl"))
+        if "schedules_per_minute" in options.only:
+            progress(f"exploring {options.examples} schedules of {EXPLORATION_SCENARIO}")
+            _measure(figures, "schedules_per_minute",
+                     lambda: _exploration(options, registry, root / "explore"))
+        if set(options.only) & set(SESSION_FIGURES):
+            _session_figures(options, registry, root / "session", figures, progress)
+        if "checker_speed" in options.only:
+            progress(f"checkers over a synthetic history of {options.checker_entries} entries")
+            _measure(figures, "checker_speed",
+                     lambda: _checker_speed(options.checker_entries, root / "history.jsonl"))
     record["machine"]["load_average_end"] = machine()["load_average"]
     record["duration_s"] = round(time.monotonic() - started, 1)
     return record
@@ -167,6 +154,40 @@ def append_record(record: dict[str, Any], path: Path | None = None) -> Path:
 
 
 # -- figures -------------------------------------------------------------------
+
+
+def _session_figures(options: BenchOptions, registry: ProcessRegistry, folder: Path,
+                     figures: dict[str, Any], progress: Say) -> None:
+    """Figures 2-5, which share one session's services."""
+    wanted = options.only
+    progress("starting services for the latency and throughput figures")
+    session = Session(folder, ReferenceTarget(), registry, dict(SESSION_SETTINGS)).start()
+    try:
+        if "recovery_latency" in wanted:
+            progress(f"recovery latency: {options.recovery_trials} kills with a replacement")
+            _measure(figures, "recovery_latency", lambda: _latency(
+                measure_recovery(session, options.recovery_trials, options.media_seconds),
+                "total_ms", "p95"))
+        if "takeover_latency" in wanted:
+            progress(f"takeover latency: {options.takeover_trials} kills with a live worker")
+            _measure(figures, "takeover_latency", lambda: _latency(
+                measure_takeover(session, options.takeover_trials, options.media_seconds),
+                "takeover_ms", "p95"))
+        if "event_latency" in wanted:
+            progress(f"event latency: {options.event_jobs} job(s), two workers")
+            _measure(figures, "event_latency", lambda: _latency(
+                measure_event_latency(session, options.event_jobs,
+                                      options.event_media_seconds),
+                "latency_ms", "p99"))
+        if "recovery_overhead" in wanted:
+            progress(f"throughput with the recovery machinery on and off, "
+                     f"{options.throughput_repeats} time(s) each")
+            _measure(figures, "recovery_overhead", lambda: _overhead(measure_throughput(
+                session, jobs=options.throughput_jobs,
+                media_seconds=options.throughput_media_seconds,
+                repeats=options.throughput_repeats)))
+    finally:
+        session.close()
 
 
 def _measure(figures: dict[str, Any], name: str, measure: Callable[[], dict[str, Any]]) -> None:
