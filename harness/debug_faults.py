@@ -150,7 +150,7 @@ class FaultThread:
                 if self.stopping.is_set():
                     return
                 self.announce(index + 1, ctx)
-                reason = f"did not fire within {ctx.phase_timeout:.0f}s"
+                ctx.missed, reason = None, None
                 try:
                     fired = fault.fire(ctx)
                 except Exception as exc:  # noqa: BLE001 - an operator's kill can pull the rug
@@ -163,7 +163,8 @@ class FaultThread:
                 if fired:
                     self.fired += 1
                 elif not self.stopping.is_set():
-                    ctx.record("fault_skipped", fault_id=fault.fault_id, reason=reason)
+                    ctx.record("fault_skipped", fault_id=fault.fault_id,
+                               reason=reason or ctx.skip_reason())
         finally:
             self.done.set()
 

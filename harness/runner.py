@@ -228,11 +228,12 @@ def run_scenario(scenario: Scenario, *, seed: int, registry: ProcessRegistry,
             if index > 0:
                 _prearm(fault, ctx)
             say(f"fault {fault.fault_id}: {fault.describe()['kind']}")
+            ctx.missed = None
             if fault.fire(ctx):
                 fired += 1
             else:
                 history.record("fault_skipped", fault_id=fault.fault_id,
-                               reason=f"did not fire within {ctx.phase_timeout:.0f}s")
+                               reason=ctx.skip_reason())
         heal_all(faults, ctx)
         ctx.upcoming = {}
         env.top_up(scenario.workers)

@@ -96,7 +96,7 @@ class BenchOptions:
     event_media_seconds: float = 4.0
     throughput_jobs: int = 8
     throughput_media_seconds: float = 8.0
-    throughput_repeats: int = 5
+    throughput_repeats: int = 7
     media_seconds: float = 2.0  # of the recovery and takeover trials' job
     checker_entries: int = 100_000
     quick: bool = False

@@ -27,6 +27,12 @@ from harness.environment import Environment, Worker
 
 log = logging.getLogger(__name__)
 
+SETTLED_POLL_S = 0.02  # how often a timed wait looks whether every job has settled
+# how long one round of waiting for a failpoint hit lasts, over all workers: a hit
+# at the last worker polled (a paused worker) or every job settling is seen this late
+HIT_ROUND_S = 0.05
+SETTLED_FIRST = "every job had settled before it was due"
+
 
 @dataclass
 class FaultContext:
@@ -41,6 +47,8 @@ class FaultContext:
     last_hit: FailpointHit | None = None
     # workers killed without a replacement, oldest first
     unreplaced: list[Worker] = field(default_factory=list)
+    # why the fault being fired did not fire, when it knows better than a timeout
+    missed: str | None = None
 
     @property
     def upcoming_spec(self) -> str:
@@ -91,6 +99,25 @@ class FaultContext:
         except Exception:  # noqa: BLE001 - Redis may be down during a fault; not settled
             return False
 
+    def wait_unless_settled(self, seconds: float) -> bool:
+        """Sleep ``seconds``; False as soon as every job has settled (a fault timed for
+        later can no longer change the outcome, so the run need not sit it out)."""
+        deadline = time.monotonic() + seconds
+        while (left := deadline - time.monotonic()) > 0:
+            if self.settled():
+                self.missed = SETTLED_FIRST
+                return False
+            time.sleep(min(SETTLED_POLL_S, left))
+        return True
+
+    def skip_reason(self) -> str:
+        """Why the fault just fired did not fire: its own word, else settled or timed out."""
+        if self.missed is not None:
+            return self.missed
+        if self.settled():
+            return SETTLED_FIRST
+        return f"did not fire within {self.phase_timeout:.0f}s"
+
     def wait_any_hit(self, point: str, actions: str) -> tuple[Worker, FailpointHit] | None:
         """Arm ``point`` on every live worker and wait for the first to stop there.
 
@@ -107,8 +134,8 @@ class FaultContext:
         settled = False
         while found is None and time.monotonic() < deadline and not settled:
             settled = self.settled()  # one last look for a hit after it turns true
-            for worker in workers:
-                hit = worker.control.wait_for_hit(point, timeout=0.1)
+            for worker in workers:  # one round of long polls takes at most HIT_ROUND_S
+                hit = worker.control.wait_for_hit(point, timeout=HIT_ROUND_S / len(workers))
                 if hit is not None:
                     found = (worker, hit)
                     break

@@ -66,6 +66,7 @@ class CorruptChunk:
             chunk = ctx.last_hit.chunk
         path = ctx.chunk_file(job_id, chunk)
         if not path.is_file():
+            ctx.missed = f"chunk file {path.name} of job {job_id} was not there to damage"
             return False
         if self.spec.mode == "delete":
             path.unlink()
@@ -101,6 +102,7 @@ class DeleteSource:
         job_id = _aim(ctx, self.spec.job, self.spec.at_crash)
         files = ctx.source_files(job_id)
         if not files:
+            ctx.missed = f"job {job_id} had no source file left to delete"
             return False
         for path in files:
             path.unlink()

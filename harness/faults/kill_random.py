@@ -7,7 +7,6 @@ timing; prefer ``kill_at_phase`` where exactness matters).
 
 from __future__ import annotations
 
-import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -42,7 +41,8 @@ class KillRandom:
 
     def fire(self, ctx: FaultContext) -> bool:
         delay = ctx.rng.uniform(self.spec.min_ms, self.spec.max_ms) / 1000
-        time.sleep(delay)
+        if not ctx.wait_unless_settled(delay):
+            return False
         workers = sorted(ctx.live_workers(), key=lambda w: w.worker_id)
         if not workers:
             return False

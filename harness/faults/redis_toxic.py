@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -36,7 +35,8 @@ class RedisToxic:
     def fire(self, ctx: FaultContext) -> bool:
         proxy = ctx.env.proxy
         assert proxy is not None
-        time.sleep(self.spec.delay_ms / 1000)
+        if not ctx.wait_unless_settled(self.spec.delay_ms / 1000):
+            return False
         if self.spec.toxic == "latency":
             proxy.add_latency(self.spec.latency_ms, self.spec.jitter_ms)
         elif self.spec.toxic == "reset_peer":
@@ -46,7 +46,7 @@ class RedisToxic:
         self._active = True
         ctx.record("fault_start", fault_id=self.fault_id, fault=self.spec.kind,
                    params=self.describe())
-        time.sleep(self.spec.duration_ms / 1000)
+        ctx.wait_unless_settled(self.spec.duration_ms / 1000)  # nothing left to slow down
         self.heal(ctx)
         return True
 

@@ -56,7 +56,7 @@ class ServiceErrors:
             time.sleep(0.02)
         ctx.record("fault_start", fault_id=self.fault_id, fault=self.spec.kind,
                    params=self.describe())
-        time.sleep(self.spec.duration_ms / 1000)
+        ctx.wait_unless_settled(self.spec.duration_ms / 1000)  # no job left to answer
         self.heal(ctx)
         return True
 

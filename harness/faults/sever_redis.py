@@ -49,8 +49,8 @@ class SeverRedis:
             if found is None:
                 return False
             paused = found[0]
-        else:
-            time.sleep(self.spec.delay_ms / 1000)
+        elif not ctx.wait_unless_settled(self.spec.delay_ms / 1000):
+            return False
         proxy.disable()
         self._cut = True
         ctx.record("fault_start", fault_id=self.fault_id, fault=self.spec.kind,

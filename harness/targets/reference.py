@@ -175,6 +175,12 @@ class ReferenceTarget:
             ids |= set(client.smembers(f"{PREFIX}:state:{state}"))  # type: ignore[arg-type]
         return sorted(ids)
 
+    def job_state(self, client: redis.Redis, job_id: str) -> str:
+        """The job's state alone: one HGET, light enough to poll while timing the worker
+        (``crashlab bench``); ``snapshot`` reads everything."""
+        state = client.hget(f"{PREFIX}:job:{job_id}", "state")
+        return str(state) if state is not None else "MISSING"
+
     def snapshot(self, client: redis.Redis, job_id: str) -> JobSnapshot:
         key = f"{PREFIX}:job:{job_id}"
         # one MULTI: a consistent view even while workers are running
