@@ -104,28 +104,13 @@ class JobRunner:
         return plan
 
     async def transcribe_remaining(self, claim: Claim, plan: list[PlannedChunk]) -> None:
-        """Transcribe and commit every chunk not committed yet.
-
-        A chunk gives up its request slot once the service has answered and
-        commits behind the next chunk's request: the commit's Redis round trip
-        overlaps the next transcription instead of adding to it. Commit slots
-        are as many as request slots, so at most ``chunk_concurrency`` chunks
-        wait transcribed and uncommitted; a crash there costs no second
-        billable call (recovery asks the service first, see ``fetch_text``).
-        """
         committed = await self._read(lambda: self.store.committed_chunks(claim.job_id))
         remaining = [chunk for chunk in plan if chunk.index not in committed]
-        requests = asyncio.Semaphore(self.settings.chunk_concurrency)
-        commits = asyncio.Semaphore(self.settings.chunk_concurrency)
+        gate = asyncio.Semaphore(self.settings.chunk_concurrency)
 
         async def one(chunk: PlannedChunk) -> None:
-            async with requests:
-                text = await self.fetch_text(claim, chunk)
-                await commits.acquire()  # before the request slot goes: bounds the backlog
-            try:
-                await self.commit_text(claim, chunk, text)
-            finally:
-                commits.release()
+            async with gate:
+                await self.transcribe_chunk(claim, chunk)
 
         try:
             async with asyncio.TaskGroup() as group:
@@ -134,10 +119,10 @@ class JobRunner:
         except ExceptionGroup as errors:
             raise _primary(errors) from errors
 
-    async def fetch_text(self, claim: Claim, chunk: PlannedChunk) -> str:
-        """The chunk's text: the service's stored answer when recovering, else a request."""
+    async def transcribe_chunk(self, claim: Claim, chunk: PlannedChunk) -> None:
         await self.at("chunk.before_request", claim, chunk.index)
         path = media.chunk_path(self.chunk_dir(claim.job_id), chunk.index)
+        text = None
         if claim.recovering:
             # the crash may have fallen between the service's answer and our commit
             text = await self.transcriber.completed_text(claim.job_id, chunk.index)
@@ -145,19 +130,17 @@ class JobRunner:
                 metrics.DUPLICATES_PREVENTED.inc()
                 log.info("chunk %d of job %s: the service already completed it; committing "
                          "its result without a new call", chunk.index, claim.job_id)
-                return text
-        # read once, check those very bytes, send those very bytes: the file
-        # may be damaged at any moment, including between a check and a send
-        audio = recovery.read_intact(path, chunk.checksum)
-        if audio is None:
-            await recovery.recut(self, claim, [chunk])
+        if text is None:
+            # read once, check those very bytes, send those very bytes: the file
+            # may be damaged at any moment, including between a check and a send
             audio = recovery.read_intact(path, chunk.checksum)
             if audio is None:
-                raise JobFailure(f"chunk {chunk.index} is damaged again right after being "
-                                 "cut from the original")
-        return await self.transcriber.transcribe(audio, path.name, claim.job_id, chunk.index)
-
-    async def commit_text(self, claim: Claim, chunk: PlannedChunk, text: str) -> None:
+                await recovery.recut(self, claim, [chunk])
+                audio = recovery.read_intact(path, chunk.checksum)
+                if audio is None:
+                    raise JobFailure(f"chunk {chunk.index} is damaged again right after being "
+                                     "cut from the original")
+            text = await self.transcriber.transcribe(audio, path.name, claim.job_id, chunk.index)
         await self.at("chunk.transcribed.before_commit", claim, chunk.index)
         result = ChunkResult(chunk.index, text, chunk.checksum, claim.epoch, self.worker_id)
         reply = await self._write(lambda: self.store.commit_chunk(claim, self.worker_id, result))

@@ -58,7 +58,7 @@ def measure_throughput(session: Session, *, jobs: int, media_seconds: float,
 
     def summary(machinery: bool, median: float) -> dict[str, Any]:
         mine = runs[machinery]
-        return {"seconds": [round(r.seconds, 3) for r in mine],
+        return {"seconds": [round(r.seconds, 4) for r in mine],
                 "chunks_per_s": round(chunks / median, 1),
                 "worker_cpu_ms_per_chunk": round(
                     statistics.median(r.cpu_s for r in mine) / chunks * 1000, 3)}

@@ -75,6 +75,24 @@ def test_quick_bench_prints_and_appends_all_six_figures(tmp_path: Path) -> None:
     assert list((state / "procs").glob("*.json")) == []
 
 
+def test_only_measures_the_figures_named_and_refuses_unknown_ones(tmp_path: Path) -> None:
+    out = tmp_path / "bench.jsonl"
+    env = {**os.environ, "CRASHLAB_STATE_DIR": str(tmp_path / "state")}
+    base = [sys.executable, "-m", "harness.cli", "bench", "--quick", "--out", str(out)]
+    done = subprocess.run([*base, "--only", "checker_speed", "--json"], capture_output=True,
+                          text=True, env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads(done.stdout)
+    assert list(record["figures"]) == ["checker_speed"]
+    assert record["options"]["only"] == ["checker_speed"]
+    wrong = subprocess.run([*base, "--only", "checker-speed"], capture_output=True, text=True,
+                           env=env, timeout=60)
+    assert wrong.returncode == 3
+    assert "unknown bench figure(s) checker-speed" in wrong.stderr
+    assert "checker_speed" in wrong.stderr  # the names to choose from
+    assert len(out.read_text().splitlines()) == 1  # the refused run appended nothing
+
+
 def test_synthetic_history_is_valid_for_every_checker_and_breakable() -> None:
     records, state = synthetic_run(2_000)
     history = History.from_json(records)

@@ -40,10 +40,5 @@ def test_metrics_count_recoveries_and_duplicate_prevention(env: Environment) -> 
     assert env.snapshot(job.job_id).state == "COMPLETED"
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     assert 'crashlab_recoveries_total{outcome="claimed"} 1.0' in text
-    # the paused chunk, and the next one if its request was answered before the kill
-    # (a chunk commits behind the next chunk's request)
-    answered = [call for call in env.transcription.calls()
-                if call["outcome"] == "status" and call["text"] is not None]
-    assert 1 <= len(answered) <= 2
-    assert f"crashlab_duplicate_prevention_total {float(len(answered))}" in text
+    assert "crashlab_duplicate_prevention_total 1.0" in text
     assert 'crashlab_jobs{state="COMPLETED"}' in text
