@@ -57,6 +57,27 @@ def test_fault_that_never_fires_makes_the_run_unknown(
     assert "never fired" in coverage.witness and "f1" in coverage.witness
 
 
+@pytest.mark.timeout(90)
+def test_timed_fault_due_after_every_job_settled_is_skipped_not_sat_out(
+    tmp_path: Path, registry: ProcessRegistry
+) -> None:
+    # due in 600 s: the test's 90 s timeout fails it if the runner waits for it
+    scenario = parse_scenario(
+        "name: late\ndescription: a Redis cut due long after the one short job ends\n"
+        "workload: {media_seconds: 2}\n"
+        "faults:\n  - {kind: sever_redis, delay_ms: 600000, duration_ms: 1000}\n",
+        "late.yaml")
+    result = run_scenario(scenario, seed=1, registry=registry, runs_root=tmp_path)
+    assert result.verdict is Verdict.UNKNOWN and result.faults_fired == 0
+    history = [json.loads(line) for line in
+               (result.run_dir / "history.jsonl").read_text().splitlines()]
+    assert not [e for e in history if e["kind"] == "fault_start"]
+    skipped = [e for e in history if e["kind"] == "fault_skipped"]
+    assert [e["reason"] for e in skipped] == ["every job had settled before it was due"]
+    state = json.loads((result.run_dir / "state.json").read_text())
+    assert [job["state"] for job in state["jobs"].values()] == ["COMPLETED"]
+
+
 def test_file_fault_at_crash_damages_the_chunk_the_killed_worker_held(
     tmp_path: Path, registry: ProcessRegistry
 ) -> None:
