@@ -99,6 +99,7 @@ SUBMIT = _PRELUDE + SUBMIT_BODY
 
 # KEYS: queue, events. ARGV: prefix, worker, lease_ms.
 # Pops queued ids until one is still QUEUED (a cancelled job may linger in the list).
+# Returns the job id, the new epoch and the job's hash as the claim left it (flat).
 CLAIM = _PRELUDE + """
 local prefix, worker, lease_ms = ARGV[1], ARGV[2], ARGV[3]
 while true do
@@ -111,7 +112,7 @@ while true do
     redis.call('HSET', job_key, 'worker_id', worker, 'recovering', '0')
     redis.call('SET', job_key .. ':lease', worker .. '|' .. epoch, 'PX', lease_ms)
     emit_for(job_key, job_id, 'job_claimed', worker, epoch, '0', '{}')
-    return {job_id, tostring(epoch)}
+    return {job_id, tostring(epoch), redis.call('HGETALL', job_key)}
   end
 end
 """
@@ -170,8 +171,7 @@ return 'ok'
 COMMIT_CHUNK = _PRELUDE + """
 local why = fenced(ARGV[3], ARGV[2], 'commit_chunk')
 if why then return why end
-if redis.call('HEXISTS', KEYS[3], ARGV[5]) == 1 then return 'duplicate' end
-redis.call('HSET', KEYS[3], ARGV[5], ARGV[6])
+if redis.call('HSETNX', KEYS[3], ARGV[5], ARGV[6]) == 0 then return 'duplicate' end
 local done = redis.call('HINCRBY', KEYS[1], 'chunks_done', 1)
 local total = tonumber(redis.call('HGET', KEYS[1], 'chunk_count'))
 redis.call('HSET', KEYS[1], 'progress', tostring(done / total))

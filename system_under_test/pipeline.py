@@ -81,11 +81,11 @@ class JobRunner:
         else:
             await self.at("job.claimed", claim)
             plan = await self.cut_and_plan(claim)
-        await self.transcribe_remaining(claim, plan)
-        await self.finish(claim, plan)
+        texts = await self.transcribe_remaining(claim, plan)
+        await self.finish(claim, plan, texts)
 
     async def cut_and_plan(self, claim: Claim) -> list[PlannedChunk]:
-        job = await self._read(lambda: self.store.job(claim.job_id))
+        job = claim.job or await self._read(lambda: self.store.job(claim.job_id))
         source = Path(job[JobField.SOURCE])
         bounds = media.chunk_bounds(float(job[JobField.DURATION]),
                                     float(job[JobField.CHUNK_SECONDS]))
@@ -103,14 +103,27 @@ class JobRunner:
         await self.at("chunking.committed", claim)
         return plan
 
-    async def transcribe_remaining(self, claim: Claim, plan: list[PlannedChunk]) -> None:
-        committed = await self._read(lambda: self.store.committed_chunks(claim.job_id))
+    async def transcribe_remaining(self, claim: Claim,
+                                   plan: list[PlannedChunk]) -> dict[int, str]:
+        """Transcribe and commit every chunk not yet committed.
+
+        Returns the texts known to be committed: those committed before, and
+        this run's own commits (a chunk found committed by someone else is
+        left out, and ``finish`` reads it back).
+        """
+        # a fresh claim of a job with no chunk committed needs no read: the claim saw
+        # chunks_done at 0, and from then on only this epoch can commit
+        fresh = claim.job.get(JobField.CHUNKS_DONE) == "0"
+        committed = {} if fresh else await self.committed_texts(claim.job_id)
         remaining = [chunk for chunk in plan if chunk.index not in committed]
         gate = asyncio.Semaphore(self.settings.chunk_concurrency)
+        texts = dict(committed)
 
         async def one(chunk: PlannedChunk) -> None:
             async with gate:
-                await self.transcribe_chunk(claim, chunk)
+                text = await self.transcribe_chunk(claim, chunk)
+            if text is not None:
+                texts[chunk.index] = text
 
         try:
             async with asyncio.TaskGroup() as group:
@@ -118,8 +131,16 @@ class JobRunner:
                     group.create_task(one(chunk))
         except ExceptionGroup as errors:
             raise _primary(errors) from errors
+        return texts
 
-    async def transcribe_chunk(self, claim: Claim, chunk: PlannedChunk) -> None:
+    async def committed_texts(self, job_id: str) -> dict[int, str]:
+        """The texts of the job's committed chunks, by index."""
+        committed = await self._read(lambda: self.store.committed_chunks(job_id))
+        return {index: result.text for index, result in committed.items()}
+
+    async def transcribe_chunk(self, claim: Claim, chunk: PlannedChunk) -> str | None:
+        """Transcribe one chunk and commit its text; returns the text if this commit
+        stored it, None if the chunk was already committed (the first result is kept)."""
         await self.at("chunk.before_request", claim, chunk.index)
         path = media.chunk_path(self.chunk_dir(claim.job_id), chunk.index)
         text = None
@@ -150,15 +171,22 @@ class JobRunner:
         else:
             metrics.CHUNKS_COMMITTED.inc()
         await self.at("chunk.committed", claim, chunk.index)
+        return text if reply != "duplicate" else None
 
-    async def finish(self, claim: Claim, plan: list[PlannedChunk]) -> None:
+    async def finish(self, claim: Claim, plan: list[PlannedChunk], texts: dict[int, str]) -> None:
+        """Assemble the transcript from the committed texts and complete the job.
+
+        ``texts`` are the committed texts already known; the rest are read
+        back from Redis, and a chunk still missing there fails the job.
+        """
         await self.at("assembly.started", claim)
-        committed = await self._read(lambda: self.store.committed_chunks(claim.job_id))
-        missing = [chunk.index for chunk in plan if chunk.index not in committed]
+        if any(chunk.index not in texts for chunk in plan):
+            texts = {**texts, **await self.committed_texts(claim.job_id)}
+        missing = [chunk.index for chunk in plan if chunk.index not in texts]
         if missing:
             raise JobFailure(f"chunks {missing} are not committed; refusing to complete")
-        texts = (committed[chunk.index].text.strip() for chunk in plan)
-        transcript = " ".join(text for text in texts if text)
+        pieces = (texts[chunk.index].strip() for chunk in plan)
+        transcript = " ".join(piece for piece in pieces if piece)
         await self.at("job.before_complete", claim)
         await self.complete(claim, lambda: self.store.complete(claim, self.worker_id,
                                                                transcript))

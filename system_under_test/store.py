@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, cast
 
 from redis.asyncio import Redis
@@ -38,11 +38,19 @@ from system_under_test.events import Event
 
 @dataclass(frozen=True)
 class Claim:
-    """A job this worker holds at ``epoch``; ``recovering`` for a takeover."""
+    """A job this worker holds at ``epoch``; ``recovering`` for a takeover.
+
+    ``job`` is the job's hash as the claim itself left it (read in the same
+    atomic step, so it saves the worker a round trip); empty for a takeover.
+    Only what no one changes while the job is held may be taken from it: the
+    kind, the source and its cut, and whether a chunk had been committed
+    before (only this epoch can commit from then on).
+    """
 
     job_id: str
     epoch: int
     recovering: bool
+    job: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -142,7 +150,9 @@ class Store:
         reply = await self._claim(keys=[QUEUE, EVENTS], args=[PREFIX, worker_id, lease_ms])
         if not reply:
             return None
-        return Claim(str(reply[0]), int(reply[1]), recovering=False)
+        flat = [str(item) for item in reply[2]]
+        return Claim(str(reply[0]), int(reply[1]), recovering=False,
+                     job=dict(zip(flat[::2], flat[1::2], strict=True)))
 
     async def renew(self, claim: Claim, worker_id: str, lease_ms: int) -> bool:
         reply = await self._renew(

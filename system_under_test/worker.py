@@ -29,7 +29,7 @@ from redis.asyncio import Redis
 
 from system_under_test import metrics
 from system_under_test.config import Settings
-from system_under_test.constants import JobKind
+from system_under_test.constants import JobField, JobKind
 from system_under_test.control import ControlServer
 from system_under_test.errors import REDIS_ERRORS, Fenced, JobFailure, S3Error
 from system_under_test.failpoints import Failpoints
@@ -140,9 +140,13 @@ class Worker:
                 task = asyncio.create_task(self._run_job(claim), name=f"job-{claim.job_id}")
                 self.jobs[claim.job_id] = (claim, task)
                 continue
+            # full: nothing to claim until a job ends (which sets the wakeup), so
+            # sleep until the next housekeeping instead of polling
+            full = len(self.jobs) >= self.settings.concurrency
+            wait = max(0.0, next_scan - time.monotonic()) if full else idle
             self._wakeup.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), idle)
+                await asyncio.wait_for(self._wakeup.wait(), wait)
 
     async def _housekeeping(self) -> None:
         """Time out overdue jobs (any worker may; each job once) and refresh the gauges."""
@@ -190,7 +194,10 @@ class Worker:
         keeper = asyncio.create_task(self._keep_lease(claim, job_task))
         kind = JobKind.TRANSCRIBE
         try:
-            kind = JobKind(await self.runner._read(lambda: self.store.kind(claim.job_id)))
+            if claim.job:  # a fresh claim brings the job's hash
+                kind = JobKind(claim.job.get(JobField.KIND) or JobKind.TRANSCRIBE)
+            else:
+                kind = JobKind(await self.runner._read(lambda: self.store.kind(claim.job_id)))
             if kind is JobKind.UPLOAD:
                 await self.uploads.run(claim)
             else:

@@ -146,3 +146,8 @@ def test_sigterm_releases_the_job_without_counting_a_retry(env: Environment) -> 
     env.start_worker("w")
     assert_completed_exactly(env, job, lost_workers=0)
     assert "job_released" in [e["event"] for e in job_events(env, job.job_id)]
+    # the job came back as a fresh claim with a chunk committed: that chunk is kept, not
+    # sent again
+    sent = [c for c in env.transcription.calls()
+            if c["job_id"] == job.job_id and c["chunk_index"] == 0]
+    assert len(sent) == 1, sent

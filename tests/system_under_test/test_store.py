@@ -158,6 +158,25 @@ def test_release_requeues_without_counting_a_retry(
     assert redis_db.hget(job_key("j1"), "retry_count") == "0"
 
 
+def test_claim_brings_the_job_hash_as_the_claim_left_it(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    async def body(store: Store) -> tuple[Claim, Claim | None]:
+        claim = await claimed_job(store)
+        result = ChunkResult(0, "alfa", "c0", claim.epoch, "w1")
+        assert await store.commit_chunk(claim, "w1", result) == "ok"
+        assert await store.release(claim, "w1") == "ok"
+        return claim, await store.claim("w2", 10_000)
+
+    first, again = run(redis_server, body)
+    assert {k: first.job[k] for k in JOB} == JOB
+    assert first.job["state"] == "PROCESSING" and first.job["worker_id"] == "w1"
+    assert first.job["epoch"] == str(first.epoch) and first.job["chunks_done"] == "0"
+    assert again is not None and again.job["worker_id"] == "w2"
+    assert again.job["chunks_done"] == "1"  # the worker must read what was committed
+    assert again.job == redis_db.hgetall(job_key("j1"))  # nothing changed since the claim
+
+
 def test_cancelled_job_is_never_claimed_and_fences_its_worker(
     redis_server: RedisServer, redis_db: redis.Redis
 ) -> None:
