@@ -77,7 +77,8 @@ def bench_command(
 
 def _table(record: dict[str, Any], names: tuple[str, ...]) -> Table:
     table = Table(show_header=True, header_style="bold")
-    for column in ("figure", "value", "target", "met", "detail"):
+    table.add_column("figure", no_wrap=True)  # names are what --only takes: never cut
+    for column in ("value", "target", "met", "detail"):
         table.add_column(column)
     for name in names:
         figure = record["figures"].get(name, {})

@@ -105,3 +105,27 @@ def test_synthetic_history_is_valid_for_every_checker_and_breakable() -> None:
     twice = [*records, {**commit, "index": len(records), "stream_id": "9-9", "seq": 999}]
     verdicts = {r.checker: r.verdict for r in run_checkers(History.from_json(twice), state)}
     assert verdicts["chunk_committed_once"] is Verdict.INVALID
+
+
+def test_summary_table_keeps_every_figure_name_whole_in_80_columns() -> None:
+    from rich.console import Console
+
+    from harness.cli_bench import _table
+
+    stats = {"n": 20, "p50": 173.95, "p95": 178.13}
+    details = {
+        "schedules_per_minute": {"examples": 20, "duration_s": 18.1},
+        "recovery_latency": {"total_ms": stats, "replacement_start_ms": stats,
+                             "resume_ms": stats, "lease_wait_ms": stats},
+        "takeover_latency": {"takeover_ms": stats, "trials": 20},
+        "event_latency": {"latency_ms": stats},
+        "recovery_overhead": {"on": {"chunks_per_s": 152.3}, "off": {"chunks_per_s": 179.3}},
+        "checker_speed": {"entries": 99068, "checkers": 16, "with_load_entries_per_s": 84241},
+    }
+    figures = {name: {"value": 1.177, "unit": "on/off run time", "target": "ratio <= 1.05",
+                      "met": False, **details[name]} for name in FIGURES}
+    console = Console(width=80, record=True)
+    console.print(_table({"figures": figures}, FIGURES))
+    text = console.export_text()
+    for name in FIGURES:  # what --only takes, so it must be copyable from the table
+        assert name in text, text
