@@ -233,11 +233,15 @@ def _overhead(measured: dict[str, Any]) -> dict[str, Any]:
 def _checker_speed(entries: int, path: Path) -> dict[str, Any]:
     """Check a synthetic history in memory (entries/s), then load it from a file and check
     it again (what ``crashlab analyze`` does); and a tenth of it, to show the time is linear
-    in the history's size."""
+    in the history's size. The tenth is timed three times and the fastest kept: the first
+    pass also pays one-time costs (imports, compiled patterns) that would read as a
+    per-entry cost falling with size."""
     small_records, small_state = synthetic_run(_events_for(entries // 10))
-    started = time.perf_counter()
-    run_checkers(History.from_json(small_records), small_state)
-    small = time.perf_counter() - started
+    small = float("inf")
+    for _ in range(3):
+        started = time.perf_counter()
+        run_checkers(History.from_json(small_records), small_state)
+        small = min(small, time.perf_counter() - started)
     records, state = synthetic_run(_events_for(entries))
     started = time.perf_counter()
     history = History.from_json(records)
@@ -258,7 +262,9 @@ def _checker_speed(entries: int, path: Path) -> dict[str, Any]:
             "worker_events_per_s": round(events / checked),
             "check_s": round(checked, 3),
             "with_load_entries_per_s": round(len(records) / analyzed),
-            # per-entry time at full size over that at a tenth of it: 1.0 is linear
+            # per-entry time at full size over that at a tenth of it: 1.0 is linear. About
+            # 1.2 here: the full history outgrows the CPU caches (the per-entry time rises
+            # from 10k to 50k entries, then stays flat up to 200k)
             "linearity": round((checked / len(records)) / (small / len(small_records)), 2),
             "checkers": len(checks), "verdict": str(verdict)}
 
