@@ -38,7 +38,7 @@ from harness.bench.stats import Distribution
 from harness.environment import Environment, Worker
 from harness.errors import InconclusiveError
 from harness.faults.kill_at_phase import pause_actions
-from harness.history import SutEventName
+from harness.history import SutEventName, bulk
 from harness.runner import Session
 from harness.target import InspectableTarget
 
@@ -125,15 +125,18 @@ def measure_event_latency(session: Session, jobs: int, media_seconds: float,
     session.reset()
     submitted = {env.submit(2000 + index, media_seconds).job_id for index in range(jobs)}
     consumer = _Consumer(env.redis.client(), stream, submitted)
-    consumer.start()
-    try:
-        env.start_worker("w1", settings=LATENCY_SETTINGS)
-        env.start_worker("w2", settings=LATENCY_SETTINGS)
-        if not consumer.settled.wait(timeout_s):
-            raise InconclusiveError(f"event latency: {jobs} job(s) not settled in "
-                                    f"{timeout_s:.0f}s")
-    finally:
-        consumer.close()
+    # the consumer is the instrument: a collector pass over this process's heap (large
+    # after an exploration) would stall it for tens of milliseconds and be read as latency
+    with bulk():
+        consumer.start()
+        try:
+            env.start_worker("w1", settings=LATENCY_SETTINGS)
+            env.start_worker("w2", settings=LATENCY_SETTINGS)
+            if not consumer.settled.wait(timeout_s):
+                raise InconclusiveError(f"event latency: {jobs} job(s) not settled in "
+                                        f"{timeout_s:.0f}s")
+        finally:
+            consumer.close()
     samples = [arrived * 1000 - int(fields["ts_ms"]) for arrived, fields in consumer.arrivals
                if fields.get("event") == SutEventName.CHUNK_COMMITTED]
     if not samples:
