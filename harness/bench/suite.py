@@ -25,12 +25,13 @@ from __future__ import annotations
 
 import json
 import logging
+import statistics
 import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from harness.bench.latency import (
     measure_event_latency,
@@ -41,9 +42,9 @@ from harness.bench.stats import machine, source_revision
 from harness.bench.synthetic import synthetic_run
 from harness.bench.throughput import measure_throughput
 from harness.checkers import run_checkers
-from harness.checkers.base import Verdict, combine
+from harness.checkers.base import CheckResult, Verdict, combine
 from harness.errors import CrashlabError, SetupError
-from harness.history import History, load_history
+from harness.history import FinalState, History, load_history
 from harness.procs import ProcessRegistry, default_state_dir
 from harness.runner import Session
 from harness.scenario import DEFAULT_SETTINGS, resolve
@@ -60,6 +61,7 @@ FIGURES = ("schedules_per_minute", "recovery_latency", "takeover_latency", "even
            "recovery_overhead", "checker_speed")
 SESSION_FIGURES = FIGURES[1:5]
 Say = Callable[[str], None]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -233,20 +235,13 @@ def _overhead(measured: dict[str, Any]) -> dict[str, Any]:
 def _checker_speed(entries: int, path: Path) -> dict[str, Any]:
     """Check a synthetic history in memory (entries/s), then load it from a file and check
     it again (what ``crashlab analyze`` does); and a tenth of it, to show the time is linear
-    in the history's size. The tenth is timed three times and the fastest kept: the first
-    pass also pays one-time costs (imports, compiled patterns) that would read as a
-    per-entry cost falling with size."""
+    in the history's size. Each size is timed several times and its median taken: the
+    first pass also pays one-time costs (imports, compiled patterns), and one slow moment
+    of the host would otherwise read as a per-entry cost changing with size."""
     small_records, small_state = synthetic_run(_events_for(entries // 10))
-    small = float("inf")
-    for _ in range(3):
-        started = time.perf_counter()
-        run_checkers(History.from_json(small_records), small_state)
-        small = min(small, time.perf_counter() - started)
+    small, _ = _timed(5, lambda: _check(small_records, small_state))
     records, state = synthetic_run(_events_for(entries))
-    started = time.perf_counter()
-    history = History.from_json(records)
-    checks = run_checkers(history, state)
-    checked = time.perf_counter() - started
+    checked, (history, checks) = _timed(3, lambda: _check(records, state))
     path.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
     started = time.perf_counter()
     run_checkers(load_history(path), state)
@@ -267,6 +262,22 @@ def _checker_speed(entries: int, path: Path) -> dict[str, Any]:
             # from 10k to 50k entries, then stays flat up to 200k)
             "linearity": round((checked / len(records)) / (small / len(small_records)), 2),
             "checkers": len(checks), "verdict": str(verdict)}
+
+
+def _check(records: list[dict[str, Any]],
+           state: FinalState) -> tuple[History, list[CheckResult]]:
+    history = History.from_json(records)
+    return history, run_checkers(history, state)
+
+
+def _timed(times: int, work: Callable[[], T]) -> tuple[float, T]:
+    """The median of ``times`` runs of ``work`` in seconds, and what its last run returned."""
+    took = []
+    for _ in range(times):
+        started = time.perf_counter()
+        result = work()
+        took.append(time.perf_counter() - started)
+    return statistics.median(took), result
 
 
 def _events_for(entries: int) -> int:
