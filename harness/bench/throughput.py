@@ -7,12 +7,16 @@ with its event per chunk, the plan checkpoint, the timeout monitor) and by
 one with it off (``recovery_machinery=false``: the bare worker, which does
 the same cutting and transcription calls and writes only the result). Each
 run is timed from the worker's control channel answering (it starts polling
-the queue right after) to its last job settling; on and off alternate, in
-swapped order every other repeat, and the medians are compared:
+the queue right after) to its last job settling. Each repeat runs on and off
+back to back (in swapped order every other repeat), so its two runs share
+the host's state, and the figure is the median of the repeats' ratios:
 
-    ratio = median seconds with the machinery on / median seconds with it off
+    ratio = median over the repeats of (seconds on / seconds off)
 
-so 1.05 means the machinery costs 5 % of throughput. Both workers talk to the
+so 1.05 means the machinery costs 5 % of throughput. A slow spell of a
+shared host that covers some repeats slows both runs of each of them; a
+ratio of the two medians would pair slow runs with fast ones (one bench read
+0.84 that way, its repeats' ratios having a median of 1.14). Both workers talk to the
 data Redis directly, as a deployed worker does: the harness's fault proxy
 (Toxiproxy) would add a hop to every round trip, a cost of the harness, not
 of the machinery. The wait for the last job reads one field, not the whole
@@ -56,6 +60,8 @@ def measure_throughput(session: Session, *, jobs: int, media_seconds: float,
     chunks = runs[True][0].chunks
     on = statistics.median(r.seconds for r in runs[True])
     off = statistics.median(r.seconds for r in runs[False])
+    on_s, off_s = [r.seconds for r in runs[True]], [r.seconds for r in runs[False]]
+    extra = statistics.median(a - b for a, b in zip(on_s, off_s, strict=True))
 
     def summary(machinery: bool, median: float) -> dict[str, Any]:
         mine = runs[machinery]
@@ -65,12 +71,17 @@ def measure_throughput(session: Session, *, jobs: int, media_seconds: float,
                     statistics.median(r.cpu_s for r in mine) / chunks * 1000, 3)}
 
     return {
-        "ratio": round(on / off, 3),
+        "ratio": round(overhead_ratio(on_s, off_s), 3),
         "on": summary(True, on), "off": summary(False, off),
-        "extra_ms_per_chunk": round((on - off) / chunks * 1000, 3),
+        "extra_ms_per_chunk": round(extra / chunks * 1000, 3),
         "jobs": jobs, "chunks_per_run": chunks, "media_seconds": media_seconds,
         "repeats": repeats,
     }
+
+
+def overhead_ratio(on: list[float], off: list[float]) -> float:
+    """The median of the repeats' on/off ratios (``on[i]`` and ``off[i]`` ran back to back)."""
+    return statistics.median(a / b for a, b in zip(on, off, strict=True))
 
 
 @dataclass(frozen=True)

@@ -129,3 +129,14 @@ def test_summary_table_keeps_every_figure_name_whole_in_80_columns() -> None:
     text = console.export_text()
     for name in FIGURES:  # what --only takes, so it must be copyable from the table
         assert name in text, text
+
+
+def test_overhead_ratio_pairs_each_repeats_runs_so_a_slow_spell_cannot_invert_it() -> None:
+    from harness.bench.throughput import overhead_ratio
+
+    # a real bench: the host was slow for the first four repeats, fast for the rest
+    on = [1.0021, 0.9879, 1.0462, 0.6665, 0.7187, 0.6488, 0.6092]
+    off = [0.8558, 0.8637, 0.9842, 0.8988, 0.5603, 0.5414, 0.5647]
+    assert sorted(on)[3] / sorted(off)[3] < 0.85  # medians compared: "on" looks faster
+    assert overhead_ratio(on, off) == pytest.approx(1.14, abs=0.01)
+    assert overhead_ratio([1.1], [1.0]) == pytest.approx(1.1)
