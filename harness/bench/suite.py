@@ -99,7 +99,7 @@ class BenchOptions:
     event_media_seconds: float = 16.0
     throughput_jobs: int = 8
     throughput_media_seconds: float = 8.0
-    throughput_repeats: int = 7
+    throughput_repeats: int = 8  # even: on runs first as often as off runs
     media_seconds: float = 2.0  # of the recovery and takeover trials' job
     checker_entries: int = 100_000
     quick: bool = False
