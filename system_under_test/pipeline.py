@@ -165,13 +165,14 @@ class JobRunner:
         await self.at("chunk.transcribed.before_commit", claim, chunk.index)
         result = ChunkResult(chunk.index, text, chunk.checksum, claim.epoch, self.worker_id)
         reply = await self._write(lambda: self.store.commit_chunk(claim, self.worker_id, result))
-        if reply == "duplicate":
+        stored = reply != "duplicate"
+        if stored:
+            metrics.CHUNKS_COMMITTED.inc()
+        else:
             log.info("chunk %d of job %s was already committed; kept the first result",
                      chunk.index, claim.job_id)
-        else:
-            metrics.CHUNKS_COMMITTED.inc()
         await self.at("chunk.committed", claim, chunk.index)
-        return text if reply != "duplicate" else None
+        return text if stored else None
 
     async def finish(self, claim: Claim, plan: list[PlannedChunk], texts: dict[int, str]) -> None:
         """Assemble the transcript from the committed texts and complete the job.

@@ -58,9 +58,8 @@ def measure_throughput(session: Session, *, jobs: int, media_seconds: float,
                                             media_seconds=media_seconds, seed=repeat,
                                             timeout_s=timeout_s))
     chunks = runs[True][0].chunks
-    on = statistics.median(r.seconds for r in runs[True])
-    off = statistics.median(r.seconds for r in runs[False])
     on_s, off_s = [r.seconds for r in runs[True]], [r.seconds for r in runs[False]]
+    on, off = statistics.median(on_s), statistics.median(off_s)
     extra = statistics.median(a - b for a, b in zip(on_s, off_s, strict=True))
 
     def summary(machinery: bool, median: float) -> dict[str, Any]:
