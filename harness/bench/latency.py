@@ -47,6 +47,7 @@ from harness.target import InspectableTarget
 LATENCY_SETTINGS = {"lease_ttl_ms": "200", "heartbeat_ms": "50", "poll_interval_ms": "10",
                     "chunk_concurrency": "1"}
 KILL_POINT = "chunk.committed"
+HOLD_POINT = "job.claimed"  # where the event-latency workers wait for each other
 _TERMINAL_EVENTS = {SutEventName.JOB_COMPLETED, SutEventName.JOB_FAILED,
                     SutEventName.JOB_TIMED_OUT, SutEventName.JOB_CANCELLED}
 Event = dict[str, Any]
@@ -113,15 +114,22 @@ def measure_event_latency(session: Session, jobs: int, media_seconds: float,
                           timeout_s: float = 120.0) -> dict[str, Any]:
     """Figure 4: chunk commit to the event arriving at a blocked stream consumer.
 
-    The jobs are queued before the workers start, and the harness then only
-    waits for the consumer to see every job end: nothing else in this process
-    competes with the consumer for the interpreter while it measures.
+    The jobs are queued before the workers start, and both workers are held at
+    their first ``HOLD_POINT`` until both are up; once they are let go, the
+    harness only waits for the consumer to see every job end: starting a worker
+    (a fork, its connections, the readiness polls) does not compete with the
+    consumer for the interpreter and the cores while it measures (when the
+    second worker started during the first one's commits, about one run in
+    three had a few events 10-20 ms late, pushing the p99 past 10 ms).
     """
     env = session.env
     stream = getattr(env.target, "event_stream", None)
     if not isinstance(stream, str):
         raise InconclusiveError(f"target {env.target.name} names no event stream "
                                 "(attribute event_stream); event latency cannot be measured")
+    if jobs < 2:
+        raise InconclusiveError(f"event latency needs a job for each of its two workers "
+                                f"(got {jobs})")
     session.reset()
     submitted = {env.submit(2000 + index, media_seconds).job_id for index in range(jobs)}
     consumer = _Consumer(env.redis.client(), stream, submitted)
@@ -130,8 +138,14 @@ def measure_event_latency(session: Session, jobs: int, media_seconds: float,
     with bulk():
         consumer.start()
         try:
-            env.start_worker("w1", settings=LATENCY_SETTINGS)
-            env.start_worker("w2", settings=LATENCY_SETTINGS)
+            held = [_start(env, worker_id, failpoints=f"{HOLD_POINT}={pause_actions(1)}")[0]
+                    for worker_id in ("w1", "w2")]
+            for worker in held:
+                if worker.control.wait_for_hit(HOLD_POINT, timeout=30) is None:
+                    raise InconclusiveError(f"event latency: worker {worker.worker_id} never "
+                                            f"reached {HOLD_POINT}")
+            for worker in held:
+                worker.control.release(HOLD_POINT)
             if not consumer.settled.wait(timeout_s):
                 raise InconclusiveError(f"event latency: {jobs} job(s) not settled in "
                                         f"{timeout_s:.0f}s")

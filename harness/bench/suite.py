@@ -107,7 +107,7 @@ class BenchOptions:
 
     @classmethod
     def quick_run(cls, seed: int = 1, only: tuple[str, ...] = FIGURES) -> BenchOptions:
-        return cls(seed=seed, examples=2, recovery_trials=3, takeover_trials=3, event_jobs=1,
+        return cls(seed=seed, examples=2, recovery_trials=3, takeover_trials=3, event_jobs=2,
                    event_media_seconds=2.0, throughput_jobs=2, throughput_media_seconds=2.0,
                    throughput_repeats=1, checker_entries=5_000, quick=True, only=only)
 

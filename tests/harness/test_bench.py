@@ -61,7 +61,7 @@ def test_quick_bench_prints_and_appends_all_six_figures(tmp_path: Path) -> None:
 
     assert figures["takeover_latency"]["takeover_ms"]["n"] == 3
     events = figures["event_latency"]["latency_ms"]
-    assert events["n"] == 4 and events["p50"] <= events["p99"] <= events["max"]  # 2 s / 0.5 s
+    assert events["n"] == 8 and events["p50"] <= events["p99"] <= events["max"]  # 2 jobs x 4 chunks
 
     overhead = figures["recovery_overhead"]
     assert overhead["chunks_per_run"] == 8  # 2 jobs of 2 s in 0.5 s chunks, both ways
