@@ -9,7 +9,7 @@ everything under the epoch.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -81,6 +81,24 @@ async def submit_with(script: AsyncScript, keys: list[str], job_id: str,
     flat = [item for pair in fields.items() for item in pair]
     reply = await script(keys=keys, args=[PREFIX, job_id, json.dumps(data), timeout_ms, *flat])
     return str(reply)
+
+
+async def load_scripts(redis: Redis, scripts: Iterable[AsyncScript]) -> None:
+    """Put ``scripts`` in Redis's script cache, all in one round trip.
+
+    A script's first call would otherwise be a NOSCRIPT refusal, a load and a
+    second try. A restarted Redis forgets its cache; a call then loads its
+    script again by itself.
+    """
+    async with redis.pipeline(transaction=False) as pipe:
+        for script in scripts:
+            pipe.script_load(script.script)
+        await pipe.execute()
+
+
+def scripts_of(store: object) -> list[AsyncScript]:
+    """The scripts a store registered (its ``AsyncScript`` attributes)."""
+    return [value for value in vars(store).values() if isinstance(value, AsyncScript)]
 
 
 class Store:

@@ -34,7 +34,7 @@ from system_under_test.control import ControlServer
 from system_under_test.errors import REDIS_ERRORS, Fenced, JobFailure, S3Error
 from system_under_test.failpoints import Failpoints
 from system_under_test.pipeline import JobRunner
-from system_under_test.store import Claim, Store
+from system_under_test.store import Claim, Store, load_scripts, scripts_of
 from system_under_test.transcriber import Transcriber
 from system_under_test.upload import UploadRunner
 from system_under_test.upload_store import UploadStore
@@ -100,11 +100,14 @@ class Worker:
         self._wakeup.set()
 
     async def _wait_for_redis(self) -> bool:
-        """Ping until Redis answers, with capped backoff; False if asked to stop first."""
+        """Ping until Redis answers, with capped backoff, then load the scripts; False if
+        asked to stop first."""
         delay, attempt = 0.2, 1
         while not self.stopping.is_set():
             try:
                 await self.redis.ping()
+                await load_scripts(self.redis, [*scripts_of(self.store),
+                                                *scripts_of(self.uploads.store)])
                 return True
             except REDIS_ERRORS as exc:
                 log.error("cannot reach Redis at %s (%s); retrying in %.1fs (attempt %d)",

@@ -1,14 +1,18 @@
-"""Seed-003 guarantees on real worker processes: timeouts and metrics."""
+"""Seed-003 guarantees on real worker processes: timeouts and metrics; and what a worker
+has ready before its first job."""
 
 from __future__ import annotations
 
+import hashlib
 import signal
+import time
 
 import httpx
 import pytest
 
 from harness.environment import Environment
 from harness.ports import free_port
+from system_under_test import lua, upload_lua
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -42,3 +46,16 @@ def test_metrics_count_recoveries_and_duplicate_prevention(env: Environment) -> 
     assert 'crashlab_recoveries_total{outcome="claimed"} 1.0' in text
     assert "crashlab_duplicate_prevention_total 1.0" in text
     assert 'crashlab_jobs{state="COMPLETED"}' in text
+
+
+def test_a_started_worker_has_its_scripts_in_the_redis_cache_before_any_job(
+        env: Environment) -> None:
+    client = env.redis.client()
+    client.script_flush()
+    env.start_worker("w")  # no job: without loading them up front, no commit script is loaded
+    wanted = [hashlib.sha1(text.encode()).hexdigest()
+              for text in (lua.COMMIT_CHUNK, lua.COMPLETE, upload_lua.COMMIT_PART)]
+    deadline = time.monotonic() + 10
+    while not all(client.script_exists(*wanted)):
+        assert time.monotonic() < deadline, "the worker did not load its scripts"
+        time.sleep(0.02)
