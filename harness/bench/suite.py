@@ -99,7 +99,8 @@ class BenchOptions:
     event_media_seconds: float = 16.0
     throughput_jobs: int = 8
     throughput_media_seconds: float = 8.0
-    throughput_repeats: int = 8  # even: on runs first as often as off runs
+    # even: on runs first as often as off runs; 16, since one repeat strays by several %
+    throughput_repeats: int = 16
     media_seconds: float = 2.0  # of the recovery and takeover trials' job
     checker_entries: int = 100_000
     quick: bool = False

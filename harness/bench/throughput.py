@@ -13,7 +13,10 @@ the host's state, and the figure is the median of the repeats' ratios:
 
     ratio = median over the repeats of (seconds on / seconds off)
 
-so 1.05 means the machinery costs 5 % of throughput. A slow spell of a
+so 1.05 means the machinery costs 5 % of throughput; ``ratio_quartiles``
+gives the middle half of the repeats' ratios, the spread one repeat shows on
+this host (on a shared 2-core host one repeat strays by several percent, so
+the median wants many of them). A slow spell of a
 shared host that covers some repeats slows both runs of each of them; a
 ratio of the two medians would pair slow runs with fast ones (one bench read
 0.84 that way, its repeats' ratios having a median of 1.14). Both workers talk to the
@@ -71,6 +74,7 @@ def measure_throughput(session: Session, *, jobs: int, media_seconds: float,
 
     return {
         "ratio": round(overhead_ratio(on_s, off_s), 3),
+        "ratio_quartiles": [round(q, 3) for q in ratio_quartiles(on_s, off_s)],
         "on": summary(True, on), "off": summary(False, off),
         "extra_ms_per_chunk": round(extra / chunks * 1000, 3),
         "jobs": jobs, "chunks_per_run": chunks, "media_seconds": media_seconds,
@@ -81,6 +85,16 @@ def measure_throughput(session: Session, *, jobs: int, media_seconds: float,
 def overhead_ratio(on: list[float], off: list[float]) -> float:
     """The median of the repeats' on/off ratios (``on[i]`` and ``off[i]`` ran back to back)."""
     return statistics.median(a / b for a, b in zip(on, off, strict=True))
+
+
+def ratio_quartiles(on: list[float], off: list[float]) -> tuple[float, float]:
+    """The first and third quartiles of the repeats' on/off ratios: how far one repeat
+    strays on this host (a single repeat gives its own ratio twice)."""
+    ratios = [a / b for a, b in zip(on, off, strict=True)]
+    if len(ratios) == 1:
+        return ratios[0], ratios[0]
+    first, _, third = statistics.quantiles(ratios, n=4, method="inclusive")
+    return first, third
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,7 @@ def test_quick_bench_prints_and_appends_all_six_figures(tmp_path: Path) -> None:
     assert len(overhead["on"]["seconds"]) == len(overhead["off"]["seconds"]) == 1
     assert overhead["ratio"] == pytest.approx(
         overhead["on"]["seconds"][0] / overhead["off"]["seconds"][0], rel=0.01)
+    assert overhead["ratio_quartiles"] == [overhead["ratio"]] * 2  # one repeat
 
     checkers = figures["checker_speed"]
     assert checkers["verdict"] == "valid" and checkers["entries"] >= 4500
@@ -119,7 +120,8 @@ def test_summary_table_keeps_every_figure_name_whole_in_80_columns() -> None:
                              "resume_ms": stats, "lease_wait_ms": stats},
         "takeover_latency": {"takeover_ms": stats, "trials": 20},
         "event_latency": {"latency_ms": stats},
-        "recovery_overhead": {"on": {"chunks_per_s": 152.3}, "off": {"chunks_per_s": 179.3}},
+        "recovery_overhead": {"on": {"chunks_per_s": 152.3}, "off": {"chunks_per_s": 179.3},
+                              "repeats": 16, "ratio_quartiles": [1.081, 1.147]},
         "checker_speed": {"entries": 99068, "checkers": 16, "with_load_entries_per_s": 84241},
     }
     figures = {name: {"value": 1.177, "unit": "on/off run time", "target": "ratio <= 1.05",
@@ -140,3 +142,12 @@ def test_overhead_ratio_pairs_each_repeats_runs_so_a_slow_spell_cannot_invert_it
     assert sorted(on)[3] / sorted(off)[3] < 0.85  # medians compared: "on" looks faster
     assert overhead_ratio(on, off) == pytest.approx(1.14, abs=0.01)
     assert overhead_ratio([1.1], [1.0]) == pytest.approx(1.1)
+
+
+def test_ratio_quartiles_bound_the_middle_half_of_the_repeats() -> None:
+    from harness.bench.throughput import ratio_quartiles
+
+    on = [1.0, 1.3, 1.2, 1.1, 1.9]
+    off = [1.0] * 5
+    assert ratio_quartiles(on, off) == pytest.approx((1.1, 1.3))
+    assert ratio_quartiles([1.1], [1.0]) == pytest.approx((1.1, 1.1))
