@@ -18,7 +18,7 @@ recovery  One worker, paused by a failpoint right after its first chunk
 takeover  The same kill with a second worker already running and idle: from
           the lease's expiry (its remaining TTL read right after the kill) to
           that worker's ``recovery_started``.
-event     While two workers process queued jobs, a consumer blocked in ``XREAD``
+event     While one worker processes queued jobs, a consumer blocked in ``XREAD``
           on the target's event stream notes when each ``chunk_committed``
           arrives (the harness does nothing else meanwhile); a sample is the
           arrival minus the event's ``ts_ms``, which is rounded down to the
@@ -47,7 +47,7 @@ from harness.target import InspectableTarget
 LATENCY_SETTINGS = {"lease_ttl_ms": "200", "heartbeat_ms": "50", "poll_interval_ms": "10",
                     "chunk_concurrency": "1"}
 KILL_POINT = "chunk.committed"
-HOLD_POINT = "job.claimed"  # where the event-latency workers wait for each other
+HOLD_POINT = "job.claimed"  # where the event-latency worker waits to be let go
 _TERMINAL_EVENTS = {SutEventName.JOB_COMPLETED, SutEventName.JOB_FAILED,
                     SutEventName.JOB_TIMED_OUT, SutEventName.JOB_CANCELLED}
 Event = dict[str, Any]
@@ -114,22 +114,21 @@ def measure_event_latency(session: Session, jobs: int, media_seconds: float,
                           timeout_s: float = 120.0) -> dict[str, Any]:
     """Figure 4: chunk commit to the event arriving at a blocked stream consumer.
 
-    The jobs are queued before the workers start, and both workers are held at
-    their first ``HOLD_POINT`` until both are up; once they are let go, the
-    harness only waits for the consumer to see every job end: starting a worker
-    (a fork, its connections, the readiness polls) does not compete with the
-    consumer for the interpreter and the cores while it measures (when the
-    second worker started during the first one's commits, about one run in
-    three had a few events 10-20 ms late, pushing the p99 past 10 ms).
+    One worker takes the queued jobs one after the other. It is held at its
+    first ``HOLD_POINT`` until it is up, so that once it is let go the harness
+    only waits for the consumer to see every job end: starting a worker (a
+    fork, its connections, the readiness polls) does not compete with the
+    consumer for the interpreter and the cores while it measures. One worker,
+    not several: on two cores, a second worker's ffmpeg cut running beside the
+    first worker's commits starved the consumer for 30-55 ms in most runs (the
+    events of those moments arrived together), which measures the rig's
+    oversubscribed cores, not the path from a commit to a consumer.
     """
     env = session.env
     stream = getattr(env.target, "event_stream", None)
     if not isinstance(stream, str):
         raise InconclusiveError(f"target {env.target.name} names no event stream "
                                 "(attribute event_stream); event latency cannot be measured")
-    if jobs < 2:
-        raise InconclusiveError(f"event latency needs a job for each of its two workers "
-                                f"(got {jobs})")
     session.reset()
     submitted = {env.submit(2000 + index, media_seconds).job_id for index in range(jobs)}
     consumer = _Consumer(env.redis.client(), stream, submitted)
@@ -138,14 +137,11 @@ def measure_event_latency(session: Session, jobs: int, media_seconds: float,
     with bulk():
         consumer.start()
         try:
-            held = [_start(env, worker_id, failpoints=f"{HOLD_POINT}={pause_actions(1)}")[0]
-                    for worker_id in ("w1", "w2")]
-            for worker in held:
-                if worker.control.wait_for_hit(HOLD_POINT, timeout=30) is None:
-                    raise InconclusiveError(f"event latency: worker {worker.worker_id} never "
-                                            f"reached {HOLD_POINT}")
-            for worker in held:
-                worker.control.release(HOLD_POINT)
+            worker = _start(env, "w1", failpoints=f"{HOLD_POINT}={pause_actions(1)}")[0]
+            if worker.control.wait_for_hit(HOLD_POINT, timeout=30) is None:
+                raise InconclusiveError(f"event latency: worker {worker.worker_id} never "
+                                        f"reached {HOLD_POINT}")
+            worker.control.release(HOLD_POINT)
             if not consumer.settled.wait(timeout_s):
                 raise InconclusiveError(f"event latency: {jobs} job(s) not settled in "
                                         f"{timeout_s:.0f}s")

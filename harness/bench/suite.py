@@ -178,7 +178,7 @@ def _session_figures(options: BenchOptions, registry: ProcessRegistry, folder: P
                 measure_takeover(session, options.takeover_trials, options.media_seconds),
                 "takeover_ms", "p95"))
         if "event_latency" in wanted:
-            progress(f"event latency: {options.event_jobs} job(s), two workers")
+            progress(f"event latency: {options.event_jobs} job(s), one worker")
             _measure(figures, "event_latency", lambda: _latency(
                 measure_event_latency(session, options.event_jobs,
                                       options.event_media_seconds),
