@@ -104,9 +104,12 @@ def _detail(name: str, figure: dict[str, Any]) -> str:
     if name == "event_latency":
         return f"p50 {figure['latency_ms']['p50']} ms over {figure['latency_ms']['n']} commits"
     if name == "recovery_overhead":
+        speeds = f"{figure['on']['chunks_per_s']} chunks/s on, {figure['off']['chunks_per_s']} off"
+        repeats = figure["repeats"]
+        if repeats < 4:  # too few for quartiles to mean anything
+            return f"{speeds}; {repeats} repeat{'' if repeats == 1 else 's'}"
         low, high = figure["ratio_quartiles"]
-        return (f"{figure['on']['chunks_per_s']} chunks/s on, {figure['off']['chunks_per_s']} "
-                f"off; middle half of the {figure['repeats']} repeats {low:.3f}-{high:.3f}")
+        return f"{speeds}; middle half of the {repeats} repeats {low:.3f}-{high:.3f}"
     if name == "checker_speed":
         return (f"{figure['entries']} entries, {figure['checkers']} checkers; with loading "
                 f"the file {figure['with_load_entries_per_s']} entries/s")

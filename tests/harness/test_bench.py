@@ -131,6 +131,7 @@ def test_summary_table_keeps_every_figure_name_whole_in_80_columns() -> None:
     text = console.export_text()
     for name in FIGURES:  # what --only takes, so it must be copyable from the table
         assert name in text, text
+    assert "1.081-1.147" in text
 
 
 def test_overhead_ratio_pairs_each_repeats_runs_so_a_slow_spell_cannot_invert_it() -> None:
