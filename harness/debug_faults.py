@@ -150,9 +150,9 @@ class FaultThread:
                 if self.stopping.is_set():
                     return
                 self.announce(index + 1, ctx)
-                ctx.missed, reason = None, None
+                reason = None
                 try:
-                    fired = fault.fire(ctx)
+                    fired = ctx.fire(fault)
                 except Exception as exc:  # noqa: BLE001 - an operator's kill can pull the rug
                     if self.stopping.is_set():
                         return

@@ -228,8 +228,7 @@ def run_scenario(scenario: Scenario, *, seed: int, registry: ProcessRegistry,
             if index > 0:
                 _prearm(fault, ctx)
             say(f"fault {fault.fault_id}: {fault.describe()['kind']}")
-            ctx.missed = None
-            if fault.fire(ctx):
+            if ctx.fire(fault):
                 fired += 1
             else:
                 history.record("fault_skipped", fault_id=fault.fault_id,

@@ -109,6 +109,11 @@ class FaultContext:
             time.sleep(min(SETTLED_POLL_S, left))
         return True
 
+    def fire(self, fault: Fault) -> bool:
+        """Fire ``fault``, forgetting why an earlier one missed (``skip_reason``)."""
+        self.missed = None
+        return fault.fire(self)
+
     def skip_reason(self) -> str:
         """Why the fault just fired did not fire: its own word, else settled or timed out."""
         if self.missed is not None:
