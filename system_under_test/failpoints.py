@@ -27,11 +27,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
+
+# The action grammar and its semantics are the failpoint helper's, the same one
+# that users' workers import (the one module of the harness this package may use).
+from harness.failpoint import FailpointError, Kind, Term, action_for, parse_actions
 
 log = logging.getLogger(__name__)
 
@@ -65,45 +67,6 @@ POINTS: dict[str, str] = {
     "upload.completed_in_s3": "S3 assembled the object; metadata and completion not written",
     "upload.metadata_written": "the metadata object was written; completion not committed",
 }
-
-
-class FailpointError(RuntimeError):
-    """Raised by a point armed with ``error``."""
-
-
-class Kind(StrEnum):
-    OFF = "off"
-    PAUSE = "pause"
-    SLEEP = "sleep"
-    ERROR = "error"
-
-
-@dataclass(frozen=True)
-class Term:
-    kind: Kind
-    count: int | None = None  # None: every remaining hit
-    arg: int = 0
-
-
-_TERM = re.compile(r"^\s*(?:(\d+)\s*\*)?\s*(off|pause|sleep|error)\s*(?:\(\s*(\d+)\s*\))?\s*$")
-
-
-def parse_actions(text: str) -> tuple[Term, ...]:
-    """Parse ``2*off->pause``; raise ValueError naming the bad term."""
-    terms = []
-    for raw in text.split("->"):
-        match = _TERM.match(raw)
-        if not match:
-            raise ValueError(
-                f"bad failpoint action {raw.strip()!r} in {text!r}: expected "
-                "[N*]off|pause|sleep(MS)|error, joined by '->'"
-            )
-        count, kind, arg = match.groups()
-        if kind == "sleep" and arg is None:
-            raise ValueError(f"bad failpoint action {raw.strip()!r}: "
-                             "sleep needs milliseconds, e.g. sleep(200)")
-        terms.append(Term(Kind(kind), int(count) if count else None, int(arg or 0)))
-    return tuple(terms)
 
 
 def parse_spec(text: str) -> dict[str, tuple[Term, ...]]:
@@ -154,14 +117,7 @@ class _Armed:
     releases: list[asyncio.Event] = field(default_factory=list)
 
     def action_for(self, hit: int) -> Term:
-        seen = 0
-        for term in self.terms:
-            if term.count is None:
-                return term
-            seen += term.count
-            if hit <= seen:
-                return term
-        return Term(Kind.OFF)
+        return action_for(self.terms, hit)
 
 
 class Failpoints:
@@ -205,7 +161,7 @@ class Failpoints:
 
     def armed(self) -> dict[str, dict[str, Any]]:
         return {
-            name: {"actions": "->".join(_term_text(t) for t in a.terms), "hits": a.hits}
+            name: {"actions": "->".join(t.text() for t in a.terms), "hits": a.hits}
             for name, a in self._armed.items()
         }
 
@@ -246,9 +202,3 @@ class Failpoints:
     async def _notify(self) -> None:
         async with self._hit_added:
             self._hit_added.notify_all()
-
-
-def _term_text(term: Term) -> str:
-    text = f"{term.kind.value}({term.arg})" if term.kind is Kind.SLEEP else term.kind.value
-    return f"{term.count}*{text}" if term.count is not None else text
-
