@@ -15,6 +15,8 @@ when ``CRASHLAB_CONTROL_URL`` and ``CRASHLAB_FAILPOINTS`` are both unset)::
     async def charge_async(ctx, order_id):  # an arq job
         await afailpoint("charge.before_call", job=order_id)
 
+``record(job, "effect")`` appends to the run's effects ledger (below).
+
 Action grammar (``CRASHLAB_FAILPOINTS`` or the control channel)::
 
     spec    := point "=" actions { ";" point "=" actions }
@@ -71,6 +73,7 @@ log = logging.getLogger(__name__)
 CONTROL_URL_ENV = "CRASHLAB_CONTROL_URL"
 FAILPOINTS_ENV = "CRASHLAB_FAILPOINTS"
 WORKER_ID_ENV = "CRASHLAB_WORKER_ID"
+LEDGER_ENV = "CRASHLAB_LEDGER"  # the effects ledger file a run's jobs append to
 MAX_WAIT_S = 30.0  # the longest a /hits long poll is held
 
 
@@ -307,6 +310,27 @@ async def afailpoint(name: str, *, job: str | None = None, chunk: int | None = N
         await asyncio.to_thread(release.wait)
     else:
         _act(name, term, None)
+
+
+def record(job: str, what: str, **fields: object) -> None:
+    """Append one line to the run's effects ledger (``CRASHLAB_LEDGER``), if there is one.
+
+    A job writes ``record(job_id, "start")`` when an attempt begins and
+    ``record(job_id, "effect")`` once its side effect was applied; the harness
+    judges "at most once" and "at least once" from these lines, not from the
+    queue's own bookkeeping. The line is written with one ``write`` on a file
+    opened for appending, so concurrent workers do not interleave.
+    """
+    path = os.environ.get(LEDGER_ENV)
+    if not path:
+        return
+    line = json.dumps({"job": job, "what": what, "pid": os.getpid(),
+                       "worker": os.environ.get(WORKER_ID_ENV), "ts": time.time(), **fields})
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())
+    finally:
+        os.close(fd)
 
 
 def _act(name: str, term: Term, release: threading.Event | None) -> None:

@@ -703,10 +703,12 @@ def snapshot_from_json(raw: Mapping[str, Any]) -> JobSnapshot:
     try:
         chunk_count = raw.get("chunk_count")
         return JobSnapshot(
-            job_id=str(raw["job_id"]), state=str(raw["state"]), epoch=int(raw["epoch"]),
+            job_id=str(raw["job_id"]), state=str(raw["state"]), epoch=int(raw.get("epoch", 0)),
             retry_count=int(raw["retry_count"]), max_retries=int(raw["max_retries"]),
             chunk_count=None if chunk_count is None else int(chunk_count),
-            chunks_done=int(raw["chunks_done"]), progress=float(raw["progress"]),
+            chunks_done=int(raw.get("chunks_done", 0)), progress=float(raw.get("progress", 0)),
+            native_state=raw.get("native_state"),
+            ended_at=None if raw.get("ended_at") is None else float(raw["ended_at"]),
             error=raw.get("error"), transcript=raw.get("transcript"),
             committed_chunks={int(k): dict(v) for k, v in
                               (raw.get("committed_chunks") or {}).items()},

@@ -44,8 +44,13 @@ class Workload(BaseModel):
     stale (``stale_after_s``, ``on_stale``)."""
 
     model_config = ConfigDict(extra="forbid")
-    kind: Literal["transcribe", "upload"] = "transcribe"
+    # transcribe and upload: the reference pack's; task: a queue library's job (rq, arq)
+    # that works ``work_ms``, makes one billable call and records its effect
+    kind: Literal["transcribe", "upload", "task"] = "transcribe"
     jobs: int = Field(1, ge=1, le=100)
+    work_ms: int = Field(300, ge=0, le=600_000, description="how long a task job works")
+    result_ttl_s: int | None = Field(None, ge=0, le=86400,
+                                     description="how long the library keeps a result")
     media_seconds: float = Field(4.0, gt=0, le=600)
     max_retries: int | None = Field(None, ge=0, le=100)
     timeout_s: float | None = Field(None, gt=0, le=86400, description="per-job deadline")
@@ -84,6 +89,7 @@ class Scenario(BaseModel):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]*$")
     description: str
     origin: str = ""
+    target: str | None = Field(None, description="the pack this scenario is written for")
     workload: Workload = Field(default_factory=Workload)
     workers: int = Field(1, ge=1, le=16, description="workers alive once the faults are done")
     initial_workers: int | None = Field(None, ge=1, le=16,

@@ -11,11 +11,18 @@ worker plugs in by implementing this Protocol (see README, "Your own worker").
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import redis
+
+if TYPE_CHECKING:  # the types of the hooks' arguments; they import this module
+    from harness.checkers.base import Checker
+    from harness.environment import Environment
+    from harness.history import HistoryWriter
+    from harness.scenario import Scenario
 
 
 @dataclass(frozen=True)
@@ -26,6 +33,8 @@ class Wiring:
     openai_base_url: str
     data_dir: Path
     s3_endpoint_url: str = ""  # the S3 server, when the run has upload jobs
+    services: Mapping[str, str] = field(default_factory=dict)  # a pack's services' URLs
+    direct_redis_url: str = ""  # the data Redis itself (the harness's reads, never faulted)
 
 
 @dataclass(frozen=True)
@@ -39,21 +48,33 @@ class WorkerSpec:
 
 @dataclass(frozen=True)
 class JobSnapshot:
-    """The final state of one job, as the checkers need it."""
+    """The final state of one job, as the checkers need it.
+
+    The first fields are every pack's: ``state`` in the core's words
+    (``QUEUED``, ``PROCESSING``, ``COMPLETED``, ``FAILED``, ``TIMED_OUT``,
+    ``CANCELLED``, or ``MISSING`` when the queue holds no record of it),
+    ``state_sets`` every key that still lists the job (a queue, a registry,
+    a state index), ``native_state`` the library's own word for it and
+    ``ended_at`` when the library says it ended (epoch seconds). The rest
+    are the reference pack's (chunks, transcript, upload checkpoint) and
+    keep their empty defaults elsewhere.
+    """
 
     job_id: str
     state: str
-    epoch: int
     retry_count: int
     max_retries: int
-    chunk_count: int | None
-    chunks_done: int
-    progress: float
     error: str | None
-    transcript: str | None
-    committed_chunks: dict[int, dict[str, Any]]
-    state_sets: list[str]  # every state index that holds this job (must be exactly one)
-    kind: str = "transcribe"  # or "upload"
+    state_sets: list[str]  # every key that holds this job
+    native_state: str | None = None
+    ended_at: float | None = None
+    epoch: int = 0
+    chunk_count: int | None = None
+    chunks_done: int = 0
+    progress: float = 0.0
+    transcript: str | None = None
+    committed_chunks: dict[int, dict[str, Any]] = field(default_factory=dict)
+    kind: str = "transcribe"  # or "upload", or a pack's kind ("task")
     # upload jobs: the checkpoint as the store holds it (bucket, key, upload_id, bytes_sent,
     # next_part, finished_size, parts {number: {etag, size, offset, ...}}); parts is empty
     # once the job completed and cleaned up
@@ -67,6 +88,7 @@ class JobSnapshot:
             "progress": self.progress, "error": self.error, "transcript": self.transcript,
             "committed_chunks": {str(k): v for k, v in self.committed_chunks.items()},
             "state_sets": self.state_sets, "kind": self.kind, "upload": self.upload,
+            "native_state": self.native_state, "ended_at": self.ended_at,
         }
 
 
@@ -99,14 +121,49 @@ class InspectableTarget(Protocol):
     def inspect(self, client: redis.Redis, job_id: str) -> JobInspection: ...
 
 
+class Semantics(StrEnum):
+    """How often a pack promises a job's side effect is applied (judged from the ledger)."""
+
+    AT_MOST_ONCE = "at_most_once"
+    AT_LEAST_ONCE = "at_least_once"
+    EXACTLY_ONCE = "exactly_once"
+
+
 class Target(Protocol):
+    """A pack's adapter: everything the core needs to attack one kind of worker.
+
+    The core (runtimes, Redis, Toxiproxy, process-level faults, the history,
+    the runner, exploration, reports, CLI) reaches a worker only through
+    these members; it never imports a pack (``harness.packs``). A pack is
+    found by name (``harness.packs_registry``).
+
+    Vocabulary and promises:
+
+    name                the pack's name (``--target NAME``, ``schedule.json``)
+    effects             what the pack promises of a job's side effect (``Semantics``)
+    recovery_limit_s    a job whose worker crashed must finish elsewhere within this
+    default_settings    worker settings used when a scenario does not give them
+    repeating_points    failpoints hit once per item (chunk, part, attempt), so a fault
+                        may wait for their N-th hit
+    after_crash_points  failpoints reached only after a crash (never drawn first)
+    workload_kinds      the ``workload.kind`` values this pack can submit
+    """
+
     name: str
+    effects: Semantics
+    recovery_limit_s: float
+    default_settings: Mapping[str, str]
+    repeating_points: frozenset[str]
+    after_crash_points: frozenset[str]
+    workload_kinds: frozenset[str]
 
     def phases(self) -> Mapping[str, str]:
         """Failpoint name -> what the worker is doing there."""
         ...
 
-    def api_argv(self, host: str, port: int) -> Sequence[str]: ...
+    def api_argv(self, host: str, port: int) -> Sequence[str] | None:
+        """The command of the worker's API, or None when work is enqueued directly."""
+        ...
 
     def worker_argv(self) -> Sequence[str]: ...
 
@@ -118,49 +175,33 @@ class Target(Protocol):
         """
         ...
 
-    def submit(self, api_url: str, media: Path, *, max_retries: int | None = None,
-               timeout_s: float | None = None) -> str:
-        """Submit one job through the worker's real API; returns its id."""
+    def start_services(self, env: Environment) -> dict[str, str]:
+        """Start the pack's own services (each stopped by ``env.close()``, through
+        ``env.own``); returns their URLs by name, which the wiring carries."""
         ...
 
-    def submit_upload(self, api_url: str, source: Path, *, bucket: str, key: str,
-                      finished: bool, max_retries: int | None = None,
-                      timeout_s: float | None = None, stale_after_s: float | None = None,
-                      on_stale: str | None = None) -> str:
-        """Submit one upload of ``source`` (``finished``: complete already) to
-        ``s3://bucket/key`` through the worker's API; returns its id."""
-        ...
-
-    def finish_upload(self, api_url: str, job_id: str) -> int:
-        """Tell the worker the upload's source is complete; returns the size it recorded."""
-        ...
-
-    def upload_source_dir(self, wiring: Wiring) -> Path:
-        """Where upload sources must be written for the worker to accept them."""
-        ...
-
-    def upload_metadata_key(self, key: str) -> str | None:
-        """The metadata object the worker writes beside ``key`` (None: it writes none)."""
+    def submit_workload(self, env: Environment, scenario: Scenario, seed: int) -> None:
+        """Submit the scenario's jobs (through the API, or straight to the queue);
+        each one is registered with ``env.add_job`` and recorded as an ``op``."""
         ...
 
     def job_ids(self, client: redis.Redis) -> list[str]: ...
 
-    def chunk_file(self, wiring: Wiring, job_id: str, index: int) -> Path:
-        """Where the worker keeps chunk ``index`` of a job (file faults damage it)."""
-        ...
-
-    def source_files(self, wiring: Wiring, job_id: str) -> list[Path]:
-        """The job's original media as the worker stored it."""
-        ...
-
     def snapshot(self, client: redis.Redis, job_id: str) -> JobSnapshot: ...
 
-    def read_events(self, client: redis.Redis, after: str) -> list[tuple[str, dict[str, Any]]]:
-        """Events after stream id ``after`` as (id, event dict) pairs."""
+    def collect(self, env: Environment, history: HistoryWriter) -> None:
+        """At the end of a run, while everything still runs: copy what the worker and
+        its services recorded (events, external calls, the effects ledger) into the
+        history."""
         ...
 
-    def read_rejected(self, client: redis.Redis) -> list[dict[str, Any]]:
-        """Writes the worker refused because the writer no longer owned the job."""
+    def checkers(self) -> Sequence[Checker]:
+        """Every checker that judges this pack's runs: the core's job-queue invariants
+        it applies and its own domain checkers."""
+        ...
+
+    def read_events(self, client: redis.Redis, after: str) -> list[tuple[str, dict[str, Any]]]:
+        """Events after stream id ``after`` as (id, event dict) pairs ([] if it has none)."""
         ...
 
     def reset(self, client: redis.Redis) -> None:
