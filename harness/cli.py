@@ -300,7 +300,7 @@ def debug(
     from harness.debug_commands import command_source
     from harness.debug_stops import BreakSpec
     from harness.mutants import mutant_target
-    from harness.targets.reference import PHASES
+    from harness.packs.reference.target import PHASES
 
     _configure_logging(verbose)
     try:

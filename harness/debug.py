@@ -62,6 +62,7 @@ from harness.environment import TERMINAL, EnvironmentOptions, Worker
 from harness.errors import DebugError
 from harness.faults import FaultContext
 from harness.history import HISTORY_FILE, HistoryWriter
+from harness.packs_registry import load_target
 from harness.procs import ProcessRegistry
 from harness.runfolder import DEFAULT_ROOT, new_run_dir
 from harness.runner import (
@@ -73,13 +74,11 @@ from harness.runner import (
     read_schedule,
     record_run_start,
     save_final_state,
-    submit_workload,
     write_schedule,
 )
 from harness.runtime.process import ProcessRuntime
 from harness.scenario import ExpectSpec, Scenario, resolve
 from harness.target import Target
-from harness.targets.reference import ReferenceTarget
 
 log = logging.getLogger(__name__)
 
@@ -131,7 +130,7 @@ class DebugSession:
         self.console = console
         self.source = source
         self.runs_root = runs_root
-        self.target: Target = target or ReferenceTarget()
+        self.target: Target = target or load_target()
         check_phases(scenario, self.target)
         self.arming = Arming()
         self.no_faults = no_faults
@@ -200,7 +199,8 @@ class DebugSession:
                                    registry=self.registry, sink=history.record,
                                    options=EnvironmentOptions(
                                        redis_aof=scenario.needs_aof, s3=scenario.needs_s3,
-                                       worker_settings=scenario.worker_settings))
+                                       worker_settings=scenario.settings_for(
+                                           self.target.default_settings)))
             self._env = env
             cleanup.callback(env.close, "environment")
             self.say("starting services")
@@ -214,13 +214,14 @@ class DebugSession:
             self.nemesis.announce(0, self.ctx)
             env.top_up(scenario.initial_workers or scenario.workers,
                        failpoints=self.ctx.upcoming_spec)
-            submit_workload(env, scenario, self.seed)
+            self.target.submit_workload(env, scenario, self.seed)
             self.commands.intro()
             self.nemesis.start(self.ctx)
             self._wrap_up(run_dir, self._loop())
         return judge_run(run_dir, scenario.name, self.seed, self.expectations(),
                          len(self.faults) + len(self.operator_faults),
-                         self.nemesis.fired + len(self.operator_faults), started)
+                         self.nemesis.fired + len(self.operator_faults), started,
+                         target=self.target)
 
     def expectations(self) -> Expectations:
         """The scenario's; the defaults under ``--no-faults`` (its ``expect`` describes the

@@ -21,9 +21,9 @@ from rich.table import Table
 
 from harness.environment import Environment, EnvironmentOptions
 from harness.errors import InconclusiveError
+from harness.packs_registry import load_target
 from harness.procs import ProcessRegistry
 from harness.runtime.process import ProcessRuntime
-from harness.targets.reference import ReferenceTarget
 
 DEMO_SETTINGS = {"lease_ttl_ms": "1500", "heartbeat_ms": "300", "chunk_seconds": "2.0",
                  "chunk_concurrency": "2"}
@@ -45,7 +45,7 @@ def run_demo(run_dir: Path, registry: ProcessRegistry, console: Console,
     started = time.monotonic()
     runtime = ProcessRuntime(run_dir, registry)
     options = EnvironmentOptions(worker_settings=DEMO_SETTINGS)
-    with Environment(run_dir, ReferenceTarget(), runtime, registry=registry,
+    with Environment(run_dir, load_target(), runtime, registry=registry,
                      options=options) as env:
         console.print(f"[dim]services up: redis :{env.redis.port} via toxiproxy, "
                       f"transcription {env.transcription.url}, api {env.api_url}[/]")

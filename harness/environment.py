@@ -35,7 +35,7 @@ from harness.services.s3 import S3Server
 from harness.services.toxiproxy import Proxy, ToxiproxyServer
 from harness.services.transcription_server import TranscriptionService
 from harness.streams import Growth, SourceWriter, first_difference, sha256, source_bytes
-from harness.target import JobSnapshot, Target, Wiring, WorkerSpec
+from harness.target import JobSnapshot, Target, Wiring, WorkerSpec, media_target
 
 log = logging.getLogger(__name__)
 
@@ -101,6 +101,7 @@ class Environment:
         self.jobs: dict[str, SubmittedJob] = {}
         self._incarnations: dict[str, int] = {}
         self._client: redis.Redis | None = None
+        self._owned: list[tuple[str, Callable[[], object]]] = []
 
     # -- lifecycle -----------------------------------------------------------
 
@@ -110,28 +111,36 @@ class Environment:
         self.toxiproxy.start()
         self.sink("process_start", name="toxiproxy", role="service", pid=self.toxiproxy.pid)
         self.proxy = self.toxiproxy.create_proxy("redis", self.redis.port)
-        self.transcription.start()
-        self.sink("process_start", name="transcription", role="service",
-                  pid=self.transcription.process.pid)
-        s3_url = ""
-        if self.s3 is not None:
-            self.s3.start()
-            self.sink("process_start", name="s3", role="service", pid=self.s3.pid)
-            client = self.s3.client()
-            client.create_bucket(Bucket=UPLOAD_BUCKET)
-            client.close()
-            s3_url = self.s3.endpoint_url
+        data_dir = self.run_dir / "data"
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # the pack's own services (the reference pack: transcription and S3)
+        urls = self.target.start_services(self)
         self.wiring = Wiring(redis_url=self.proxy.url_for_redis(),
-                             openai_base_url=self.transcription.base_url,
-                             data_dir=self.run_dir / "data", s3_endpoint_url=s3_url)
+                             openai_base_url=urls.get("openai", ""), data_dir=data_dir,
+                             s3_endpoint_url=urls.get("s3", ""), services=urls,
+                             direct_redis_url=f"redis://{LOOPBACK}:{self.redis.port}/0")
         self._start_api()
         return self
 
+    def own(self, name: str, stop: Callable[[], object], pid: int | None = None) -> None:
+        """Stop ``stop`` with everything else at ``close()`` (a pack's service), newest
+        first, and record its start."""
+        self._owned.append((name, stop))
+        self.sink("process_start", name=name, role="service", pid=pid)
+
+    @property
+    def ledger_path(self) -> Path:
+        """The effects ledger the run's jobs append to (``harness.failpoint.record``)."""
+        return self.wiring.data_dir / "ledger.jsonl"
+
     def _start_api(self) -> None:
         port = free_port()
+        argv = self.target.api_argv(LOOPBACK, port)
+        if argv is None:
+            return  # the pack enqueues straight to Redis
         env = self._aws(_child_env(self.target.environment(self.wiring, None,
                                                            self.options.worker_settings)))
-        self.api = ManagedProcess("api", self.target.api_argv(LOOPBACK, port),
+        self.api = ManagedProcess("api", argv,
                                   log_path=self.run_dir / "logs" / "api.log", env=env,
                                   registry=self.registry).start()
         self.api_url = f"http://{LOOPBACK}:{port}"
@@ -157,6 +166,7 @@ class Environment:
             ("writers", self._stop_writers),
             ("workers", lambda: self.runtime.stop_all(grace=2.0)),
             ("api", lambda: self.api.stop() if self.api is not None else None),
+            *reversed(self._owned),
             ("transcription", self.transcription.stop),
             ("toxiproxy", self.toxiproxy.stop),
             ("redis", self.redis.stop),
@@ -222,6 +232,13 @@ class Environment:
 
     # -- workload ------------------------------------------------------------
 
+    def add_job(self, job_id: str, *, kind: str, **op_fields: object) -> SubmittedJob:
+        """Register a job a pack enqueued itself, and record its ``op submit``."""
+        job = SubmittedJob(job_id, Path(), (), "", 0.0, kind=kind)
+        self.jobs[job_id] = job
+        self.sink("op", op="submit", job_id=job_id, job_kind=kind, **op_fields)
+        return job
+
     def make_media(self, seed: int, seconds: float) -> tuple[Path, list[str]]:
         segments = max(1, round(seconds / SEGMENT_SECONDS))
         words = words_for(seed, segments)
@@ -234,7 +251,7 @@ class Environment:
                timeout_s: float | None = None,
                chunk_seconds: float | None = None) -> SubmittedJob:
         media, words = self.make_media(seed, seconds)
-        job_id = self.target.submit(self.api_url, media, max_retries=max_retries,
+        job_id = media_target(self.target).submit(self.api_url, media, max_retries=max_retries,
                                     timeout_s=timeout_s)
         job = SubmittedJob(job_id, media, tuple(words), expected_transcript(words),
                            len(words) * SEGMENT_SECONDS)
@@ -258,7 +275,7 @@ class Environment:
             raise SetupError("upload jobs need the S3 server: start the environment with "
                              "EnvironmentOptions(s3=True)")
         content = source_bytes(seed, size)
-        path = self.target.upload_source_dir(self.wiring) / f"upload-{seed}.bin"
+        path = media_target(self.target).upload_source_dir(self.wiring) / f"upload-{seed}.bin"
         key = f"uploads/{self.run_dir.name}/upload-{seed}.bin"
         writer = None
         if growth is None:
@@ -267,7 +284,7 @@ class Environment:
         else:
             writer = SourceWriter(path, content, growth)
             writer.write_first()
-        job_id = self.target.submit_upload(
+        job_id = media_target(self.target).submit_upload(
             self.api_url, path, bucket=UPLOAD_BUCKET, key=key, finished=growth is None,
             max_retries=max_retries, timeout_s=timeout_s, stale_after_s=stale_after_s,
             on_stale=on_stale)
@@ -285,7 +302,7 @@ class Environment:
         return job
 
     def _finish(self, job_id: str) -> None:
-        size = self.target.finish_upload(self.api_url, job_id)
+        size = media_target(self.target).finish_upload(self.api_url, job_id)
         self.sink("op", op="finish", job_id=job_id, size=size)
 
     def reset_uploads(self) -> None:
@@ -355,7 +372,7 @@ class Environment:
                      "etag": head["ETag"], "token": (head.get("Metadata") or {}).get(
                          "crashlab-token"),
                      "first_difference": first_difference(self._contents[job_id], data)}
-        meta_key = self.target.upload_metadata_key(job.key)
+        meta_key = media_target(self.target).upload_metadata_key(job.key)
         seen["metadata_key"] = meta_key
         meta = _get(client, job.bucket, meta_key) if meta_key else None
         if meta is not None:

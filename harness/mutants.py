@@ -15,8 +15,8 @@ from pathlib import Path
 
 import system_under_test
 from harness.errors import CrashlabError
+from harness.packs.reference.target import ReferenceTarget
 from harness.procs import default_state_dir
-from harness.targets.reference import ReferenceTarget
 
 
 @dataclass(frozen=True)

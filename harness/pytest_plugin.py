@@ -77,7 +77,7 @@ Example
 ``conftest.py``, plugging in your own worker::
 
     import pytest
-    from harness.targets.reference import ReferenceTarget
+    from harness.packs.reference.target import ReferenceTarget
 
     # Same API, Redis layout and failpoints as the reference worker, another command;
     # a worker that differs more implements harness.target.Target in full.
@@ -199,10 +199,11 @@ def _remember(node: pytest.Item, run_dir: Path) -> None:
 
 @pytest.fixture(scope="session")
 def crashlab_target() -> Target:
-    """The worker under attack; override this fixture to plug in your own."""
-    from harness.targets.reference import ReferenceTarget
+    """The worker under attack (the ``[tool.crashlab]`` target, else the reference
+    pack); override this fixture to plug in your own."""
+    from harness.packs_registry import load_target
 
-    return ReferenceTarget()
+    return load_target()
 
 
 @pytest.fixture

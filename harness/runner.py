@@ -35,14 +35,13 @@ from harness.history import (
     load_state,
     save_state,
 )
+from harness.packs_registry import load_target
 from harness.procs import ProcessRegistry
 from harness.runfolder import DEFAULT_ROOT, new_run_dir
 from harness.runtime.base import EventSink, Runtime
 from harness.runtime.process import ProcessRuntime
 from harness.scenario import Scenario
-from harness.streams import Growth
 from harness.target import Target
-from harness.targets.reference import ReferenceTarget
 
 log = logging.getLogger(__name__)
 
@@ -185,8 +184,10 @@ def run_scenario(scenario: Scenario, *, seed: int, registry: ProcessRegistry,
     ``hold(env, run_dir)`` is called once the history and final state are saved,
     before anything is stopped (``harness.keep``: keep a failed run up for a look).
     """
-    target = session.target if session is not None else (target or ReferenceTarget())
+    target = session.target if session is not None else (target or load_target())
     check_phases(scenario, target)
+    check_workload(scenario, target)
+    settings = scenario.settings_for(target.default_settings)
     say: Progress = progress or (lambda message: None)
     started = time.monotonic()
     run_dir = new_run_dir(scenario.name, runs_root)
@@ -202,14 +203,14 @@ def run_scenario(scenario: Scenario, *, seed: int, registry: ProcessRegistry,
             env = Environment(run_dir, target, workers, registry=registry, sink=history.record,
                               options=EnvironmentOptions(
                                   redis_aof=scenario.needs_aof, s3=scenario.needs_s3,
-                                  worker_settings=scenario.worker_settings))
+                                  worker_settings=settings))
             cleanup.callback(env.close, "environment")
             say("starting services")
             env.start()
         else:
             env = session.env
             session.reset()
-            env.options.worker_settings = dict(scenario.worker_settings)
+            env.options.worker_settings = settings
             env.sink = history.record
             session.runtime.on_event = _runtime_sink(history)
             cleanup.callback(lambda: _detach(session), "workers")
@@ -221,7 +222,7 @@ def run_scenario(scenario: Scenario, *, seed: int, registry: ProcessRegistry,
             _prearm(faults[0], ctx)
         env.top_up(scenario.initial_workers or scenario.workers, failpoints=ctx.upcoming_spec)
         say(f"submitting {scenario.workload.jobs} job(s)")
-        submit_workload(env, scenario, seed)
+        target.submit_workload(env, scenario, seed)
         fired = 0
         for index, fault in enumerate(faults):
             ctx.upcoming = faults[index + 1].points() if index + 1 < len(faults) else {}
@@ -244,7 +245,8 @@ def run_scenario(scenario: Scenario, *, seed: int, registry: ProcessRegistry,
         if hold is not None:
             hold(env, run_dir)
     say("checking")
-    return judge_run(run_dir, scenario.name, seed, expectations, len(faults), fired, started)
+    return judge_run(run_dir, scenario.name, seed, expectations, len(faults), fired, started,
+                     target=target)
 
 
 def write_schedule(run_dir: Path, scenario: Scenario, seed: int, target: Target) -> None:
@@ -259,7 +261,8 @@ def write_schedule(run_dir: Path, scenario: Scenario, seed: int, target: Target)
 def record_run_start(history: HistoryWriter, scenario: Scenario, seed: int, target: Target,
                      faults: list[Fault], **extra: object) -> None:
     history.record("run_start", scenario=scenario.name, seed=seed, target=target.name,
-                   settings=scenario.worker_settings, workers=scenario.workers,
+                   settings=scenario.settings_for(target.default_settings),
+                   workers=scenario.workers,
                    schedule=[{"fault_id": f.fault_id, "fault": f.describe()["kind"],
                               "params": f.describe()} for f in faults], **extra)
 
@@ -268,46 +271,56 @@ def save_final_state(env: Environment, history: HistoryWriter, run_dir: Path,
                      expectations: Expectations, reason: str) -> None:
     """While everything still runs: the event stream and service log into the history,
     each job's final state into ``state.json``, then ``run_end``."""
-    _collect(env, history)
+    env.target.collect(env, history)
     snapshots = {job_id: env.snapshot(job_id) for job_id in env.jobs}
     save_state(run_dir / STATE_FILE, snapshots, expect=expectations.to_json())
     history.record("run_end", reason=reason)
 
 
 def judge_run(run_dir: Path, scenario: str, seed: int, expectations: Expectations,
-              planned: int, fired: int, started: float) -> RunResult:
+              planned: int, fired: int, started: float, *,
+              target: Target | None = None) -> RunResult:
     """Check the saved run, write ``results.json``; ``started`` is its monotonic start."""
-    checks = tuple(judge(run_dir, expectations))
+    checks = tuple(judge(run_dir, expectations, target=target))
     result = RunResult(scenario, run_dir, seed, combine(c.verdict for c in checks), checks,
                        planned, fired, time.monotonic() - started)
     (run_dir / RESULTS_FILE).write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
 
 
-def submit_workload(env: Environment, scenario: Scenario, seed: int) -> None:
-    """Submit the scenario's jobs through the worker's API; job ``i`` gets seed
-    ``seed * 1000 + i`` (its media or its source bytes)."""
-    work = scenario.workload
-    for index in range(work.jobs):
-        if work.kind == "upload":
-            growth = (Growth(work.grow_steps, work.grow_interval_ms / 1000, work.finishes)
-                      if work.growing else None)
-            env.submit_upload(seed * 1000 + index, work.size_bytes, growth=growth,
-                              max_retries=work.max_retries, timeout_s=work.timeout_s,
-                              stale_after_s=work.stale_after_s, on_stale=work.on_stale)
-        else:
-            env.submit(seed * 1000 + index, work.media_seconds, max_retries=work.max_retries,
-                       timeout_s=work.timeout_s,
-                       chunk_seconds=float(scenario.worker_settings["chunk_seconds"]))
-
-
-def judge(run_dir: Path, expectations: Expectations | None = None) -> list[CheckResult]:
-    """Run every checker on a stored run folder."""
+def judge(run_dir: Path, expectations: Expectations | None = None, *,
+          target: Target | None = None) -> list[CheckResult]:
+    """Run the target's checkers on a stored run folder (the target its
+    ``schedule.json`` names, unless given)."""
     history = load_history(run_dir / HISTORY_FILE)
     state = load_state(run_dir / STATE_FILE)
     if expectations is None:
         expectations = Expectations.from_json(state.expect)
-    return run_checkers(history, state, expectations)
+    if target is None:
+        target = load_target(stored_target_name(run_dir))
+    return run_checkers(history, state, expectations, checkers=target.checkers())
+
+
+def stored_target_name(run_dir: Path) -> str:
+    """The target a run folder was made against (``reference`` for older folders)."""
+    try:
+        return str(json.loads((run_dir / SCHEDULE_FILE).read_text()).get("target")
+                   or "reference")
+    except (OSError, ValueError):
+        return "reference"
+
+
+def check_workload(scenario: Scenario, target: Target) -> None:
+    """``ScenarioError`` when the target cannot submit the scenario's workload or the
+    scenario was written for another target."""
+    if scenario.target is not None and scenario.target != target.name:
+        raise ScenarioError(f"scenario {scenario.name} is written for target "
+                            f"{scenario.target!r}, not {target.name!r}; run it with "
+                            f"--target {scenario.target}")
+    if scenario.workload.kind not in target.workload_kinds:
+        raise ScenarioError(f"scenario {scenario.name}: workload.kind: {target.name} submits "
+                            f"{', '.join(sorted(target.workload_kinds))}, not "
+                            f"{scenario.workload.kind!r}")
 
 
 def analyze(run_dir: Path) -> tuple[list[CheckResult], dict[str, Any] | None]:
@@ -331,23 +344,6 @@ def heal_all(faults: list[Fault], ctx: FaultContext) -> None:
             fault.heal(ctx)
         except Exception:  # noqa: BLE001 - every fault must get its chance to heal
             log.exception("healing %s failed", fault.fault_id)
-
-
-def _collect(env: Environment, history: HistoryWriter) -> None:
-    """Copy the worker's event stream, the service's call log and (with upload jobs)
-    what S3 holds into the history."""
-    for stream_id, event in env.events():
-        history.record("sut_event", stream_id=stream_id, **event)
-    for rejected in env.target.read_rejected(env.client):
-        history.record("rejected_write", **rejected)
-    for call in env.transcription.calls():
-        fields = {k: v for k, v in call.items() if k not in ("ts", "index", "kind")}
-        history.record("external_call", call_ts=call.get("ts"), **fields)
-    if env.s3 is not None:
-        objects, pending = env.observe_uploads()
-        for seen in objects:
-            history.record("s3_object", **seen)
-        history.record("s3_uploads", **pending)
 
 
 def _prearm(fault: Fault, ctx: FaultContext) -> None:

@@ -20,6 +20,7 @@ Example::
 from __future__ import annotations
 
 import importlib.resources
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -110,8 +111,13 @@ class Scenario(BaseModel):
 
     @property
     def worker_settings(self) -> dict[str, str]:
+        """The settings for the reference pack (its defaults under the scenario's)."""
+        return self.settings_for(DEFAULT_SETTINGS)
+
+    def settings_for(self, defaults: Mapping[str, str]) -> dict[str, str]:
+        """The worker settings of a run: a target's defaults under the scenario's."""
         extra = UPLOAD_SETTINGS if self.needs_s3 else {}
-        return {**DEFAULT_SETTINGS, **extra, **self.settings}
+        return {**defaults, **extra, **self.settings}
 
     @property
     def needs_aof(self) -> bool:

@@ -4,7 +4,7 @@ A target says how to start the worker and its API, which failpoints (phases)
 it has, how to submit work, and how to read its state and events out of
 Redis. The harness never imports the worker's code: it runs the commands
 the target gives and reads what the target's ``snapshot`` returns. The
-reference worker's adapter is ``harness.targets.reference``; a user's own
+reference worker's adapter is ``harness.packs.reference.target``; a user's own
 worker plugs in by implementing this Protocol (see README, "Your own worker").
 """
 
@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import redis
@@ -149,13 +149,26 @@ class Target(Protocol):
     workload_kinds      the ``workload.kind`` values this pack can submit
     """
 
-    name: str
-    effects: Semantics
-    recovery_limit_s: float
-    default_settings: Mapping[str, str]
-    repeating_points: frozenset[str]
-    after_crash_points: frozenset[str]
-    workload_kinds: frozenset[str]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def effects(self) -> Semantics: ...
+
+    @property
+    def recovery_limit_s(self) -> float: ...
+
+    @property
+    def default_settings(self) -> Mapping[str, str]: ...
+
+    @property
+    def repeating_points(self) -> frozenset[str]: ...
+
+    @property
+    def after_crash_points(self) -> frozenset[str]: ...
+
+    @property
+    def workload_kinds(self) -> frozenset[str]: ...
 
     def phases(self) -> Mapping[str, str]:
         """Failpoint name -> what the worker is doing there."""
@@ -207,3 +220,55 @@ class Target(Protocol):
     def reset(self, client: redis.Redis) -> None:
         """Remove every key the worker owns (between examples)."""
         ...
+
+
+@runtime_checkable
+class MediaTarget(Target, Protocol):
+    """The members the reference pack's workloads and file faults use on top of
+    ``Target``: media and upload jobs through its API, where its files lie."""
+
+    def submit(self, api_url: str, media: Path, *, max_retries: int | None = None,
+               timeout_s: float | None = None) -> str:
+        """Submit one job through the worker's real API; returns its id."""
+        ...
+
+    def submit_upload(self, api_url: str, source: Path, *, bucket: str, key: str,
+                      finished: bool, max_retries: int | None = None,
+                      timeout_s: float | None = None, stale_after_s: float | None = None,
+                      on_stale: str | None = None) -> str:
+        """Submit one upload of ``source`` to ``s3://bucket/key``; returns its id."""
+        ...
+
+    def finish_upload(self, api_url: str, job_id: str) -> int:
+        """Tell the worker the upload's source is complete; returns the size it recorded."""
+        ...
+
+    def upload_source_dir(self, wiring: Wiring) -> Path:
+        """Where upload sources must be written for the worker to accept them."""
+        ...
+
+    def upload_metadata_key(self, key: str) -> str | None:
+        """The metadata object the worker writes beside ``key`` (None: it writes none)."""
+        ...
+
+    def chunk_file(self, wiring: Wiring, job_id: str, index: int) -> Path:
+        """Where the worker keeps chunk ``index`` of a job (file faults damage it)."""
+        ...
+
+    def source_files(self, wiring: Wiring, job_id: str) -> list[Path]:
+        """The job's original media as the worker stored it."""
+        ...
+
+    def read_rejected(self, client: redis.Redis) -> list[dict[str, Any]]:
+        """Writes the worker refused because the writer no longer owned the job."""
+        ...
+
+
+def media_target(target: Target) -> MediaTarget:
+    """``target`` as a ``MediaTarget``; ``CrashlabError`` naming what it lacks if not."""
+    if not isinstance(target, MediaTarget):
+        from harness.errors import CrashlabError
+
+        raise CrashlabError(f"target {target.name} has no media or upload jobs and no chunk "
+                            "files; this workload or fault is the reference pack's")
+    return target

@@ -45,10 +45,10 @@ from harness.checkers import run_checkers
 from harness.checkers.base import CheckResult, Verdict, combine
 from harness.errors import CrashlabError, SetupError
 from harness.history import FinalState, History, load_history
+from harness.packs_registry import load_target
 from harness.procs import ProcessRegistry, default_state_dir
 from harness.runner import Session
 from harness.scenario import DEFAULT_SETTINGS, resolve
-from harness.targets.reference import ReferenceTarget
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ def _session_figures(options: BenchOptions, registry: ProcessRegistry, folder: P
     """Figures 2-5, which share one session's services."""
     wanted = options.only
     progress("starting services for the latency and throughput figures")
-    session = Session(folder, ReferenceTarget(), registry, dict(SESSION_SETTINGS)).start()
+    session = Session(folder, load_target(), registry, dict(SESSION_SETTINGS)).start()
     try:
         if "recovery_latency" in wanted:
             progress(f"recovery latency: {options.recovery_trials} kills with a replacement")

@@ -22,6 +22,7 @@ checker's verdict unknown rather than crashing the report.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 from harness.checkers.base import (
     Checker,
@@ -65,13 +66,15 @@ ALL_CHECKERS: list[Checker] = [
 
 
 def run_checkers(history: History, state: FinalState,
-                 expectations: Expectations | None = None) -> list[CheckResult]:
-    """Run every checker; ``expectations`` default to those parsed from ``state.expect``."""
+                 expectations: Expectations | None = None, *,
+                 checkers: Sequence[Checker] | None = None) -> list[CheckResult]:
+    """Run ``checkers`` (a target's; default the reference pack's, ``ALL_CHECKERS``);
+    ``expectations`` default to those parsed from ``state.expect``."""
     if expectations is None:
         expectations = Expectations.from_json(state.expect)
     results = []
     with bulk():  # the history's typed views are parsed on first use, in here
-        for checker in ALL_CHECKERS:
+        for checker in ALL_CHECKERS if checkers is None else checkers:
             try:
                 result = checker.check(history, state, expectations)
             except HistoryError as exc:

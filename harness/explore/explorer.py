@@ -31,12 +31,12 @@ from hypothesis.errors import Flaky
 
 from harness.checkers.base import Verdict
 from harness.explore.strategies import Schedule, schedules
+from harness.packs_registry import load_target
 from harness.procs import ProcessRegistry, default_state_dir
 from harness.runfolder import DEFAULT_ROOT, new_run_dir
 from harness.runner import RunResult, Session, run_scenario
 from harness.scenario import Scenario
 from harness.target import Target
-from harness.targets.reference import ReferenceTarget
 
 log = logging.getLogger(__name__)
 
@@ -132,7 +132,7 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
     Without ``use_database``, known failures are not replayed first (a fresh
     search, for measuring how fast one is found).
     """
-    target = target or ReferenceTarget()
+    target = target or load_target()
     folder = new_run_dir(f"explore-{base.name}", runs_root)
     found = Exploration(base.name, folder, seed)
     settings_ = {**base.worker_settings, **EXPLORE_SETTINGS}

@@ -37,10 +37,10 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, 
 from harness.audio import SEGMENT_SECONDS
 from harness.environment import Environment, Worker, record_nothing
 from harness.faults import FaultContext
+from harness.packs_registry import load_target
 from harness.procs import ProcessRegistry
 from harness.runner import Session
-from harness.target import Target
-from harness.targets.reference import ReferenceTarget
+from harness.target import Target, media_target
 
 SETTINGS = {"lease_ttl_ms": "600", "heartbeat_ms": "120", "chunk_seconds": "1.0",
             "chunk_concurrency": "1", "poll_interval_ms": "20", "max_retries": "10"}
@@ -57,7 +57,7 @@ class ChaosSession:
 
     def __init__(self, root: Path, registry: ProcessRegistry,
                  target: Target | None = None) -> None:
-        self.session = Session(root, target or ReferenceTarget(), registry, dict(SETTINGS))
+        self.session = Session(root, target or load_target(), registry, dict(SETTINGS))
 
     def __enter__(self) -> ChaosSession:
         self.session.start()
@@ -129,7 +129,8 @@ def machine_for(chaos: ChaosSession) -> type[RuleBasedStateMachine]:
             ids = list(self.env.jobs)
             if not ids:
                 return
-            path = self.env.target.chunk_file(self.env.wiring, ids[job % len(ids)], chunk)
+            target = media_target(self.env.target)
+            path = target.chunk_file(self.env.wiring, ids[job % len(ids)], chunk)
             if path.is_file():
                 path.write_bytes(path.read_bytes()[:44] + bytes(range(256)) * 16)
 

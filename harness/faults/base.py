@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from harness.control_client import ControlError, FailpointHit
 from harness.environment import Environment, Worker
+from harness.target import media_target
 
 log = logging.getLogger(__name__)
 
@@ -81,13 +82,13 @@ class FaultContext:
         return self.start_worker(worker.worker_id.split(".")[0])
 
     def chunk_file(self, job_id: str, index: int) -> Path:
-        return self.env.target.chunk_file(self.env.wiring, job_id, index)
+        return media_target(self.env.target).chunk_file(self.env.wiring, job_id, index)
 
     def source_files(self, job_id: str) -> list[Path]:
         job = self.env.jobs.get(job_id)
         if job is not None and job.kind == "upload":  # the file the harness's writer wrote
             return [job.media] if job.media.is_file() else []
-        return self.env.target.source_files(self.env.wiring, job_id)
+        return media_target(self.env.target).source_files(self.env.wiring, job_id)
 
     def first_job(self) -> str:
         return next(iter(self.env.jobs))

@@ -45,7 +45,7 @@ from harness.environment import Worker
 from harness.errors import DebugError
 from harness.procs import ProcessRegistry
 from harness.scenario import resolve
-from harness.targets.reference import PHASES
+from harness.packs.reference.target import PHASES
 from system_under_test.failpoints import Failpoints
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -18,7 +18,7 @@ from harness.mutants import mutant_target
 from harness.procs import ProcessRegistry
 from harness.runner import run_scenario
 from harness.scenario import Scenario, resolve
-from harness.targets.reference import PHASES
+from harness.packs.reference.target import PHASES
 
 
 @settings(max_examples=200, deadline=None)

@@ -70,7 +70,7 @@ def test_crashlab_env_kills_a_worker_at_a_failpoint(pytester: pytest.Pytester,
                                                     state_dir: Path) -> None:
     pytester.makeconftest("""
         import pytest
-        from harness.targets.reference import ReferenceTarget
+        from harness.packs.reference.target import ReferenceTarget
 
         class UserTarget(ReferenceTarget):
             name = "user-target"

@@ -18,7 +18,7 @@ from harness.mutants import MUTANTS, materialize
 from harness.procs import ProcessRegistry
 from harness.runner import analyze, run_scenario
 from harness.scenario import parse_scenario, resolve
-from harness.targets.reference import ReferenceTarget
+from harness.packs.reference.target import ReferenceTarget
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.timeout(180)]
 

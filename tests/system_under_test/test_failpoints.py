@@ -10,7 +10,7 @@ import pytest
 
 from harness.control_client import ControlClient
 from harness.environment import Environment
-from harness.targets.reference import PHASES
+from harness.packs.reference.target import PHASES
 from system_under_test.failpoints import POINTS, FailpointError, Failpoints, parse_spec
 
 

@@ -22,7 +22,7 @@ from harness.procs import ProcessRegistry
 from harness.runtime.process import ProcessRuntime
 from harness.scenario import DEFAULT_SETTINGS, UPLOAD_SETTINGS
 from harness.streams import Growth, source_bytes
-from harness.targets.reference import ReferenceTarget
+from harness.packs.reference.target import ReferenceTarget
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

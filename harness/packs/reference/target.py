@@ -17,8 +17,14 @@ from typing import Any, cast
 import httpx
 import redis
 
+from harness.checkers import ALL_CHECKERS
+from harness.checkers.base import Checker
+from harness.environment import UPLOAD_BUCKET, Environment
 from harness.errors import CrashlabError
-from harness.target import JobInspection, JobSnapshot, Wiring, WorkerSpec
+from harness.history import HistoryWriter
+from harness.scenario import DEFAULT_SETTINGS, Scenario
+from harness.streams import Growth
+from harness.target import JobInspection, JobSnapshot, Semantics, Wiring, WorkerSpec
 
 PREFIX = "crashlab"
 STATES = ("QUEUED", "PROCESSING", "COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED")
@@ -61,6 +67,19 @@ METADATA_SUFFIX = ".metadata.json"
 
 class ReferenceTarget:
     name = "reference"
+    # a chunk is billed once: the service dedupes the idempotency key, and a resumed
+    # job never redoes a committed chunk (external_work_per_chunk judges it)
+    effects = Semantics.EXACTLY_ONCE
+    # a dead worker's job is taken over once its lease (1 s in the catalog) runs out
+    recovery_limit_s = 30.0
+    default_settings = DEFAULT_SETTINGS
+    # hit once per chunk or part; a ``recovery.`` point (and the resume check of an
+    # upload) only after a crash
+    repeating_points = frozenset(p for p in PHASES
+                                 if p.startswith(("chunk.", "upload.part.", "lease.")))
+    after_crash_points = frozenset(p for p in PHASES
+                                   if p.startswith("recovery.") or p == "upload.verified")
+    workload_kinds = frozenset({"transcribe", "upload"})
     # what a fork server imports once for all the workers it starts
     # (``harness.runtime.forkserver``): the worker, and what the openai SDK imports only
     # when its client is made and first used; a name that is not there is skipped
@@ -91,6 +110,56 @@ class ReferenceTarget:
                       "lease.renew")
             return {p: d for p, d in PHASES.items() if p in UPLOAD_PHASES or p in shared}
         return {p: d for p, d in PHASES.items() if p not in UPLOAD_PHASES}
+
+    def start_services(self, env: Environment) -> dict[str, str]:
+        """The transcription service, and the S3 server when the run has upload jobs."""
+        env.transcription.start()
+        env.sink("process_start", name="transcription", role="service",
+                 pid=env.transcription.process.pid)
+        urls = {"openai": env.transcription.base_url}
+        if env.s3 is not None:
+            env.s3.start()
+            env.sink("process_start", name="s3", role="service", pid=env.s3.pid)
+            client = env.s3.client()
+            client.create_bucket(Bucket=UPLOAD_BUCKET)
+            client.close()
+            urls["s3"] = env.s3.endpoint_url
+        return urls
+
+    def submit_workload(self, env: Environment, scenario: Scenario, seed: int) -> None:
+        """Submit the scenario's jobs through the worker's API; job ``i`` gets seed
+        ``seed * 1000 + i`` (its media or its source bytes)."""
+        work = scenario.workload
+        for index in range(work.jobs):
+            if work.kind == "upload":
+                growth = (Growth(work.grow_steps, work.grow_interval_ms / 1000, work.finishes)
+                          if work.growing else None)
+                env.submit_upload(seed * 1000 + index, work.size_bytes, growth=growth,
+                                  max_retries=work.max_retries, timeout_s=work.timeout_s,
+                                  stale_after_s=work.stale_after_s, on_stale=work.on_stale)
+            else:
+                env.submit(seed * 1000 + index, work.media_seconds,
+                           max_retries=work.max_retries, timeout_s=work.timeout_s,
+                           chunk_seconds=float(env.options.worker_settings["chunk_seconds"]))
+
+    def collect(self, env: Environment, history: HistoryWriter) -> None:
+        """The worker's event stream and refused writes, the service's call log and
+        (with upload jobs) what S3 holds, into the history."""
+        for stream_id, event in env.events():
+            history.record("sut_event", stream_id=stream_id, **event)
+        for rejected in self.read_rejected(env.client):
+            history.record("rejected_write", **rejected)
+        for call in env.transcription.calls():
+            fields = {k: v for k, v in call.items() if k not in ("ts", "index", "kind")}
+            history.record("external_call", call_ts=call.get("ts"), **fields)
+        if env.s3 is not None:
+            objects, pending = env.observe_uploads()
+            for seen in objects:
+                history.record("s3_object", **seen)
+            history.record("s3_uploads", **pending)
+
+    def checkers(self) -> Sequence[Checker]:
+        return ALL_CHECKERS
 
     def api_argv(self, host: str, port: int) -> Sequence[str]:
         return [self.python, "-m", "system_under_test", "api", "--host", host,

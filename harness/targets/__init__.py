@@ -1,1 +1,0 @@
-"""Target adapters: one module per kind of worker crashlab can attack."""
