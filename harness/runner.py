@@ -262,6 +262,7 @@ def record_run_start(history: HistoryWriter, scenario: Scenario, seed: int, targ
                      faults: list[Fault], **extra: object) -> None:
     history.record("run_start", scenario=scenario.name, seed=seed, target=target.name,
                    settings=scenario.settings_for(target.default_settings),
+                   effects=str(target.effects), recovery_limit_s=target.recovery_limit_s,
                    workers=scenario.workers,
                    schedule=[{"fault_id": f.fault_id, "fault": f.describe()["kind"],
                               "params": f.describe()} for f in faults], **extra)

@@ -73,6 +73,7 @@ class ExpectSpec(BaseModel):
     failure_reason: str | None = None
     idempotency_keys_honoured: bool = True
     min_rejected_writes: int | None = Field(None, ge=0)
+    effects: Literal["at_most_once", "at_least_once", "exactly_once"] | None = None
 
     def to_expectations(self, max_retries: int | None) -> Expectations:
         return Expectations(
@@ -82,6 +83,7 @@ class ExpectSpec(BaseModel):
             expect_failure_reason=self.failure_reason,
             expect_retry_count=self.retry_count,
             min_rejected_writes=self.min_rejected_writes,
+            effects=self.effects,
         )
 
 

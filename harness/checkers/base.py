@@ -73,6 +73,9 @@ class Expectations:
     min_rejected_writes        the faults were meant to make a stale worker attempt at least
                                this many writes (all refused); fewer means the run did not
                                exercise fencing (unknown)
+    effects                    how often each job's side effect must be applied
+                               (``at_most_once``, ``at_least_once``, ``exactly_once``); None:
+                               what the target promises (``run_start.effects``)
     """
 
     terminal_states: frozenset[str] = DEFAULT_TERMINAL_STATES
@@ -81,6 +84,7 @@ class Expectations:
     expect_failure_reason: str | None = None
     expect_retry_count: int | None = None
     min_rejected_writes: int | None = None
+    effects: str | None = None
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any] | None) -> Expectations:
@@ -89,7 +93,8 @@ class Expectations:
         if not raw:
             return cls()
         known = {"terminal_states", "idempotency_keys_honoured", "max_retries",
-                 "expect_failure_reason", "expect_retry_count", "min_rejected_writes"}
+                 "expect_failure_reason", "expect_retry_count", "min_rejected_writes",
+                 "effects"}
         unknown = sorted(set(raw) - known)
         if unknown:
             raise ScenarioError(f"expect: unknown field(s) {unknown}; known: {sorted(known)}")
@@ -104,6 +109,7 @@ class Expectations:
                                        else str(raw["expect_failure_reason"])),
                 expect_retry_count=_optional_int(raw.get("expect_retry_count")),
                 min_rejected_writes=_optional_int(raw.get("min_rejected_writes")),
+                effects=None if raw.get("effects") is None else str(raw["effects"]),
             )
         except (TypeError, ValueError) as exc:
             raise ScenarioError(f"expect: {exc}") from exc
@@ -114,7 +120,7 @@ class Expectations:
                 "max_retries": self.max_retries,
                 "expect_failure_reason": self.expect_failure_reason,
                 "expect_retry_count": self.expect_retry_count,
-                "min_rejected_writes": self.min_rejected_writes}
+                "min_rejected_writes": self.min_rejected_writes, "effects": self.effects}
 
 
 def _as_list(value: Any) -> list[Any]:
