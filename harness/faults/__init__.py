@@ -12,6 +12,7 @@ from pydantic import Field
 
 from harness.faults.base import Fault, FaultContext
 from harness.faults.files import CorruptChunk, CorruptChunkSpec, DeleteSource, DeleteSourceSpec
+from harness.faults.freeze import Freeze, FreezeSpec
 from harness.faults.kill_at_phase import KillAtPhase, KillAtPhaseSpec
 from harness.faults.kill_random import KillRandom, KillRandomSpec
 from harness.faults.pause_past_lease import PausePastLease, PausePastLeaseSpec
@@ -22,13 +23,13 @@ from harness.faults.sever_redis import SeverRedis, SeverRedisSpec
 
 FaultSpec = Annotated[
     KillAtPhaseSpec | KillRandomSpec | PausePastLeaseSpec | SeverRedisSpec | RedisToxicSpec
-    | RestartRedisSpec | CorruptChunkSpec | DeleteSourceSpec | ServiceErrorsSpec,
+    | RestartRedisSpec | CorruptChunkSpec | DeleteSourceSpec | ServiceErrorsSpec | FreezeSpec,
     Field(discriminator="kind"),
 ]
 
 FAULT_KINDS = ("kill_at_phase", "kill_random", "pause_past_lease", "sever_redis",
                "redis_toxic", "restart_redis", "corrupt_chunk", "delete_source",
-               "service_errors")
+               "service_errors", "freeze")
 
 
 def build_fault(fault_id: str, spec: FaultSpec) -> Fault:
@@ -51,6 +52,8 @@ def build_fault(fault_id: str, spec: FaultSpec) -> Fault:
             return DeleteSource(fault_id, spec)
         case ServiceErrorsSpec():
             return ServiceErrors(fault_id, spec)
+        case FreezeSpec():
+            return Freeze(fault_id, spec)
     raise AssertionError(f"unhandled fault spec {spec!r}")
 
 

@@ -14,6 +14,7 @@ runtime, the seeded ``Random`` of the run, and the history sink.
 from __future__ import annotations
 
 import logging
+import os
 import random
 import signal
 import time
@@ -24,6 +25,8 @@ from typing import Any, Protocol
 
 from harness.control_client import ControlError, FailpointHit
 from harness.environment import Environment, Worker
+from harness.errors import SetupError
+from harness.runtime.process import ProcessRuntime
 from harness.target import media_target
 
 log = logging.getLogger(__name__)
@@ -76,6 +79,15 @@ class FaultContext:
     def kill(self, worker: Worker) -> None:
         self.env.runtime.kill(worker.handle, signal.SIGKILL)
         self.env.runtime.wait(worker.handle, 10)
+
+    def kill_pid(self, worker: Worker, pid: int) -> None:
+        """SIGKILL one process of ``worker`` (a job's forked child) by its pid, and record
+        it; ``SetupError`` where the pid is not the host's (containers)."""
+        if not isinstance(self.env.runtime, ProcessRuntime):
+            raise SetupError("killing only the process that hit a point (process: hit) needs "
+                             "the process runtime; run with --runtime process")
+        self.record("process_signal", name=f"{worker.worker_id}/{pid}", pid=pid,
+                    signal="SIGKILL", delivered=_signal(pid, signal.SIGKILL))
 
     def replace(self, worker: Worker) -> Worker:
         """Start the next incarnation of a dead worker (same id, fresh process)."""
@@ -160,6 +172,14 @@ class FaultContext:
             worker.control.disarm(point)
         except ControlError:
             pass
+
+
+def _signal(pid: int, sig: int) -> bool:
+    try:
+        os.kill(pid, sig)
+        return True
+    except ProcessLookupError:
+        return False
 
 
 class Fault(Protocol):

@@ -4,6 +4,12 @@ The point is armed ``pause`` on its N-th hit in every live worker; the first
 worker to stop there is SIGKILLed (process group, so ffmpeg goes too), the
 others are disarmed, and by default a replacement incarnation is started.
 Occurrences count per worker process.
+
+With ``process: hit`` only the process that reached the point is killed
+(by its pid, from the hit): for a worker that runs each job in a forked
+child, such as RQ's work horse, that is the child alone, and the worker
+itself lives on. On the process runtime only (a container's pids are not
+the host's).
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ class KillAtPhaseSpec(BaseModel):
     point: str = Field(description="failpoint name from the target's phase catalog")
     occurrence: int = Field(1, ge=1, description="kill at the N-th hit of the point")
     restart: bool = Field(True, description="start a replacement worker right away")
+    process: Literal["worker", "hit"] = Field(
+        "worker", description="kill the worker, or only the process that hit the point")
 
 
 def pause_at_hits(hits: Iterable[int]) -> str:
@@ -57,6 +65,14 @@ class KillAtPhase:
         if found is None:
             return False
         worker, hit = found
+        if self.spec.process == "hit" and str(hit.pid) != worker.handle.ident:
+            ctx.kill_pid(worker, hit.pid)
+            ctx.record("fault_start", fault_id=self.fault_id, fault=self.spec.kind,
+                       params=self.describe(), worker=worker.worker_id, job=hit.job,
+                       chunk=hit.chunk, pid=hit.pid)
+            ctx.disarm(worker, self.spec.point)
+            ctx.record("fault_heal", fault_id=self.fault_id)
+            return True
         ctx.kill(worker)
         ctx.record("fault_start", fault_id=self.fault_id, fault=self.spec.kind,
                    params=self.describe(), worker=worker.worker_id, job=hit.job,
