@@ -30,7 +30,13 @@ from rich.table import Table
 
 from harness.cleanup import process_registry, reap_leftovers
 from harness.cli_bench import bench_command
-from harness.cli_explore import explore_command, mutants_command, replay_command
+from harness.cli_explore import (
+    TargetOption,
+    choose_target,
+    explore_command,
+    mutants_command,
+    replay_command,
+)
 from harness.cli_image import app as image_app
 from harness.errors import (
     CrashlabError,
@@ -38,8 +44,11 @@ from harness.errors import (
     ScenarioError,
     SetupError,
 )
+from harness.packs_registry import DEFAULT_TARGET, load_target
 from harness.procs import ProcessRegistry, default_state_dir
+from harness.project import catalog_for, resolve_for
 from harness.runfolder import DEFAULT_ROOT, new_run_dir
+from harness.target import Target
 
 EXIT_OK, EXIT_VIOLATION, EXIT_INCONCLUSIVE, EXIT_SETUP = 0, 1, 2, 3
 
@@ -133,13 +142,13 @@ def demo(
 @app.command("list")
 def list_scenarios(
     as_json: Annotated[bool, typer.Option("--json", help="machine-readable output")] = False,
+    target: TargetOption = None,
 ) -> None:
-    """The scenario catalog: name, origin, faults."""
-    from harness.scenario import catalog
-
+    """The scenario catalog of a target: name, origin, faults."""
     try:
-        scenarios = catalog()
-    except ScenarioError as exc:
+        name, project = choose_target(target)
+        scenarios = catalog_for(name, project)
+    except (ScenarioError, SetupError) as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(EXIT_SETUP) from None
     if as_json:
@@ -175,11 +184,11 @@ def run(
     keep: Annotated[bool, typer.Option(
         "--keep-on-failure", help="when an invariant fails, keep the services up and print "
                                   "how to reach them, until Enter is pressed")] = False,
+    target_flag: TargetOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run scenarios against the real worker and check every invariant."""
     from harness.runner import RunResult, run_scenario
-    from harness.scenario import catalog, resolve
 
     _configure_logging(verbose)
     from harness.runner import RUNTIMES
@@ -188,23 +197,18 @@ def run(
         err.print(f"[red]unknown runtime {runtime!r}[/]: known are {', '.join(RUNTIMES)}")
         raise typer.Exit(EXIT_SETUP)
     try:
-        chosen = list(catalog().values()) if all_ else [resolve(n) for n in scenarios or []]
-    except ScenarioError as exc:
+        name, project = choose_target(target_flag)
+        chosen = list(catalog_for(name, project).values()) if all_ else \
+            [resolve_for(n, name, project) for n in scenarios or []]
+        chosen = [project.with_settings(s) for s in chosen]
+        target = _load(name, mutant)
+    except (ScenarioError, SetupError) as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(EXIT_SETUP) from None
     if not chosen:
         err.print("nothing to run: name scenarios or pass --all (`crashlab list` shows them)")
         raise typer.Exit(EXIT_SETUP)
     registry = _registry()
-    target = None
-    if mutant is not None:
-        from harness.mutants import mutant_target
-
-        try:
-            target = mutant_target(mutant)
-        except CrashlabError as exc:
-            err.print(f"[red]{exc}[/]")
-            raise typer.Exit(EXIT_SETUP) from None
     out = err if as_json else console
     if runtime == "docker":  # once, before the first scenario's clock starts
         from harness.cli_image import ensure_worker_image
@@ -255,6 +259,22 @@ def run(
     raise typer.Exit(code)
 
 
+def _load(name: str, mutant: str | None) -> Target:
+    """The target named ``name``; with ``mutant``, a copy of the reference worker with
+    that planted bug (``SetupError`` for another pack: its mutants are its own)."""
+    if mutant is None:
+        return load_target(name)
+    if name != DEFAULT_TARGET:
+        raise SetupError(f"--mutant plants a bug in the reference worker; target {name!r} "
+                         "has no such mutants")
+    from harness.mutants import mutant_target
+
+    try:
+        return mutant_target(mutant)
+    except CrashlabError as exc:
+        raise SetupError(str(exc)) from exc
+
+
 def _keep(keep: bool, out: Console, bar: Progress) -> Callable[..., None] | None:
     """``--keep-on-failure``: the runner's hold (``harness.keep``), or None."""
     from harness.keep import keep_on_failure
@@ -285,6 +305,7 @@ def debug(
         help="debug a copy of the reference worker with this planted bug (see "
              "harness/mutants.py; default: the run folder's)")] = None,
     runs: Annotated[Path, typer.Option(help="folder for run folders")] = DEFAULT_ROOT,
+    target_flag: TargetOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run a scenario and stop at break points with the worker paused, to look and act.
@@ -299,14 +320,14 @@ def debug(
     from harness.debug import DebugSession, load_debug_target
     from harness.debug_commands import command_source
     from harness.debug_stops import BreakSpec
-    from harness.mutants import mutant_target
-    from harness.packs.reference.target import PHASES
 
     _configure_logging(verbose)
     try:
-        chosen = load_debug_target(what)
-        scenario, mutant = chosen.scenario, mutant or chosen.mutant
-        breaks = [BreakSpec.parse(text, PHASES) for text in break_at or []]
+        name, project = choose_target(target_flag)
+        chosen = load_debug_target(what, name, project)
+        scenario, mutant = project.with_settings(chosen.scenario), mutant or chosen.mutant
+        target = _load(chosen.target or name, mutant)
+        breaks = [BreakSpec.parse(text, target.phases()) for text in break_at or []]
         # a transcript (not a terminal) gets room for the tables instead of 80 columns
         out = console if console.is_terminal else Console(width=120)
         source = command_source(script, out, interactive=sys.stdin.isatty(),
@@ -314,7 +335,7 @@ def debug(
         session = DebugSession(scenario, seed=seed if seed is not None else chosen.seed or 1,
                                registry=_registry(), console=out, source=source,
                                breaks=breaks, no_faults=no_faults, runs_root=runs,
-                               target=mutant_target(mutant) if mutant else None)
+                               target=target)
         if mutant:
             out.print(f"[dim]the worker runs with the planted bug {mutant}[/]")
         result = session.run()

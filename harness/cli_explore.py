@@ -17,7 +17,9 @@ from rich.table import Table
 
 from harness.cleanup import process_registry, reap_leftovers
 from harness.errors import CrashlabError, ScenarioError, SetupError
+from harness.packs_registry import load_target
 from harness.procs import ProcessRegistry, default_state_dir
+from harness.project import Project, find_project, resolve_for
 from harness.runfolder import DEFAULT_ROOT
 
 console = Console()
@@ -33,6 +35,20 @@ def registry_after_reaping() -> ProcessRegistry:
     return process_registry(state_dir)
 
 
+TargetOption = Annotated[str | None, typer.Option(
+    "--target", metavar="NAME|MODULE:ATTR",
+    help="the worker to attack: a pack (reference, rq, arq, or one registered in the "
+         "crashlab.packs entry points) or your own adapter; default: [tool.crashlab] "
+         "target in pyproject.toml, else reference")]
+
+
+def choose_target(flag: str | None) -> tuple[str, Project]:
+    """The target's name and the user's project (``[tool.crashlab]``), made importable."""
+    project = find_project()
+    project.activate()
+    return project.target_name(flag), project
+
+
 def explore_command(
     scenario: Annotated[str, typer.Argument(help="catalog name or scenario file: the workload")],
     examples: Annotated[int, typer.Option(min=1, help="schedules to try")] = 50,
@@ -42,15 +58,17 @@ def explore_command(
         min=1, max=4, help="workers per schedule (1 makes every race the faults' own)")] = 2,
     runs: Annotated[Path, typer.Option(help="folder for run folders")] = DEFAULT_ROOT,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary")] = False,
+    target_flag: TargetOption = None,
 ) -> None:
     """Search crash schedules with Hypothesis; save the smallest failing one for replay."""
     from harness.explore.explorer import explore
     from harness.runner import RunResult
-    from harness.scenario import resolve
 
     try:
-        base = resolve(scenario)
-    except ScenarioError as exc:
+        name, project = choose_target(target_flag)
+        base = project.with_settings(resolve_for(scenario, name, project))
+        target = load_target(name)
+    except (ScenarioError, SetupError) as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(EXIT_SETUP) from None
     out = err if as_json else console
@@ -68,7 +86,7 @@ def explore_command(
     try:
         found = explore(base, examples=examples, seed=seed, registry=registry_after_reaping(),
                         runs_root=runs, max_faults=max_faults, max_workers=max_workers,
-                        progress=step)
+                        progress=step, target=target)
     except SetupError as exc:
         err.print(f"[red]setup error:[/] {exc}")
         raise typer.Exit(EXIT_SETUP) from None
@@ -117,8 +135,10 @@ def replay_command(
         raise typer.Exit(EXIT_SETUP) from None
     scenario, seed = stored.scenario, stored.seed
     try:
-        # a counterexample found in a mutant is replayed against the same planted bug
-        target = None if not stored.mutant else mutant_target(stored.mutant)
+        # a counterexample found in a mutant is replayed against the same planted bug,
+        # and a run of another pack against that pack
+        choose_target(None)
+        target = mutant_target(stored.mutant) if stored.mutant else load_target(stored.target)
         result = run_scenario(scenario, seed=seed, registry=registry_after_reaping(),
                               runs_root=runs, target=target,
                               hold=keep_on_failure(err if as_json else console) if keep else None)

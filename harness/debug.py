@@ -64,6 +64,7 @@ from harness.faults import FaultContext
 from harness.history import HISTORY_FILE, HistoryWriter
 from harness.packs_registry import load_target
 from harness.procs import ProcessRegistry
+from harness.project import Project, resolve_for
 from harness.runfolder import DEFAULT_ROOT, new_run_dir
 from harness.runner import (
     SCHEDULE_FILE,
@@ -77,7 +78,7 @@ from harness.runner import (
     write_schedule,
 )
 from harness.runtime.process import ProcessRuntime
-from harness.scenario import ExpectSpec, Scenario, resolve
+from harness.scenario import ExpectSpec, Scenario
 from harness.target import Target
 
 log = logging.getLogger(__name__)
@@ -99,10 +100,13 @@ class DebugTarget:
     scenario: Scenario
     seed: int | None = None
     mutant: str | None = None  # the planted bug the stored run ran (``harness.mutants``)
+    target: str | None = None  # the target a stored run ran against
 
 
-def load_debug_target(spec: str) -> DebugTarget:
-    """A catalog name or scenario file, or a run folder: its stored schedule."""
+def load_debug_target(spec: str, target: str = "reference",
+                      project: Project | None = None) -> DebugTarget:
+    """A name in ``target``'s catalog or a scenario file, or a run folder: its stored
+    schedule (and the target it ran against)."""
     path = Path(spec)
     if path.is_dir():
         schedule = path / SCHEDULE_FILE
@@ -110,11 +114,8 @@ def load_debug_target(spec: str) -> DebugTarget:
             raise DebugError(f"{path} is not a run folder (no {SCHEDULE_FILE}); give a "
                              "scenario name, a scenario file or a run folder")
         stored = read_schedule(path)
-        if stored.target != "reference":
-            raise DebugError(f"{schedule}: target {stored.target!r}; crashlab debug drives "
-                             "the reference worker")
-        return DebugTarget(stored.scenario, stored.seed, stored.mutant)
-    return DebugTarget(resolve(spec))
+        return DebugTarget(stored.scenario, stored.seed, stored.mutant, stored.target)
+    return DebugTarget(resolve_for(spec, target, project))
 
 
 class DebugSession:

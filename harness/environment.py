@@ -441,7 +441,8 @@ def _child_env(extra: Mapping[str, str]) -> dict[str, str]:
     # the worker must import the same code as the harness, installed or not; a
     # target's own PYTHONPATH (a patched copy of the worker) comes first
     here = str(Path(__file__).resolve().parent.parent)
-    first = extra.get("PYTHONPATH")
-    env["PYTHONPATH"] = f"{first}:{here}" if first else here
+    # after them, what the harness was given (a user's project folders, [tool.crashlab])
+    first, inherited = extra.get("PYTHONPATH"), os.environ.get("PYTHONPATH")
+    env["PYTHONPATH"] = ":".join(p for p in (first, here, inherited) if p)
     env.setdefault("CRASHLAB_PYTHON", sys.executable)
     return env

@@ -5,7 +5,12 @@ in write order), ``ts`` (``time.time()`` when written) and ``kind``, plus the
 fields of that kind. This docstring is THE schema; the runner writes exactly
 these kinds and the checkers read nothing else:
 
-    run_start        {scenario, seed, schedule, target}
+    run_start        {scenario, seed, schedule, target, settings, effects,
+                      recovery_limit_s}
+                     ``effects`` is what the target promises of a job's side
+                     effect (``at_most_once``, ``at_least_once``,
+                     ``exactly_once``), ``recovery_limit_s`` how soon a crashed
+                     job must finish elsewhere
                      ``schedule`` is the list of planned faults, each
                      {fault_id, fault, params}
     process_start    {name, role, pid, incarnation}

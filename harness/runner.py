@@ -121,6 +121,7 @@ class Session:
         self.target = target
         self.runtime = ProcessRuntime(root, registry, fork_server=True,
                                       preload=getattr(target, "worker_preload", ()))
+        worker_settings = {**target.default_settings, **worker_settings}
         self.env = Environment(root, target, self.runtime, registry=registry,
                                options=EnvironmentOptions(redis_aof=True, s3=s3,
                                                           worker_settings=worker_settings))
@@ -135,9 +136,11 @@ class Session:
             self.env.proxy.heal()
         if not self.env.redis.is_running():
             self.env.redis.restart()
-        self.env.transcription.clear_faults()
-        self.env.transcription.reset()
-        self.env.target.reset(self.env.client)
+        if self.env.transcription.is_running():
+            self.env.transcription.clear_faults()
+            self.env.transcription.reset()
+        self.env.target.reset(self.env.client)  # a pack resets its own services here too
+        self.env.ledger_path.unlink(missing_ok=True)
         self.env.reset_uploads()
         self.env.jobs.clear()
 

@@ -30,13 +30,13 @@ from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from hypothesis.errors import Flaky
 
 from harness.checkers.base import Verdict
-from harness.explore.strategies import Schedule, schedules
+from harness.explore.strategies import Schedule, Vocabulary, schedules
 from harness.packs_registry import load_target
 from harness.procs import ProcessRegistry, default_state_dir
 from harness.runfolder import DEFAULT_ROOT, new_run_dir
 from harness.runner import RunResult, Session, run_scenario
 from harness.scenario import Scenario
-from harness.target import Target
+from harness.target import MediaTarget, Target
 
 log = logging.getLogger(__name__)
 
@@ -135,8 +135,14 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
     target = target or load_target()
     folder = new_run_dir(f"explore-{base.name}", runs_root)
     found = Exploration(base.name, folder, seed)
-    settings_ = {**base.worker_settings, **EXPLORE_SETTINGS}
-    chunks = max(1, round(base.workload.media_seconds / float(settings_["chunk_seconds"])))
+    media = isinstance(target, MediaTarget)
+    # the reference pack's faster leases; a queue library keeps its own defaults
+    settings_ = {**base.settings_for(target.default_settings),
+                 **(EXPLORE_SETTINGS if media else {})}
+    chunks = max(1, round(base.workload.media_seconds / float(settings_["chunk_seconds"]))) \
+        if base.workload.kind == "transcribe" else 1
+    vocabulary = Vocabulary(frozenset(target.repeating_points),
+                            frozenset(target.after_crash_points), media=media)
     session = Session(folder / "session", target, registry, settings_,
                       s3=base.needs_s3).start()
     started = time.monotonic()
@@ -185,7 +191,8 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
         print_blob=False,
     )(given(schedules(list(_phases(target, base.workload.kind)), chunks=chunks,
                       jobs=base.workload.jobs, chunk_files=not base.needs_s3,
-                      max_faults=max_faults, max_workers=max_workers))(one))
+                      max_faults=max_faults, max_workers=max_workers,
+                      vocabulary=vocabulary))(one))
     test = hypothesis_seed(seed)(test)
     try:
         test()

@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 
 from harness.faults import FaultSpec
 from harness.faults.files import CorruptChunkSpec, DeleteSourceSpec
+from harness.faults.freeze import FreezeSpec
 from harness.faults.kill_at_phase import KillAtPhaseSpec
 from harness.faults.kill_random import KillRandomSpec
 from harness.faults.pause_past_lease import PausePastLeaseSpec
@@ -39,6 +40,28 @@ BEFORE_CHUNK_FILES = ("job.claimed", "chunking.started")
 
 
 @dataclass(frozen=True)
+class Vocabulary:
+    """What a target's points and world allow a schedule to use.
+
+    ``repeating`` points are hit once per item (a chunk, a part), so a fault may
+    wait for a later hit; ``after_crash`` points are reached only after a crash,
+    so they never come first; ``media`` says whether the target has the
+    reference pack's world (chunk files, a source file, a transcription service,
+    leases with a rescuer), whose faults are drawn only then.
+    """
+
+    repeating: frozenset[str] = frozenset()
+    after_crash: frozenset[str] = frozenset()
+    media: bool = True
+
+    @classmethod
+    def by_convention(cls, phases: Sequence[str]) -> Vocabulary:
+        """The reference pack's naming: ``chunk.`` per chunk, ``recovery.`` after a crash."""
+        return cls(frozenset(p for p in phases if p.startswith(PER_CHUNK_PREFIX)),
+                   frozenset(p for p in phases if p.startswith(AFTER_CRASH_PREFIX)))
+
+
+@dataclass(frozen=True)
 class Schedule:
     workers: int
     faults: tuple[FaultSpec, ...]
@@ -51,8 +74,8 @@ class Schedule:
         return f"{self.workers} worker(s): " + ", ".join(parts)
 
 
-def _point_and_occurrence(points: Sequence[str], *,
-                          chunks: int) -> st.SearchStrategy[tuple[str, int]]:
+def _point_and_occurrence(points: Sequence[str], *, chunks: int,
+                          repeating: frozenset[str]) -> st.SearchStrategy[tuple[str, int]]:
     """A point and an occurrence of it that a worker reaches.
 
     Hits are counted per worker process, and a worker usually carries one
@@ -60,29 +83,32 @@ def _point_and_occurrence(points: Sequence[str], *,
     once.
     """
     def with_occurrence(point: str) -> st.SearchStrategy[tuple[str, int]]:
-        most = min(chunks, 3) if point.startswith(PER_CHUNK_PREFIX) else 1
+        most = min(chunks, 3) if point in repeating else 1
         return st.tuples(st.just(point), st.integers(1, most))
 
     # a job spends most of its time among its per-chunk points: they weigh double
-    weighted = [p for p in points for _ in range(2 if p.startswith(PER_CHUNK_PREFIX) else 1)]
+    weighted = [p for p in points for _ in range(2 if p in repeating else 1)]
     return st.sampled_from(weighted).flatmap(with_occurrence)
 
 
 def fault_specs(phases: Sequence[str], chunks: int, *, jobs: int = 1,
                 after_crash: bool = True, chunk_files: bool = True,
+                vocabulary: Vocabulary | None = None,
                 ) -> st.SearchStrategy[tuple[FaultSpec, ...]]:
     """One fault, or a crash and the damage it leaves on disk (two faults).
 
     ``after_crash`` allows points a worker only reaches after a crash;
     ``chunk_files`` says whether the workload's jobs keep chunk files to damage.
     """
+    vocab = vocabulary or Vocabulary.by_convention(phases)
     points = [p for p in phases if p not in NOT_FOR_KILLS
-              and (after_crash or not p.startswith(AFTER_CRASH_PREFIX))]
+              and (after_crash or p not in vocab.after_crash)]
     chunk_points = [p for p in CHUNK_POINTS if p in phases] or points
     point = st.sampled_from(points)
     # a later fault usually meets a fresh worker (a replacement, or one that
     # just took a job over), whose hit counts start again: its first hit
-    hits = _point_and_occurrence(points, chunks=1 if after_crash else chunks)
+    hits = _point_and_occurrence(points, chunks=1 if after_crash else chunks,
+                                 repeating=vocab.repeating)
     zombie = st.builds(PausePastLeaseSpec, kind=st.just("pause_past_lease"),
                        point=st.sampled_from(chunk_points),
                        occurrence=st.integers(1, max(1, min(chunks, 2))),
@@ -106,6 +132,14 @@ def fault_specs(phases: Sequence[str], chunks: int, *, jobs: int = 1,
                         duration_ms=st.just(0))
     random_kill = st.builds(KillRandomSpec, kind=st.just("kill_random"), min_ms=st.just(0),
                             max_ms=st.integers(50, 1500), restart=st.just(True))
+    freeze = st.builds(FreezeSpec, kind=st.just("freeze"), point=st.none() | point,
+                       duration_ms=st.integers(200, 3000), delay_ms=st.integers(0, 500))
+    if not vocab.media:  # a queue library's worker: process and Redis faults only
+        plain: list[st.SearchStrategy[FaultSpec]] = [freeze, sever, restart, random_kill]
+        kill = hits.map(lambda hit: (_kill(hit, restart=True),))
+        return st.sampled_from([kill] * len(plain) + [kind.map(_alone) for kind in plain]
+                               ).flatmap(lambda kind: kind)
+
     def crash_at(hit: tuple[str, int]) -> st.SearchStrategy[tuple[FaultSpec, ...]]:
         """A kill at ``hit``, or a kill, then what the dead worker leaves for its
         replacement (started only after the damage): the chunk it held damaged,
@@ -146,11 +180,13 @@ def _alone(fault: FaultSpec) -> tuple[FaultSpec, ...]:
 
 
 def schedules(phases: Sequence[str], *, chunks: int, jobs: int = 1, max_faults: int = 3,
-              max_workers: int = 2, chunk_files: bool = True) -> st.SearchStrategy[Schedule]:
+              max_workers: int = 2, chunk_files: bool = True,
+              vocabulary: Vocabulary | None = None) -> st.SearchStrategy[Schedule]:
     """Schedules of 1..``max_faults`` faults; only a later fault may wait for a recovery."""
-    first = fault_specs(phases, chunks, jobs=jobs, after_crash=False, chunk_files=chunk_files)
-    later = st.lists(fault_specs(phases, chunks, jobs=jobs, chunk_files=chunk_files),
-                     max_size=max_faults - 1)
+    first = fault_specs(phases, chunks, jobs=jobs, after_crash=False, chunk_files=chunk_files,
+                        vocabulary=vocabulary)
+    later = st.lists(fault_specs(phases, chunks, jobs=jobs, chunk_files=chunk_files,
+                                 vocabulary=vocabulary), max_size=max_faults - 1)
     return st.builds(
         Schedule,
         workers=st.integers(1, max_workers),
