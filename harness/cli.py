@@ -44,7 +44,7 @@ from harness.errors import (
     ScenarioError,
     SetupError,
 )
-from harness.packs_registry import DEFAULT_TARGET, load_target
+from harness.packs_registry import load_target
 from harness.procs import ProcessRegistry, default_state_dir
 from harness.project import catalog_for, resolve_for
 from harness.runfolder import DEFAULT_ROOT, new_run_dir
@@ -177,7 +177,7 @@ def run(
     runs: Annotated[Path, typer.Option(help="folder for run folders")] = DEFAULT_ROOT,
     mutant: Annotated[str | None, typer.Option(
         help="attack a copy of the reference worker with this planted bug "
-             "(see harness/mutants.py); the run should come out invalid")] = None,
+             "(see harness/packs/reference/mutants.py); the run should come out invalid")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary")] = False,
     no_report: Annotated[bool, typer.Option(
         "--no-report", help="skip the HTML report of each run and the runs index")] = False,
@@ -260,19 +260,8 @@ def run(
 
 
 def _load(name: str, mutant: str | None) -> Target:
-    """The target named ``name``; with ``mutant``, a copy of the reference worker with
-    that planted bug (``SetupError`` for another pack: its mutants are its own)."""
-    if mutant is None:
-        return load_target(name)
-    if name != DEFAULT_TARGET:
-        raise SetupError(f"--mutant plants a bug in the reference worker; target {name!r} "
-                         "has no such mutants")
-    from harness.mutants import mutant_target
-
-    try:
-        return mutant_target(mutant)
-    except CrashlabError as exc:
-        raise SetupError(str(exc)) from exc
+    """The target named ``name``, with ``mutant`` planted if given."""
+    return load_target(name, mutant=mutant)
 
 
 def _keep(keep: bool, out: Console, bar: Progress) -> Callable[..., None] | None:
@@ -303,7 +292,7 @@ def debug(
         help="seed (default: the run folder's, else 1)")] = None,
     mutant: Annotated[str | None, typer.Option(
         help="debug a copy of the reference worker with this planted bug (see "
-             "harness/mutants.py; default: the run folder's)")] = None,
+             "harness/packs/reference/mutants.py; default: the run folder's)")] = None,
     runs: Annotated[Path, typer.Option(help="folder for run folders")] = DEFAULT_ROOT,
     target_flag: TargetOption = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,

@@ -124,7 +124,6 @@ def replay_command(
 ) -> None:
     """Run a stored schedule again, exactly (same scenario, faults, seed, planted bug)."""
     from harness.keep import keep_on_failure
-    from harness.mutants import mutant_target
     from harness.runner import SCHEDULE_FILE, read_schedule, run_scenario
 
     try:
@@ -138,7 +137,7 @@ def replay_command(
         # a counterexample found in a mutant is replayed against the same planted bug,
         # and a run of another pack against that pack
         choose_target(None)
-        target = mutant_target(stored.mutant) if stored.mutant else load_target(stored.target)
+        target = load_target(stored.target, mutant=stored.mutant)
         result = run_scenario(scenario, seed=seed, registry=registry_after_reaping(),
                               runs_root=runs, target=target,
                               hold=keep_on_failure(err if as_json else console) if keep else None)
@@ -163,13 +162,24 @@ def mutants_command(
     seed: Annotated[int, typer.Option(help="Hypothesis seed")] = 1,
     runs: Annotated[Path, typer.Option(help="folder for run folders")] = DEFAULT_ROOT,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary")] = False,
+    target_flag: TargetOption = None,
 ) -> None:
     """Explore each planted recovery bug; report killed/survived and time to detect."""
     from harness.explore.explorer import Exploration
     from harness.explore.mutation import hunt
-    from harness.mutants import MUTANTS
     from harness.runner import RunResult
+    from harness.target import MutantTarget
 
+    name, project = choose_target(target_flag)
+    try:
+        target = load_target(name)
+    except SetupError as exc:
+        err.print(f"[red]{exc}[/]")
+        raise typer.Exit(EXIT_SETUP) from None
+    if not isinstance(target, MutantTarget):
+        err.print(f"[red]target {name} ships no planted bugs[/]")
+        raise typer.Exit(EXIT_SETUP)
+    MUTANTS = target.mutants()  # noqa: N806 - the catalog, as a constant
     chosen = names or list(MUTANTS)
     unknown = [n for n in chosen if n not in MUTANTS]
     if unknown:
@@ -177,10 +187,10 @@ def mutants_command(
         raise typer.Exit(EXIT_SETUP)
     out = err if as_json else console
 
-    def step(name: str, found: Exploration, result: RunResult) -> None:
-        out.print(f"{name:<38} example {found.examples:>3}: {result.verdict}")
+    def step(mutant: str, found: Exploration, result: RunResult) -> None:
+        out.print(f"{mutant:<38} example {found.examples:>3}: {result.verdict}")
 
-    outcomes = hunt(chosen, examples=examples, seed=seed, registry=registry_after_reaping(),
+    outcomes = hunt(target, chosen, examples=examples, seed=seed, registry=registry_after_reaping(),
                     runs_root=runs, time_budget_s=budget, progress=step)
     rows = [o.to_json() for o in outcomes]
     if as_json:

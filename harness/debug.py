@@ -99,7 +99,7 @@ class DebugTarget:
 
     scenario: Scenario
     seed: int | None = None
-    mutant: str | None = None  # the planted bug the stored run ran (``harness.mutants``)
+    mutant: str | None = None  # the planted bug the stored run ran (the target's mutants)
     target: str | None = None  # the target a stored run ran against
 
 

@@ -16,8 +16,8 @@ import importlib.metadata
 from collections.abc import Callable
 from typing import Any, cast
 
-from harness.errors import SetupError
-from harness.target import Target
+from harness.errors import CrashlabError, SetupError
+from harness.target import MutantTarget, Target
 
 GROUP = "crashlab.packs"
 DEFAULT_TARGET = "reference"
@@ -34,13 +34,23 @@ def pack_names() -> list[str]:
     return sorted({entry.name for entry in importlib.metadata.entry_points(group=GROUP)})
 
 
-def load_target(spec: str | None = None, **options: Any) -> Target:
-    """The target named ``spec`` (a registered pack or ``module:attr``; default reference).
+def load_target(spec: str | None = None, *, mutant: str | None = None,
+                **options: Any) -> Target:
+    """The target named ``spec`` (a registered pack or ``module:attr``; default reference);
+    with ``mutant``, its copy with that planted bug (``MutantTarget``).
 
-    ``options`` go to the pack's factory (the reference pack takes ``mutant``,
-    ``pythonpath`` and ``python``).
+    ``options`` go to the pack's factory.
     """
     spec = spec or DEFAULT_TARGET
+    if mutant is not None:
+        base = load_target(spec, **options)
+        if not isinstance(base, MutantTarget):
+            raise SetupError(f"target {spec!r} ships no planted bugs; --mutant is for a "
+                             "target with mutants (the reference pack has ten)")
+        try:
+            return base.with_mutant(mutant)
+        except CrashlabError as exc:
+            raise SetupError(str(exc)) from exc
     factory = _factory(spec)
     try:
         target = factory(**options)

@@ -81,7 +81,7 @@ class StoredSchedule:
     scenario: Scenario
     seed: int
     target: str
-    mutant: str | None  # the planted bug it ran against (``harness.mutants``)
+    mutant: str | None  # the planted bug it ran against (``harness.packs.reference.mutants``)
 
 
 def read_schedule(run_dir: Path) -> StoredSchedule:
@@ -256,7 +256,7 @@ def write_schedule(run_dir: Path, scenario: Scenario, seed: int, target: Target)
     """``schedule.json``: what ``read_schedule`` and ``crashlab replay`` need."""
     (run_dir / SCHEDULE_FILE).write_text(json.dumps(
         {"scenario": scenario.model_dump(mode="json"), "seed": seed, "target": target.name,
-         # a planted bug (``harness.mutants``) travels with the schedule, for replay
+         # a planted bug (``harness.packs.reference.mutants``) travels with the schedule, for replay
          "mutant": getattr(target, "mutant", None)},
         indent=2) + "\n")
 

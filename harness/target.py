@@ -272,3 +272,16 @@ def media_target(target: Target) -> MediaTarget:
         raise CrashlabError(f"target {target.name} has no media or upload jobs and no chunk "
                             "files; this workload or fault is the reference pack's")
     return target
+
+
+@runtime_checkable
+class MutantTarget(Protocol):
+    """A target that ships planted bugs (``crashlab mutants``, ``--mutant NAME``); optional."""
+
+    def mutants(self) -> Mapping[str, str]:
+        """Each planted bug's name and what it breaks."""
+        ...
+
+    def with_mutant(self, name: str, state_dir: Path | None = None) -> Target:
+        """The same target running a copy of its worker with bug ``name`` planted."""
+        ...

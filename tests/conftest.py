@@ -13,10 +13,10 @@ import pytest
 import redis
 
 from harness.environment import Environment, EnvironmentOptions
+from harness.packs.reference.target import ReferenceTarget
 from harness.procs import ProcessRegistry
 from harness.runtime.process import ProcessRuntime
 from harness.services.redis_server import RedisServer
-from harness.packs.reference.target import ReferenceTarget
 
 # fast leases so recovery tests do not wait long for a dead worker's lease
 FAST_WORKER = {"lease_ttl_ms": "1000", "heartbeat_ms": "200", "chunk_seconds": "1.0",

@@ -1,7 +1,8 @@
 """``crashlab mutants``: how fast exploration exposes each planted recovery bug.
 
-For every mutant in ``harness.mutants``, a patched copy of the reference
-worker is explored on the ``baseline`` workload with Hypothesis, with a
+For every mutant a target ships (``MutantTarget``; the reference pack's are
+in ``harness/packs/reference/mutants.py``), a patched copy of its worker is
+explored on the target's ``baseline`` workload with Hypothesis, with a
 budget of examples and seconds. A mutant is *killed* when the exploration
 finds an invalid schedule; the result records how many examples and seconds
 that took and how many faults the shrunk schedule has.
@@ -15,18 +16,19 @@ from pathlib import Path
 from typing import Any
 
 from harness.explore.explorer import Exploration, explore
-from harness.mutants import MUTANTS, Mutant, mutant_target
 from harness.procs import ProcessRegistry
+from harness.project import resolve_for
 from harness.runfolder import DEFAULT_ROOT
 from harness.runner import RunResult
-from harness.scenario import resolve
+from harness.target import MutantTarget
 
 BASE_SCENARIO = "baseline"
 
 
 @dataclass(frozen=True)
 class MutantOutcome:
-    mutant: Mutant
+    name: str
+    description: str
     exploration: Exploration
 
     @property
@@ -37,7 +39,7 @@ class MutantOutcome:
         found = self.exploration
         counter = found.to_json()["counterexample"]
         return {
-            "mutant": self.mutant.name, "description": self.mutant.description,
+            "mutant": self.name, "description": self.description,
             "killed": self.killed, "examples": found.examples,
             "examples_to_first_failure": found.examples_to_first_failure,
             "seconds_to_first_failure": found.seconds_to_first_failure,
@@ -50,22 +52,24 @@ class MutantOutcome:
         }
 
 
-def hunt(names: list[str], *, examples: int, seed: int, registry: ProcessRegistry,
-         runs_root: Path = DEFAULT_ROOT, time_budget_s: float = 300.0,
+def hunt(target: MutantTarget, names: list[str], *, examples: int, seed: int,
+         registry: ProcessRegistry, runs_root: Path = DEFAULT_ROOT,
+         time_budget_s: float = 300.0,
          progress: Callable[[str, Exploration, RunResult], None] | None = None,
          ) -> list[MutantOutcome]:
-    base = resolve(BASE_SCENARIO)
+    mutants = target.mutants()
     outcomes = []
     for name in names:
-        mutant = MUTANTS[name]
+        planted = target.with_mutant(name)
+        base = resolve_for(BASE_SCENARIO, planted.name)
 
         def step(found: Exploration, result: RunResult, name: str = name) -> None:
             if progress is not None:
                 progress(name, found, result)
 
         found = explore(base, examples=examples, seed=seed, registry=registry,
-                        runs_root=runs_root, target=mutant_target(name),
+                        runs_root=runs_root, target=planted,
                         use_database=False, time_budget_s=time_budget_s,
                         progress=step)
-        outcomes.append(MutantOutcome(mutant, found))
+        outcomes.append(MutantOutcome(name, mutants[name], found))
     return outcomes

@@ -43,9 +43,9 @@ from harness.debug_stops import (
 )
 from harness.environment import Worker
 from harness.errors import DebugError
+from harness.packs.reference.target import PHASES
 from harness.procs import ProcessRegistry
 from harness.scenario import resolve
-from harness.packs.reference.target import PHASES
 from system_under_test.failpoints import Failpoints
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -14,11 +14,11 @@ from harness.checkers.base import Verdict
 from harness.explore.explorer import COUNTEREXAMPLE_FILE, EXPLORATION_FILE, explore
 from harness.explore.strategies import schedules
 from harness.faults import FAULT_KINDS
-from harness.mutants import mutant_target
+from harness.packs.reference.mutants import mutant_target
+from harness.packs.reference.target import PHASES
 from harness.procs import ProcessRegistry
 from harness.runner import run_scenario
 from harness.scenario import Scenario, resolve
-from harness.packs.reference.target import PHASES
 
 
 @settings(max_examples=200, deadline=None)

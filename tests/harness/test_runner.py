@@ -14,11 +14,11 @@ import psutil
 import pytest
 
 from harness.checkers.base import Verdict
-from harness.mutants import MUTANTS, materialize
+from harness.packs.reference.mutants import MUTANTS, materialize
+from harness.packs.reference.target import ReferenceTarget
 from harness.procs import ProcessRegistry
 from harness.runner import analyze, run_scenario
 from harness.scenario import parse_scenario, resolve
-from harness.packs.reference.target import ReferenceTarget
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.timeout(180)]
 

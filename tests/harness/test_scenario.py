@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from harness.errors import ScenarioError
+from harness.packs.reference.target import ReferenceTarget
 from harness.runner import check_phases
 from harness.scenario import catalog, load_scenario_file, parse_scenario, resolve
-from harness.packs.reference.target import ReferenceTarget
 
 
 def test_catalog_covers_the_design_cards_scenarios() -> None:

@@ -9,7 +9,7 @@ from hypothesis import settings
 from hypothesis.stateful import RuleBasedStateMachine, run_state_machine_as_test
 
 from harness.explore.stateful import ChaosSession, machine_for
-from harness.mutants import mutant_target
+from harness.packs.reference.mutants import mutant_target
 from harness.procs import ProcessRegistry
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.timeout(900)]

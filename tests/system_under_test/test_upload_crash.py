@@ -18,11 +18,11 @@ import httpx
 import pytest
 
 from harness.environment import Environment, EnvironmentOptions, SubmittedJob, Worker
+from harness.packs.reference.target import ReferenceTarget
 from harness.procs import ProcessRegistry
 from harness.runtime.process import ProcessRuntime
 from harness.scenario import DEFAULT_SETTINGS, UPLOAD_SETTINGS
 from harness.streams import Growth, source_bytes
-from harness.packs.reference.target import ReferenceTarget
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 

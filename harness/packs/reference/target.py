@@ -94,7 +94,7 @@ class ReferenceTarget:
         self.python = python or sys.executable
         # a folder searched first for ``system_under_test`` (a patched copy, for mutants)
         self.pythonpath = pythonpath
-        # the planted bug in that copy (``harness.mutants``); recorded so a replay uses it
+        # the planted bug in that copy (``mutants``); recorded so a replay uses it
         self.mutant = mutant
 
     def phases(self) -> Mapping[str, str]:
@@ -110,6 +110,16 @@ class ReferenceTarget:
                       "lease.renew")
             return {p: d for p, d in PHASES.items() if p in UPLOAD_PHASES or p in shared}
         return {p: d for p, d in PHASES.items() if p not in UPLOAD_PHASES}
+
+    def mutants(self) -> Mapping[str, str]:
+        from harness.packs.reference.mutants import MUTANTS
+
+        return {name: mutant.description for name, mutant in MUTANTS.items()}
+
+    def with_mutant(self, name: str, state_dir: Path | None = None) -> ReferenceTarget:
+        from harness.packs.reference.mutants import mutant_target
+
+        return mutant_target(name, state_dir)
 
     def start_services(self, env: Environment) -> dict[str, str]:
         """The transcription service, and the S3 server when the run has upload jobs."""
