@@ -38,12 +38,14 @@ from harness.debug_view import (
     inspection_tables,
     jobs_table,
     lease_text,
+    ledger_table,
     show,
     snapshot_tables,
     where_table,
 )
 from harness.environment import Worker
 from harness.errors import DebugError
+from harness.ledger import read_ledger
 from harness.target import InspectableTarget
 
 if TYPE_CHECKING:
@@ -55,7 +57,8 @@ HELP: tuple[tuple[str, str], ...] = (
     ("where", "every worker: pid, where it is stopped, its job, chunk, epoch, phase, lease"),
     ("job [ID]", "a job's Redis state: record, indexes, lease, chunk plan and commits"),
     ("events [N] [ID|all]", "the job's last N events (default 12)"),
-    ("calls [N]", "the transcription service's last N calls: the billable work so far"),
+    ("calls [N]", "the last N billable calls (the transcription service's), or the last N "
+                  "lines of the effects ledger (a pack's jobs)"),
     ("kill [WORKER]", "SIGKILL the worker (default: the one stopped here), as a scenario does"),
     ("continue, c", "let the stopped worker go on, until the next stop"),
     ("step, s", "let it go on until it reaches its next failpoint"),
@@ -265,7 +268,11 @@ class Commands:
 
     def calls(self, args: list[str], event: Event) -> None:
         limit = self._count(args[0]) if args else 12
-        self.console.print(calls_table(self.session.env.transcription.calls(), limit))
+        env = self.session.env
+        if env.transcription.is_running():
+            self.console.print(calls_table(env.transcription.calls(), limit))
+        else:  # a pack's jobs: what they recorded in the effects ledger
+            self.console.print(ledger_table(read_ledger(env.ledger_path), limit))
 
     def points(self, args: list[str], event: Event) -> None:
         table = Table(title="failpoints", show_header=False, box=None, title_justify="left")

@@ -169,6 +169,21 @@ def calls_table(calls: Sequence[dict[str, Any]], limit: int) -> Table:
     return table
 
 
+def ledger_table(lines: Sequence[dict[str, Any]], limit: int) -> Table:
+    """The effects ledger's last ``limit`` lines: attempts begun and effects applied."""
+    chosen = list(lines)[-limit:]
+    applied = sum(1 for line in lines if line.get("what") != "start")
+    table = Table(title=f"last {len(chosen)} of {len(lines)} ledger lines ({applied} effects)",
+                  show_header=True, header_style="bold", title_justify="left")
+    for column in ("job", "what", "worker", "pid"):
+        table.add_column(column, overflow="fold")
+    for line in chosen:
+        what = _text(line.get("what"))
+        table.add_row(_text(line.get("job")), f"[{'dim' if what == 'start' else 'green'}]"
+                      f"{what}[/]", _text(line.get("worker")), _text(line.get("pid")))
+    return table
+
+
 def help_table(commands: Iterable[tuple[str, str]]) -> Table:
     table = Table(title="commands", show_header=False, title_justify="left", box=None)
     table.add_column("command", style="bold")

@@ -3,9 +3,13 @@
 A target says how to start the worker and its API, which failpoints (phases)
 it has, how to submit work, and how to read its state and events out of
 Redis. The harness never imports the worker's code: it runs the commands
-the target gives and reads what the target's ``snapshot`` returns. The
-reference worker's adapter is ``harness.packs.reference.target``; a user's own
-worker plugs in by implementing this Protocol (see README, "Your own worker").
+the target gives and reads what the target's ``snapshot`` returns.
+
+Every pack implements ``Target`` (``harness.packs.reference``, ``.rq``,
+``.arq``); a user's own worker plugs in the same way (README, "Attack your
+own worker"). ``MediaTarget`` adds what the reference pack's media and
+upload workloads and file faults need, ``MutantTarget`` the planted bugs a
+pack may ship, ``InspectableTarget`` what ``crashlab debug`` shows of a job.
 """
 
 from __future__ import annotations

@@ -172,7 +172,8 @@ def test_a_run_folder_gives_its_stored_scenario_and_seed(tmp_path: Path) -> None
         {"scenario": scenario.model_dump(mode="json"), "seed": 42, "target": "reference",
          "mutant": "retry-limit-not-enforced"}))
     assert load_debug_target(str(tmp_path)) == DebugTarget(scenario, 42,
-                                                           "retry-limit-not-enforced")
+                                                           "retry-limit-not-enforced",
+                                                           "reference")
     assert load_debug_target("crash-at-init") == DebugTarget(scenario)
     (tmp_path / "empty").mkdir()
     with pytest.raises(DebugError, match="not a run folder"):
