@@ -124,9 +124,10 @@ class Environment:
 
     def own(self, name: str, stop: Callable[[], object], pid: int | None = None) -> None:
         """Stop ``stop`` with everything else at ``close()`` (a pack's service), newest
-        first, and record its start."""
+        first, and record the start of its process (``pid``), if it has one."""
         self._owned.append((name, stop))
-        self.sink("process_start", name=name, role="service", pid=pid)
+        if pid is not None:
+            self.sink("process_start", name=name, role="service", pid=pid)
 
     @property
     def ledger_path(self) -> Path:
