@@ -2,7 +2,7 @@
 
 Jobs are enqueued with RQ's own API (``rq.Queue.enqueue``) straight into the
 data Redis; workers are RQ's own ``rq worker`` (``harness.packs.rq.launch``)
-with an instrumented subclass of ``rq.Worker`` (``harness.packs.rq.worker``);
+with an instrumented subclass of ``rq.Worker`` (``harness.packs.rq.launch``);
 each job is the example app (``harness.packs.rq.app``) or the user's own.
 Outcomes are read back with RQ's own ``Job.fetch`` and RQ's key layout:
 
@@ -64,7 +64,7 @@ DEFAULT_SETTINGS = {
     "worker_ttl": "20",
     "maintenance_interval": "5",
     "job_monitoring_interval": "5",
-    "horse_dies_with_worker": "1",  # see harness.packs.rq.worker
+    "horse_dies_with_worker": "1",  # see harness.packs.rq.launch
     "job": "harness.packs.rq.app:work",
 }
 

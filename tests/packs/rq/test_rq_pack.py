@@ -97,7 +97,7 @@ def test_rq_argv_passes_the_settings_to_rqs_own_cli() -> None:
     argv = rq_argv({"CRASHLAB_REDIS_URL": "redis://127.0.0.1:1/0", "CRASHLAB_WORKER_ID": "w1",
                     "CRASHLAB_RQ_WORKER_TTL": "20", "CRASHLAB_RQ_QUEUE": "q"})
     assert argv == ["worker", "--url", "redis://127.0.0.1:1/0", "--worker-class",
-                    "harness.packs.rq.worker.CrashlabWorker", "--name", "w1",
+                    "harness.packs.rq.launch.CrashlabWorker", "--name", "w1",
                     "--worker-ttl", "20", "q"]
 
 
