@@ -16,7 +16,10 @@ events, so they hold for any library:
     retries_within_max   no job ran more attempts than its retries allow
 
 A job is *in flight* at a kill when its last ``start`` before the kill was
-written by the killed process and it had not ended by then.
+written by the killed process, or by the killed worker (the ledger line's
+``worker`` is the kill's name: a forked child, such as RQ's work horse, writes
+its own pid but its worker's name, and dies with it), and it had not ended
+by then.
 """
 
 from __future__ import annotations
@@ -62,6 +65,11 @@ def _where(snap: JobSnapshot) -> str:
 def _state(snap: JobSnapshot) -> str:
     native = f" ({snap.native_state})" if snap.native_state else ""
     return f"{snap.state}{native}"
+
+
+def _written_by(line: LedgerLine, kill: Kill) -> bool:
+    """Whether the killed process, or a child of the killed worker, wrote ``line``."""
+    return line.pid == kill.pid or (line.worker is not None and line.worker == kill.name)
 
 
 class JobsSettled:
@@ -184,7 +192,7 @@ class RecoveryBounded:
             for job_id, attempts in starts.items():
                 before = [a for a in attempts if a.ts <= kill.ts]
                 snap = state.jobs.get(job_id)
-                if not before or before[-1].pid != kill.pid or snap is None:
+                if not before or snap is None or not _written_by(before[-1], kill):
                     continue
                 if snap.ended_at is not None and snap.ended_at <= kill.ts:
                     continue

@@ -127,6 +127,18 @@ def test_a_killed_job_with_retries_left_that_is_never_retried_is_invalid() -> No
     assert no_retry.check(RecoveryBounded()).verdict is Verdict.VALID
 
 
+def test_a_job_in_a_forked_child_of_a_killed_worker_was_in_flight() -> None:
+    # RQ's work horse writes its own pid (51) and its worker's name; the kill names the worker
+    run = (Run(limit=10).submit("j1", max_retries=1).attempt("j1", 1, pid=51, effect=False)
+           .kill(2, pid=50, name="w1").final("j1", "PROCESSING", where=["rq:wip:q"]))
+    result = run.check(RecoveryBounded())
+    assert result.verdict is Verdict.INVALID and "in flight on w1 (pid 50)" in result.witness
+    other = (Run().submit("j1", max_retries=1).attempt("j1", 1, pid=61, worker="w2",
+                                                       effect=False)
+             .kill(2, pid=50, name="w1").final("j1", "PROCESSING", where=["rq:wip:q"]))
+    assert other.check(RecoveryBounded()).verdict is Verdict.VALID
+
+
 def test_more_attempts_than_retries_allow_is_invalid() -> None:
     run = (Run().submit("j1", max_retries=1).attempt("j1", 1, pid=50)
            .attempt("j1", 2, pid=51).attempt("j1", 3, pid=52).final("j1", "COMPLETED", ended=4))
