@@ -161,9 +161,9 @@ def test_without_a_record_of_s3_the_verdict_is_unknown() -> None:
     assert check(CHECKER, run).verdict is Verdict.UNKNOWN
 
 
-def test_runs_without_uploads_are_valid_here() -> None:
+def test_runs_without_uploads_are_not_applicable_and_say_so() -> None:
     result = check(CHECKER, one_job())
-    assert result.verdict is Verdict.VALID and "no upload jobs" in result.witness
+    assert result.verdict is Verdict.NOT_APPLICABLE and "no upload jobs" in result.witness
 
 
 def test_the_apis_source_finished_is_no_zombie_write() -> None:
