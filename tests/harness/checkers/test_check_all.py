@@ -34,6 +34,7 @@ EXPECTED_NAMES = [
     "timeout_enforced",
     "upload_byte_exact",
     "fault_coverage",
+    "graceful_stop_honoured",
 ]
 
 
@@ -119,6 +120,7 @@ def test_run_checkers_on_a_recovered_run_is_all_valid() -> None:
     assert all(isinstance(r, CheckResult) for r in results)
     expected = dict.fromkeys(EXPECTED_NAMES, Verdict.VALID)
     expected["upload_byte_exact"] = Verdict.NOT_APPLICABLE  # a transcription-only run
+    expected["graceful_stop_honoured"] = Verdict.NOT_APPLICABLE  # nothing got a SIGTERM
     assert {r.checker: r.verdict for r in results} == expected
 
 
