@@ -23,6 +23,7 @@ from harness.faults.pause_past_lease import PausePastLeaseSpec
 from harness.faults.restart_redis import RestartRedisSpec
 from harness.faults.service_errors import ServiceErrorsSpec
 from harness.faults.sever_redis import SeverRedisSpec
+from harness.faults.stop import StopSpec
 
 # points where a worker holds a chunk in hand: where a zombie has something to write
 CHUNK_POINTS = ("chunk.before_request", "chunk.transcribed.before_commit", "chunk.committed")
@@ -106,6 +107,10 @@ def fault_specs(phases: Sequence[str], chunks: int, *, jobs: int = 1,
                         duration_ms=st.just(0))
     random_kill = st.builds(KillRandomSpec, kind=st.just("kill_random"), min_ms=st.just(0),
                             max_ms=st.integers(50, 1500), restart=st.just(True))
+    # a deploy at a phase: a grace long enough to release, or none at all (a crash)
+    deploy = st.builds(lambda hit, grace: StopSpec(kind="stop", point=hit[0],
+                                                  occurrence=hit[1], grace_ms=grace),
+                       hits, st.sampled_from([5000, 0]))
     def crash_at(hit: tuple[str, int]) -> st.SearchStrategy[tuple[FaultSpec, ...]]:
         """A kill at ``hit``, or a kill, then what the dead worker leaves for its
         replacement (started only after the damage): the chunk it held damaged,
@@ -129,7 +134,7 @@ def fault_specs(phases: Sequence[str], chunks: int, *, jobs: int = 1,
     # the fault most recovery bugs need. A chunk file exists to damage only
     # once the media was cut, so damage on its own comes only after a fault.
     single: list[st.SearchStrategy[FaultSpec]] = [zombie, delete, sever, restart, service,
-                                                   random_kill]
+                                                   random_kill, deploy]
     if after_crash and chunk_files:
         single.append(corrupt)
     kinds = [crash] * len(single) + [kind.map(_alone) for kind in single]
