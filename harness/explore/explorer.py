@@ -32,7 +32,7 @@ from hypothesis.errors import Flaky
 from harness.checkers.base import Verdict
 from harness.explore.strategies import Schedule, schedules
 from harness.procs import ProcessRegistry, default_state_dir
-from harness.runfolder import DEFAULT_ROOT, new_run_dir
+from harness.runfolder import DEFAULT_ROOT, new_run_dir, point_at_latest
 from harness.runner import RunResult, Session, run_scenario
 from harness.scenario import Scenario
 from harness.target import Target
@@ -133,7 +133,7 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
     search, for measuring how fast one is found).
     """
     target = target or ReferenceTarget()
-    folder = new_run_dir(f"explore-{base.name}", runs_root)
+    folder = new_run_dir(f"explore-{base.name}", runs_root, point_latest=False)
     found = Exploration(base.name, folder, seed)
     settings_ = {**base.worker_settings, **EXPLORE_SETTINGS}
     chunks = max(1, round(base.workload.media_seconds / float(settings_["chunk_seconds"])))
@@ -161,6 +161,7 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
                 "failure_reason": None, "min_rejected_writes": None})})
         result = run_scenario(scenario, seed=seed, registry=registry,
                               runs_root=folder / "examples", session=session)
+        point_at_latest(runs_root, result.run_dir)  # runs/latest: always a run folder
         found.examples += 1
         found.runs.append(str(result.run_dir))
         if result.verdict is Verdict.UNKNOWN:
