@@ -94,7 +94,7 @@ def fault_specs(phases: Sequence[str], chunks: int, *, jobs: int = 1,
                       duration_ms=st.integers(100, 1500), point=st.none() | point,
                       delay_ms=st.integers(0, 500))
     restart = st.builds(RestartRedisSpec, kind=st.just("restart_redis"),
-                        down_ms=st.integers(100, 800), point=st.none() | point,
+                        duration_ms=st.integers(100, 800), point=st.none() | point,
                         delay_ms=st.just(0))
     corrupt = st.builds(CorruptChunkSpec, kind=st.just("corrupt_chunk"),
                         chunk=st.integers(0, max(0, chunks - 1)),
@@ -105,12 +105,12 @@ def fault_specs(phases: Sequence[str], chunks: int, *, jobs: int = 1,
     service = st.builds(ServiceErrorsSpec, kind=st.just("service_errors"),
                         status=st.sampled_from([429, 500, 503]), count=st.integers(1, 3),
                         duration_ms=st.just(0))
-    random_kill = st.builds(KillRandomSpec, kind=st.just("kill_random"), min_ms=st.just(0),
-                            max_ms=st.integers(50, 1500), restart=st.just(True))
-    # a deploy at a phase: a grace long enough to release, or none at all (a crash)
-    deploy = st.builds(lambda hit, grace: StopSpec(kind="stop", point=hit[0],
-                                                  occurrence=hit[1], grace_ms=grace),
-                       hits, st.sampled_from([5000, 0]))
+    random_kill = st.builds(KillRandomSpec, kind=st.just("kill_random"), min_delay_ms=st.just(0),
+                            max_delay_ms=st.integers(50, 1500), restart=st.just(True))
+    # a deploy at a phase, with a grace long enough to release (a grace that runs
+    # out is a kill, which kill_at_phase already draws)
+    deploy = hits.map(lambda hit: StopSpec(kind="stop", point=hit[0], occurrence=hit[1],
+                                           grace_ms=5000))
     def crash_at(hit: tuple[str, int]) -> st.SearchStrategy[tuple[FaultSpec, ...]]:
         """A kill at ``hit``, or a kill, then what the dead worker leaves for its
         replacement (started only after the damage): the chunk it held damaged,
