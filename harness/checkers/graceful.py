@@ -171,7 +171,7 @@ class GracefulStopHonoured:
             return
         last = events[-1]
         owner_after = any(e.event in _OPENERS and e.worker_id != stop.worker for e in after)
-        queued = any("queue" in index for index in snapshot.state_sets)
+        queued = any("queue" in index.lower() for index in snapshot.state_sets)
         if not owner_after and not queued:
             found.invalid(f"job {job_id} was lost by {stop.describe()}: it ended {snapshot.state} "
                           f"in no queue ({', '.join(snapshot.state_sets) or 'no state index'}) "
