@@ -14,10 +14,11 @@ import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -49,6 +50,9 @@ from harness.procs import ProcessRegistry, default_state_dir
 from harness.project import catalog_for, resolve_for
 from harness.runfolder import DEFAULT_ROOT, new_run_dir
 from harness.target import Target
+
+if TYPE_CHECKING:
+    from harness.checkers.base import CheckResult
 
 EXIT_OK, EXIT_VIOLATION, EXIT_INCONCLUSIVE, EXIT_SETUP = 0, 1, 2, 3
 
@@ -240,10 +244,10 @@ def run(
             colour = {"valid": "green", "invalid": "red"}.get(result.verdict, "yellow")
             bar.console.print(f"[{colour}]{result.verdict:<8}[/] {scenario.name} "
                               f"({result.duration_s:.1f} s, faults fired {result.faults_fired}/"
-                              f"{result.faults_planned}) {result.run_dir}")
+                              f"{result.faults_planned}; {result.tally}) {result.run_dir}")
             for check in result.checks:
                 if check.verdict != "valid":
-                    bar.console.print(f"         [{colour}]{check.checker}[/]: {check.witness}")
+                    bar.console.print(f"         {_check_line(check)}")
             if not no_report:
                 written |= _write_run_reports([result.run_dir], None, bar.console,
                                               indent="         ") or {}
@@ -304,7 +308,6 @@ def debug(
     (Ctrl-D, a script's end) runs on as crashlab run would; Ctrl-C stops everything.
     Exit codes as crashlab run.
     """
-    from rich.markup import escape
 
     from harness.debug import DebugSession, load_debug_target
     from harness.debug_commands import command_source
@@ -334,7 +337,7 @@ def debug(
     colour = {"valid": "green", "invalid": "red"}.get(result.verdict, "yellow")
     for check in result.checks:
         if check.verdict != "valid":
-            out.print(f"[{colour}]{check.checker}[/]: {check.witness}")
+            out.print(_check_line(check))
     out.print(f"verdict: [bold {colour}]{result.verdict}[/] {scenario.name} (faults fired "
               f"{result.faults_fired}/{result.faults_planned}) {result.run_dir}", soft_wrap=True)
     raise typer.Exit(_exit_code([result.verdict]))
@@ -346,7 +349,7 @@ def analyze(
     as_json: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Re-check a stored run from its history and final state; runs nothing."""
-    from harness.checkers.base import combine
+    from harness.checkers.base import combine, tally, tally_words
     from harness.runner import analyze as analyze_run
 
     if not (run_dir / "history.jsonl").is_file():
@@ -363,12 +366,13 @@ def analyze(
         raise typer.Exit(EXIT_SETUP) from None
     verdict = combine(c.verdict for c in checks)
     if as_json:
-        print(json.dumps({"verdict": str(verdict), "checks": [c.to_json() for c in checks],
+        print(json.dumps({"verdict": str(verdict), "counts": tally(c.verdict for c in checks),
+                          "checks": [c.to_json() for c in checks],
                           "stored_verdict": stored and stored.get("verdict")}, indent=2))
     else:
         for check in checks:
             console.print(f"{check.verdict:<8} {check.checker}: {check.witness}")
-        console.print(f"verdict: [bold]{verdict}[/]"
+        console.print(f"verdict: [bold]{verdict}[/] ({tally_words(c.verdict for c in checks)})"
                       + (f" (stored: {stored['verdict']})" if stored else ""))
     raise typer.Exit(_exit_code([verdict]))
 
@@ -429,6 +433,13 @@ def _write_index(written: dict[Path, Path], out: Path | None) -> Path | None:
     except Exception as exc:  # noqa: BLE001 - a broken index must not hide the verdicts
         err.print(f"[yellow]could not write the index:[/] {exc!r}")
         return None
+
+
+def _check_line(check: CheckResult) -> str:
+    """One checker that did not hold, coloured by its verdict (not applicable in grey)."""
+    colour = {"invalid": "red", "unknown": "yellow", "not_applicable": "dim"}.get(
+        check.verdict, "green")
+    return f"[{colour}]{check.verdict}[/] {check.checker}: {escape(check.witness)}"
 
 
 def _exit_code(verdicts: list[str]) -> int:

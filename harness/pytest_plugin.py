@@ -332,12 +332,14 @@ def crashlab_run(request: pytest.FixtureRequest, crashlab_target: Target,
 
 
 def failure_message(result: RunResult) -> str | None:
-    """Every checker that is not valid, with its witness and details; None if all are."""
-    bad = [check for check in result.checks if not check.ok]
+    """Every checker that is invalid or unknown, with its witness and details; None if
+    none is (a ``not_applicable`` checker had nothing to judge: no failure)."""
+    bad = [check for check in result.checks
+           if check.verdict in ("invalid", "unknown")]
     if not bad:
         return None
     lines = [f"crashlab: scenario {result.scenario!r} (seed {result.seed}) is "
-             f"{result.verdict}: {len(bad)} of {len(result.checks)} checker(s) not valid",
+             f"{result.verdict}: {len(bad)} of {len(result.checks)} checker(s) invalid or unknown",
              f"run folder: {result.run_dir}", f"replay: crashlab replay {result.run_dir}"]
     for check in bad:
         lines.append(f"  {check.checker}: {check.verdict}: {check.witness}")

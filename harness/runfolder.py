@@ -6,7 +6,11 @@
     schedule.json     the schedule and seed (replayable)
     logs/             one log per process (workers, api, services)
 
-``runs/latest`` is a symlink to the newest run folder.
+``runs/latest`` is a symlink to the newest run folder, and only ever to a run
+folder: an exploration's folder (``runs/<time>-explore-<scenario>/``) is made
+without touching it (``point_latest=False``), keeps its own pointer to its
+newest example in ``examples/latest``, and points ``runs/latest`` at each
+example run as it finishes (``point_latest``).
 """
 
 from __future__ import annotations
@@ -19,8 +23,9 @@ from pathlib import Path
 DEFAULT_ROOT = Path("runs")
 
 
-def new_run_dir(name: str, root: Path = DEFAULT_ROOT) -> Path:
-    """Create a fresh run folder and point ``root/latest`` at it."""
+def new_run_dir(name: str, root: Path = DEFAULT_ROOT, *, point_latest: bool = True) -> Path:
+    """Create a fresh run folder and (unless ``point_latest`` is False: a folder that is
+    no run, like an exploration's) point ``root/latest`` at it."""
     slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
     stamp = time.strftime("%Y%m%d-%H%M%S")
     root.mkdir(parents=True, exist_ok=True)
@@ -31,9 +36,16 @@ def new_run_dir(name: str, root: Path = DEFAULT_ROOT) -> Path:
         path = root / f"{stamp}-{slug}-{suffix}"
     path.mkdir()
     (path / "logs").mkdir()
+    if point_latest:
+        point_at_latest(root, path)
+    return path.resolve()
+
+
+def point_at_latest(root: Path, run_dir: Path) -> None:
+    """Make ``root/latest`` a relative symlink to ``run_dir`` (somewhere under ``root``),
+    atomically, so a reader never sees it missing."""
     latest = root / "latest"
     tmp = root / f".latest-{os.getpid()}"
     tmp.unlink(missing_ok=True)
-    tmp.symlink_to(path.name)
+    tmp.symlink_to(os.path.relpath(run_dir.resolve(), root.resolve()))
     os.replace(tmp, latest)
-    return path.resolve()

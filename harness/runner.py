@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.checkers import run_checkers
-from harness.checkers.base import CheckResult, Expectations, Verdict, combine
+from harness.checkers.base import CheckResult, Expectations, Verdict, combine, tally, tally_words
 from harness.cleanup import Cleanup
 from harness.environment import Environment, EnvironmentOptions, record_nothing
 from harness.errors import ScenarioError, SetupError
@@ -62,11 +62,17 @@ class RunResult:
     faults_fired: int
     duration_s: float
 
+    @property
+    def tally(self) -> str:
+        """``12 held, 1 unknown, 3 not applicable``."""
+        return tally_words(c.verdict for c in self.checks)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "scenario": self.scenario, "run_dir": str(self.run_dir), "seed": self.seed,
             "verdict": str(self.verdict),
             "checkers": {c.checker: str(c.verdict) for c in self.checks},
+            "counts": tally(c.verdict for c in self.checks),
             "checks": [c.to_json() for c in self.checks],
             "faults": {"planned": self.faults_planned, "fired": self.faults_fired},
             "duration_s": round(self.duration_s, 3),

@@ -31,11 +31,13 @@ from reports.measures import ChunkCalls
 from reports.timeline import FaultMark, ProgressPoint, Timeline
 
 VERDICT_COLORS: Mapping[str, str] = {"valid": "#1a7f37", "invalid": "#cf222e",
-                                     "unknown": "#bf8700", "incomplete": "#6e7781"}
+                                     "unknown": "#bf8700", "incomplete": "#6e7781",
+                                     "not_applicable": "#afb8c1"}
 FAULT_COLORS: Mapping[str, str] = {
     "sever_redis": "#8250df", "redis_toxic": "#0969da", "restart_redis": "#953800",
     "service_errors": "#bc4c00", "pause_past_lease": "#57606a", "kill_at_phase": "#cf222e",
     "kill_random": "#cf222e", "corrupt_chunk": "#9a6700", "delete_source": "#9a6700",
+    "stop": "#1a7f37", "rolling_restart": "#1a7f37",
 }
 OUTCOME_COLORS: Mapping[str, str] = {"new": "#2da44e", "repeat": "#d4a72c",
                                      "status": "#54aeff", "fault": "#cf222e",

@@ -18,7 +18,7 @@ from reports.charts import VERDICT_COLORS
 CSS = """
 :root { --fg: #1f2328; --muted: #59636e; --line: #d1d9e0; --soft: #f6f8fa;
   --valid: %(valid)s; --invalid: %(invalid)s; --unknown: %(unknown)s;
-  --incomplete: %(incomplete)s; }
+  --incomplete: %(incomplete)s; --not_applicable: %(not_applicable)s; }
 * { box-sizing: border-box; }
 body { margin: 0; color: var(--fg); background: #fff;
   font: 14px/1.5 -apple-system, "Segoe UI", "Liberation Sans", "DejaVu Sans", Arial,
@@ -41,6 +41,7 @@ p.note { color: var(--muted); margin: 6px 0 10px; }
 .banner .what div + div { opacity: 0.92; font-size: 14px; margin-top: 2px; }
 .bg-valid { background: var(--valid); } .bg-invalid { background: var(--invalid); }
 .bg-unknown { background: var(--unknown); } .bg-incomplete { background: var(--incomplete); }
+.bg-not_applicable { background: var(--not_applicable); color: #24292f; }
 .badge { display: inline-block; min-width: 70px; text-align: center; padding: 1px 8px;
   border-radius: 10px; color: #fff; font-size: 12px; font-weight: 600; }
 nav.toc { font-size: 13px; margin: 8px 0 0; }
@@ -51,6 +52,7 @@ th, td { text-align: left; padding: 5px 10px; border-bottom: 1px solid var(--lin
 th { background: var(--soft); font-weight: 600; white-space: nowrap; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
 tr.hl td { background: #fff8c5; }
+tr.na td { color: var(--muted); }
 tr.bad td { background: #ffebe9; }
 code, pre, .mono { font-family: ui-monospace, "DejaVu Sans Mono", "Liberation Mono",
   Menlo, monospace; font-size: 12.5px; }
@@ -107,7 +109,8 @@ def verdict_word(verdict: str | None) -> str:
 
 def badge(verdict: str | None) -> str:
     word = verdict_word(verdict)
-    return f'<span class="badge bg-{esc(word)}">{esc(word)}</span>'
+    shown = "not applicable" if word == "not_applicable" else word
+    return f'<span class="badge bg-{esc(word)}">{esc(shown)}</span>'
 
 
 def banner(verdict: str | None, headline: str, detail: str | None = None) -> str:

@@ -23,7 +23,7 @@ from datetime import datetime
 from pathlib import Path
 from urllib.parse import quote
 
-from harness.checkers.base import Verdict
+from harness.checkers.base import Verdict, tally_words
 from reports import charts
 from reports.html import badge, banner, cards, chart, esc, page, seconds, section, table, toc
 from reports.measures import median, recoveries
@@ -46,11 +46,12 @@ class RunRow:
     seed: int | None
     started: float
     verdict: str  # valid, invalid, unknown or incomplete
-    not_valid: tuple[str, ...]  # checkers that did not come out valid
+    not_valid: tuple[str, ...]  # checkers that came out invalid or unknown
     faults: str  # "fired/planned"
     duration_s: float | None
     latencies: tuple[float, ...]
     problem: str | None
+    counts: str = ""  # "12 held, 1 unknown, 3 not applicable"
 
     @property
     def name(self) -> str:
@@ -97,10 +98,11 @@ def read_run(path: Path) -> RunRow:
         planned = len(run.history.schedule)
         return RunRow(run.path, run.scenario, run.seed, t0, "incomplete", (), f"?/{planned}",
                       None, latencies, run.problems[0] if run.problems else None)
-    not_valid = tuple(c.checker for c in results.checks if c.verdict is not Verdict.VALID)
+    not_valid = tuple(c.checker for c in results.checks
+                      if c.verdict in (Verdict.INVALID, Verdict.UNKNOWN))
     return RunRow(run.path, run.scenario, run.seed, t0, str(results.verdict), not_valid,
                   f"{results.faults_fired}/{results.faults_planned}", results.duration_s,
-                  latencies, None)
+                  latencies, None, tally_words(c.verdict for c in results.checks))
 
 
 def render_index(roots: Sequence[Path], out_dir: Path,
@@ -234,10 +236,11 @@ def _all_runs(rows: Sequence[RunRow], href: Href) -> str:
         cells.append([esc(datetime.fromtimestamp(row.started).strftime("%Y-%m-%d %H:%M:%S")),
                       f"<code>{esc(row.scenario)}</code>", esc("" if row.seed is None
                                                                 else row.seed),
-                      badge(row.verdict), esc(not_valid), esc(row.faults),
+                      badge(row.verdict), esc(row.counts), esc(not_valid), esc(row.faults),
                       seconds(row.duration_s, 1), report,
                       f'<span class="mono">{esc(row.name)}</span>'])
         classes.append({"invalid": "bad", "unknown": "hl"}.get(row.verdict, ""))
     return section("runs", f"All runs ({len(rows)})", table(
-        ["started", "scenario", "seed", "verdict", "not valid / problem", "faults fired",
-         "duration", "report", "folder"], cells, numeric=[2, 5, 6], row_classes=classes))
+        ["started", "scenario", "seed", "verdict", "checks", "not valid / problem",
+         "faults fired", "duration", "report", "folder"], cells, numeric=[2, 6, 7],
+        row_classes=classes))

@@ -28,7 +28,7 @@ from typing import Any
 
 import yaml
 
-from harness.checkers.base import CheckResult, Verdict
+from harness.checkers.base import CheckResult, Verdict, tally_words
 from reports import charts
 from reports.html import (
     badge,
@@ -125,8 +125,7 @@ def _banner(run: RunFolder) -> str:
     if results is None:
         return banner(None, "no checker judged this run",
                       run.problems[0] if run.problems else None)
-    held = sum(1 for c in results.checks if c.verdict is Verdict.VALID)
-    headline = (f"{held} of {len(results.checks)} checkers valid · faults fired "
+    headline = (f"{tally_words(c.verdict for c in results.checks)} · faults fired "
                 f"{results.faults_fired}/{results.faults_planned}")
     worst = next((c for c in results.checks if c.verdict is results.verdict
                   and c.verdict is not Verdict.VALID), None)
@@ -187,7 +186,8 @@ def _checks(run: RunFolder) -> str:
     for check in run.results.checks:
         rows.append([f"<code>{esc(check.checker)}</code>", badge(str(check.verdict)),
                      _witness(check)])
-        classes.append({Verdict.INVALID: "bad", Verdict.UNKNOWN: "hl"}.get(check.verdict, ""))
+        classes.append({Verdict.INVALID: "bad", Verdict.UNKNOWN: "hl",
+                        Verdict.NOT_APPLICABLE: "na"}.get(check.verdict, ""))
     return section("checks", "Checkers", table(["checker", "verdict", "witness"], rows,
                                                row_classes=classes),
                    "Each invariant, decided from the recorded history and the final state.")

@@ -28,6 +28,8 @@ WINDOW_KINDS: Mapping[str, str] = {
     "restart_redis": "Redis down",
     "service_errors": "service errors",
     "pause_past_lease": "{worker} paused",
+    "stop": "SIGTERM {worker}, {grace_ms} ms grace",
+    "rolling_restart": "rolling restart, {grace_ms} ms grace each",
 }
 """Fault kinds that last a while, with the words for their shaded window."""
 

@@ -17,6 +17,7 @@ checker's verdict unknown rather than crashing the report.
     state_index_exclusive    snapshot   each job in exactly its own state index
     upload_byte_exact        upload     uploads byte-exact from contiguous parts, no orphans
     fault_coverage           faults     every planned fault fired and healed
+    graceful_stop_honoured   graceful   a SIGTERMed worker's jobs released, or recovered if killed
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from harness.checkers.base import (
 from harness.checkers.chunks import ChunkCommittedOnce, ExternalWorkPerChunk, ProgressMonotonic
 from harness.checkers.failures import FailureJustified
 from harness.checkers.faults import FaultCoverage
+from harness.checkers.graceful import GracefulStopHonoured
 from harness.checkers.ordering import EventsOrdered, StaleEpochRejected
 from harness.checkers.recovery import RecoveryPaired, RetryAccounting
 from harness.checkers.redundant import NoWorkAfterCommit
@@ -62,6 +64,7 @@ ALL_CHECKERS: list[Checker] = [
     TimeoutEnforced(),
     UploadByteExact(),
     FaultCoverage(),
+    GracefulStopHonoured(),
 ]
 
 

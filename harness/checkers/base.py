@@ -2,9 +2,13 @@
 
 A checker reads the recorded ``History`` and the run's ``FinalState`` and
 decides one invariant: ``valid`` (it held), ``invalid`` (the history or the
-final state shows it broken; the witness says where) or ``unknown`` (the run
-cannot tell, e.g. a planned fault never fired). Verdicts combine with
-``combine``: invalid beats unknown beats valid.
+final state shows it broken; the witness says where), ``unknown`` (it had
+something to judge and could not, e.g. a planned fault never fired: the
+witness says why) or ``not_applicable`` (nothing of its kind ran, e.g. no
+upload job: the witness says what was missing). Verdicts combine with
+``combine``: invalid beats unknown beats valid; ``not_applicable`` never
+changes the combination and never counts as an invariant that held
+(``tally`` counts the four apart).
 
 A witness is one plain sentence naming the job, chunk, events (by ``seq``,
 worker and epoch) or expectation involved, so a reader can find the evidence
@@ -31,14 +35,36 @@ class Verdict(StrEnum):
     VALID = "valid"
     INVALID = "invalid"
     UNKNOWN = "unknown"
+    NOT_APPLICABLE = "not_applicable"
 
 
 _RANK = {Verdict.VALID: 0, Verdict.UNKNOWN: 1, Verdict.INVALID: 2}
 
 
-def combine(verdicts: Iterable[Verdict]) -> Verdict:
-    """The overall verdict: invalid beats unknown beats valid; nothing to combine is valid."""
-    return max(verdicts, key=_RANK.__getitem__, default=Verdict.VALID)
+def combine(verdicts: Iterable[Verdict | str]) -> Verdict:
+    """The overall verdict: invalid beats unknown beats valid; ``not_applicable`` is left
+    out; nothing to combine is valid."""
+    judged = [Verdict(v) for v in verdicts if Verdict(v) is not Verdict.NOT_APPLICABLE]
+    return max(judged, key=_RANK.__getitem__, default=Verdict.VALID)
+
+
+TALLY_WORDS = {Verdict.VALID: "held", Verdict.INVALID: "invalid", Verdict.UNKNOWN: "unknown",
+               Verdict.NOT_APPLICABLE: "not applicable"}
+
+
+def tally(verdicts: Iterable[Verdict | str]) -> dict[str, int]:
+    """How many of each verdict, in ``Verdict`` order, every verdict present as a key."""
+    counts = {str(v): 0 for v in Verdict}
+    for verdict in verdicts:
+        counts[str(Verdict(verdict))] += 1
+    return counts
+
+
+def tally_words(verdicts: Iterable[Verdict | str]) -> str:
+    """``12 held, 1 unknown, 3 not applicable`` (verdicts that did not occur are left out)."""
+    counts = tally(verdicts)
+    parts = [f"{counts[str(v)]} {TALLY_WORDS[v]}" for v in Verdict if counts[str(v)]]
+    return ", ".join(parts) or "no checks"
 
 
 @dataclass(frozen=True)
@@ -168,6 +194,10 @@ class Findings:
 
     def unknown(self, message: str) -> None:
         self._add(Verdict.UNKNOWN, message)
+
+    def not_applicable(self, missing: str) -> CheckResult:
+        """The result when the run had nothing of this checker's kind; ``missing`` says what."""
+        return CheckResult(self.checker, Verdict.NOT_APPLICABLE, missing)
 
     def _add(self, verdict: Verdict, message: str) -> None:
         self._first.setdefault(verdict, message)

@@ -81,7 +81,7 @@ class JobsSettled:
         submits = _submits(history)
         end = _end_ts(history)
         if not submits:
-            found.unknown("no job was submitted, so there is nothing to judge")
+            return found.not_applicable("no job was submitted in this run")
         for job_id, op in submits.items():
             snap = state.jobs.get(job_id)
             if snap is None:
@@ -220,8 +220,11 @@ class RecoveryBounded:
                                   f"when it was SIGKILLed and had not finished "
                                   f"{waited:.1f} s later ({_state(snap)}, in {_where(snap)}); "
                                   f"the limit is {limit:.0f} s")
-        if crashed and not starts:
-            found.unknown("jobs were killed but the ledger has no attempt starts to place them")
+        if _kills(history) and not starts:
+            found.unknown("workers were killed but the ledger has no attempt starts to "
+                          "place their jobs")
+        elif not crashed:
+            return found.not_applicable("no job was in flight when a worker was killed")
         timing = f" ({', '.join(latencies)})" if latencies else ""
         return found.result(f"{plural(crashed, 'job')} in flight at a kill, each recovered "
                             f"within {limit:.0f} s or ended for a reason{timing}")
@@ -249,6 +252,8 @@ class RetriesWithinMax:
             if snap is not None and snap.retry_count > int(str(retries)):
                 found.invalid(f"job {job_id} counts {snap.retry_count} retries; max_retries "
                               f"is {retries}")
+        if all(op.get("max_retries") is None for op in _submits(history).values()):
+            return found.not_applicable("no job was submitted with a retry limit")
         total = sum(attempts.values())
         return found.result(f"{plural(total, 'attempt')} over {plural(len(attempts), 'job')}, "
                             "none beyond its retries")

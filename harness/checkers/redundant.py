@@ -12,16 +12,20 @@ no_work_after_commit
     time come from the same host, but the event's time is cut to the
     millisecond, so a call counts as later only from the next millisecond
     on (a status query answered just before the commit it led to is not).
-    A worker frozen with SIGSTOP can wake up and send a request it prepared
-    before the commit, and the history cannot tell its calls apart, so runs
-    with a SIGSTOP are not checked (the result says so).
+    A worker frozen with SIGSTOP past its lease (a zombie) may wake up and
+    send a request it prepared before another worker committed the chunk:
+    that is exactly redundant work after a commit, so runs with a SIGSTOP
+    are judged like any other. The history records when each worker was
+    frozen and thawed (``process_signal`` SIGSTOP / SIGCONT), so a call
+    that reached the service after a thaw names the thawed worker as its
+    likely sender in the witness.
 """
 
 from __future__ import annotations
 
 from harness.checkers.base import CheckResult, Expectations, Findings, plural
 from harness.checkers.chunks import commits_by_chunk
-from harness.history import CallOutcome, FinalState, History
+from harness.history import CallOutcome, EntryKind, FinalState, History
 
 WORK = (CallOutcome.NEW, CallOutcome.REPEAT, CallOutcome.STATUS)
 
@@ -32,9 +36,7 @@ class NoWorkAfterCommit:
     def check(self, history: History, state: FinalState,
               expectations: Expectations) -> CheckResult:
         found = Findings(self.name)
-        if any(signal.signal == "SIGSTOP" for signal in history.signals):
-            return found.result("not checked: a worker was frozen with SIGSTOP in this run, "
-                                "and a thawed zombie may send what it prepared before")
+        thaws = thaw_times(history)
         first_commit: dict[tuple[str, int], tuple[float, int]] = {}
         for job_id, events in history.events_by_job.items():
             for chunk, commits in commits_by_chunk(events).items():
@@ -53,9 +55,27 @@ class NoWorkAfterCommit:
                 continue
             committed_at, seq = committed
             if call.call_ts > committed_at:
+                thawed = [name for name, at in thaws if at <= call.call_ts]
+                who = (f" (after worker {thawed[-1]} was thawed from SIGSTOP: a zombie "
+                       "sending what it prepared before)" if thawed else "")
                 found.invalid(
                     f"job {call.job_id} chunk {call.chunk_index} was sent to the service again "
                     f"(call {call.seq}, {call.outcome}) {call.call_ts - committed_at:.3f}s after "
-                    f"it was committed (event seq {seq}): the resume redid committed work")
+                    f"it was committed (event seq {seq}){who}: committed work was redone")
+        frozen = f", with {plural(len(thaws), 'worker')} frozen and thawed" if thaws else ""
         return found.result(f"none of {plural(checked, 'call')} to the service redid a "
-                            "committed chunk")
+                            f"committed chunk{frozen}")
+
+
+def thaw_times(history: History) -> list[tuple[str, float]]:
+    """(worker name, wall time) of every SIGCONT that thawed a worker frozen by SIGSTOP."""
+    frozen: set[str] = set()
+    thaws = []
+    for entry in history.of_kind(EntryKind.PROCESS_SIGNAL):
+        name, sig = str(entry.get("name")), entry.get("signal")
+        if sig == "SIGSTOP":
+            frozen.add(name)
+        elif sig == "SIGCONT" and name in frozen:
+            frozen.discard(name)
+            thaws.append((name, entry.ts))
+    return thaws

@@ -7,8 +7,10 @@ takeover_justified
     previous epoch (``job_claimed`` or an earlier ``recovery_started``) took a
     job whose lease could not have expired: the worker stole a live job
     (a claim without a lease, a takeover that ignores the lease). Both times
-    come from Redis ``TIME``. Runs whose settings do not name the TTL are not
-    judged.
+    come from Redis ``TIME``. The TTL comes from the run's resolved settings
+    (``run_start.settings``: the scenario's settings over the harness's
+    defaults, exactly what every worker was started with). A run without a
+    takeover is not applicable; takeovers without a known TTL are unknown.
 """
 
 from __future__ import annotations
@@ -28,23 +30,27 @@ class TakeoverJustified:
         start = history.run_start
         settings = start.get("settings") if start is not None else None
         ttl_raw = settings.get("lease_ttl_ms") if isinstance(settings, dict) else None
-        if ttl_raw is None:
-            return found.result("not checked: the run's settings do not name lease_ttl_ms")
-        ttl = int(ttl_raw)
-        takeovers = 0
+        takeovers: list[tuple[str, SutEvent, SutEvent]] = []
         for job_id, events in history.events_by_job.items():
             opened: SutEvent | None = None
             for event in events:
                 if event.event not in _OPENERS:
                     continue
                 if event.event == SutEventName.RECOVERY_STARTED and opened is not None:
-                    takeovers += 1
-                    gap = event.ts_ms - opened.ts_ms
-                    if gap < ttl:
-                        found.invalid(
-                            f"job {job_id}: {event.describe()} took the job {gap} ms after "
-                            f"{opened.describe()} opened epoch {opened.epoch}, less than the "
-                            f"{ttl} ms lease: the lease could not have expired")
+                    takeovers.append((job_id, opened, event))
                 opened = event
-        return found.result(f"{plural(takeovers, 'takeover')}, each after the previous "
+        if not takeovers:
+            return found.not_applicable("no job was taken over from another worker")
+        if ttl_raw is None:
+            found.unknown(f"{plural(len(takeovers), 'takeover')} but the run's settings "
+                          "(run_start) do not name lease_ttl_ms, so the lease is unknown")
+            return found.result("")
+        ttl = int(ttl_raw)
+        for job_id, opened, event in takeovers:
+            gap = event.ts_ms - opened.ts_ms
+            if gap < ttl:
+                found.invalid(f"job {job_id}: {event.describe()} took the job {gap} ms after "
+                              f"{opened.describe()} opened epoch {opened.epoch}, less than "
+                              f"the {ttl} ms lease: the lease could not have expired")
+        return found.result(f"{plural(len(takeovers), 'takeover')}, each after the previous "
                             f"owner's {ttl} ms lease could have expired")

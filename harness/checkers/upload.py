@@ -65,7 +65,7 @@ class UploadByteExact:
         found = Findings(self.name)
         uploads = [op for op in history.submits if op.kind == "upload" and op.upload]
         if not uploads:
-            return found.result("no upload jobs in this run")
+            return found.not_applicable("no upload jobs in this run")
         pending = history.pending_uploads
         if pending is None:
             found.unknown("the run has upload jobs but no record of the multipart uploads "

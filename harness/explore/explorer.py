@@ -33,7 +33,7 @@ from harness.checkers.base import Verdict
 from harness.explore.strategies import Schedule, Vocabulary, schedules
 from harness.packs_registry import load_target
 from harness.procs import ProcessRegistry, default_state_dir
-from harness.runfolder import DEFAULT_ROOT, new_run_dir
+from harness.runfolder import DEFAULT_ROOT, new_run_dir, point_at_latest
 from harness.runner import RunResult, Session, run_scenario
 from harness.scenario import Scenario
 from harness.target import MediaTarget, Target
@@ -133,7 +133,7 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
     search, for measuring how fast one is found).
     """
     target = target or load_target()
-    folder = new_run_dir(f"explore-{base.name}", runs_root)
+    folder = new_run_dir(f"explore-{base.name}", runs_root, point_latest=False)
     found = Exploration(base.name, folder, seed)
     media = isinstance(target, MediaTarget)
     # the reference pack's faster leases; a queue library keeps its own defaults
@@ -167,6 +167,7 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
                 "failure_reason": None, "min_rejected_writes": None})})
         result = run_scenario(scenario, seed=seed, registry=registry,
                               runs_root=folder / "examples", session=session)
+        point_at_latest(runs_root, result.run_dir)  # runs/latest: always a run folder
         found.examples += 1
         found.runs.append(str(result.run_dir))
         if result.verdict is Verdict.UNKNOWN:

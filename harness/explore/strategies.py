@@ -24,6 +24,7 @@ from harness.faults.pause_past_lease import PausePastLeaseSpec
 from harness.faults.restart_redis import RestartRedisSpec
 from harness.faults.service_errors import ServiceErrorsSpec
 from harness.faults.sever_redis import SeverRedisSpec
+from harness.faults.stop import StopSpec
 
 # points where a worker holds a chunk in hand: where a zombie has something to write
 CHUNK_POINTS = ("chunk.before_request", "chunk.transcribed.before_commit", "chunk.committed")
@@ -119,7 +120,7 @@ def fault_specs(phases: Sequence[str], chunks: int, *, jobs: int = 1,
                       duration_ms=st.integers(100, 1500), point=st.none() | point,
                       delay_ms=st.integers(0, 500))
     restart = st.builds(RestartRedisSpec, kind=st.just("restart_redis"),
-                        down_ms=st.integers(100, 800), point=st.none() | point,
+                        duration_ms=st.integers(100, 800), point=st.none() | point,
                         delay_ms=st.just(0))
     corrupt = st.builds(CorruptChunkSpec, kind=st.just("corrupt_chunk"),
                         chunk=st.integers(0, max(0, chunks - 1)),
@@ -130,12 +131,17 @@ def fault_specs(phases: Sequence[str], chunks: int, *, jobs: int = 1,
     service = st.builds(ServiceErrorsSpec, kind=st.just("service_errors"),
                         status=st.sampled_from([429, 500, 503]), count=st.integers(1, 3),
                         duration_ms=st.just(0))
-    random_kill = st.builds(KillRandomSpec, kind=st.just("kill_random"), min_ms=st.just(0),
-                            max_ms=st.integers(50, 1500), restart=st.just(True))
+    random_kill = st.builds(KillRandomSpec, kind=st.just("kill_random"), min_delay_ms=st.just(0),
+                            max_delay_ms=st.integers(50, 1500), restart=st.just(True))
+    # a deploy at a phase, with a grace long enough to release (a grace that runs
+    # out is a kill, which kill_at_phase already draws)
+    deploy = hits.map(lambda hit: StopSpec(kind="stop", point=hit[0], occurrence=hit[1],
+                                           grace_ms=5000))
     freeze = st.builds(FreezeSpec, kind=st.just("freeze"), point=st.none() | point,
                        duration_ms=st.integers(200, 3000), delay_ms=st.integers(0, 500))
     if not vocab.media:  # a queue library's worker: process and Redis faults only
-        plain: list[st.SearchStrategy[FaultSpec]] = [freeze, sever, restart, random_kill]
+        plain: list[st.SearchStrategy[FaultSpec]] = [freeze, sever, restart, random_kill,
+                                                     deploy]
         kill = hits.map(lambda hit: (_kill(hit, restart=True),))
         return st.sampled_from([kill] * len(plain) + [kind.map(_alone) for kind in plain]
                                ).flatmap(lambda kind: kind)
@@ -163,7 +169,7 @@ def fault_specs(phases: Sequence[str], chunks: int, *, jobs: int = 1,
     # the fault most recovery bugs need. A chunk file exists to damage only
     # once the media was cut, so damage on its own comes only after a fault.
     single: list[st.SearchStrategy[FaultSpec]] = [zombie, delete, sever, restart, service,
-                                                   random_kill]
+                                                   random_kill, deploy]
     if after_crash and chunk_files:
         single.append(corrupt)
     kinds = [crash] * len(single) + [kind.map(_alone) for kind in single]

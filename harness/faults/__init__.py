@@ -18,18 +18,21 @@ from harness.faults.kill_random import KillRandom, KillRandomSpec
 from harness.faults.pause_past_lease import PausePastLease, PausePastLeaseSpec
 from harness.faults.redis_toxic import RedisToxic, RedisToxicSpec
 from harness.faults.restart_redis import RestartRedis, RestartRedisSpec
+from harness.faults.rolling_restart import RollingRestart, RollingRestartSpec
 from harness.faults.service_errors import ServiceErrors, ServiceErrorsSpec
 from harness.faults.sever_redis import SeverRedis, SeverRedisSpec
+from harness.faults.stop import Stop, StopSpec
 
 FaultSpec = Annotated[
     KillAtPhaseSpec | KillRandomSpec | PausePastLeaseSpec | SeverRedisSpec | RedisToxicSpec
-    | RestartRedisSpec | CorruptChunkSpec | DeleteSourceSpec | ServiceErrorsSpec | FreezeSpec,
+    | RestartRedisSpec | CorruptChunkSpec | DeleteSourceSpec | ServiceErrorsSpec | FreezeSpec
+    | StopSpec | RollingRestartSpec,
     Field(discriminator="kind"),
 ]
 
 FAULT_KINDS = ("kill_at_phase", "kill_random", "pause_past_lease", "sever_redis",
                "redis_toxic", "restart_redis", "corrupt_chunk", "delete_source",
-               "service_errors", "freeze")
+               "service_errors", "freeze", "stop", "rolling_restart")
 
 
 def build_fault(fault_id: str, spec: FaultSpec) -> Fault:
@@ -54,6 +57,10 @@ def build_fault(fault_id: str, spec: FaultSpec) -> Fault:
             return ServiceErrors(fault_id, spec)
         case FreezeSpec():
             return Freeze(fault_id, spec)
+        case StopSpec():
+            return Stop(fault_id, spec)
+        case RollingRestartSpec():
+            return RollingRestart(fault_id, spec)
     raise AssertionError(f"unhandled fault spec {spec!r}")
 
 

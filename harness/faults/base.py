@@ -182,6 +182,24 @@ def _signal(pid: int, sig: int) -> bool:
         return False
 
 
+RENAMED_FIELDS = {
+    "restart_redis": {"down_ms": "duration_ms"},
+    "kill_random": {"min_ms": "min_delay_ms", "max_ms": "max_delay_ms"},
+}
+"""Old fault field names and their new ones: one name per meaning across every kind
+(``duration_ms``: how long a fault lasts; ``delay_ms`` / ``*_delay_ms``: the wait before)."""
+
+
+def reject_renamed(kind: str, raw: Any) -> Any:
+    """A spec's ``model_validator(mode="before")``: a clear error for an old field name."""
+    if isinstance(raw, dict):
+        for old, new in RENAMED_FIELDS.get(kind, {}).items():
+            if old in raw:
+                raise ValueError(f"{kind}: field {old!r} was renamed {new!r}; write "
+                                 f"{new}: {raw[old]!r} instead")
+    return raw
+
+
 class Fault(Protocol):
     """One fault of a schedule."""
 

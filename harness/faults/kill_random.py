@@ -11,20 +11,25 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from harness.faults.base import FaultContext
+from harness.faults.base import FaultContext, reject_renamed
 
 
 class KillRandomSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["kill_random"]
-    min_ms: int = Field(0, ge=0, description="earliest kill, after the previous step")
-    max_ms: int = Field(1000, ge=0, description="latest kill")
+    min_delay_ms: int = Field(0, ge=0, description="earliest kill, after the previous step")
+    max_delay_ms: int = Field(1000, ge=0, description="latest kill")
     restart: bool = True
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, raw: Any) -> Any:
+        return reject_renamed("kill_random", raw)
 
     @model_validator(mode="after")
     def _ordered(self) -> KillRandomSpec:
-        if self.max_ms < self.min_ms:
-            raise ValueError("max_ms must be at least min_ms")
+        if self.max_delay_ms < self.min_delay_ms:
+            raise ValueError("max_delay_ms must be at least min_delay_ms")
         return self
 
 
@@ -40,7 +45,7 @@ class KillRandom:
         return {}
 
     def fire(self, ctx: FaultContext) -> bool:
-        delay = ctx.rng.uniform(self.spec.min_ms, self.spec.max_ms) / 1000
+        delay = ctx.rng.uniform(self.spec.min_delay_ms, self.spec.max_delay_ms) / 1000
         if not ctx.wait_unless_settled(delay):
             return False
         workers = sorted(ctx.live_workers(), key=lambda w: w.worker_id)

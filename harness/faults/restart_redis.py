@@ -11,16 +11,21 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from harness.faults.base import FaultContext
+from harness.faults.base import FaultContext, reject_renamed
 from harness.faults.kill_at_phase import pause_actions
 
 
 class RestartRedisSpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
     kind: Literal["restart_redis"]
-    down_ms: int = Field(500, ge=0)
+    duration_ms: int = Field(500, ge=0, description="how long Redis stays down")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, raw: Any) -> Any:
+        return reject_renamed("restart_redis", raw)
     delay_ms: int = Field(0, ge=0, description="wait before the kill (after the hit, if point)")
     point: str | None = None
     occurrence: int = Field(1, ge=1)
@@ -58,7 +63,7 @@ class RestartRedis:
                    params=self.describe())
         if paused is not None:
             paused.control.disarm(self.spec.point or "")
-        time.sleep(self.spec.down_ms / 1000)
+        time.sleep(self.spec.duration_ms / 1000)
         self.heal(ctx)
         return True
 

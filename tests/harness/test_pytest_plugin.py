@@ -183,7 +183,7 @@ def test_a_broken_invariant_fails_the_test_with_its_witness(pytester: pytest.Pyt
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([
         "*crashlab: scenario 'impossible-retries' (seed 1) is invalid: "
-        "1 of * checker(s) not valid*",
+        "1 of * checker(s) invalid or unknown*",
         "*retry_accounting: invalid: job * ended with retry_count 1; "
         "the scenario expects 5*",
         "*- crashlab run folders -*",

@@ -73,3 +73,33 @@ def test_restart_redis_turns_on_aof() -> None:
         "name: r\ndescription: d\nfaults:\n  - {kind: restart_redis}\n", "r.yaml")
     assert scenario.needs_aof
     assert not parse_scenario("name: s\ndescription: d\n", "s.yaml").needs_aof
+
+
+@pytest.mark.parametrize(("kind", "old", "new"), [
+    ("restart_redis", "down_ms", "duration_ms"),
+    ("kill_random", "min_ms", "min_delay_ms"),
+    ("kill_random", "max_ms", "max_delay_ms"),
+])
+def test_an_old_fault_field_name_is_refused_naming_the_new_one(kind: str, old: str,
+                                                               new: str) -> None:
+    text = f"name: x\ndescription: d\nfaults:\n  - {{kind: {kind}, {old}: 700}}\n"
+    with pytest.raises(ScenarioError) as caught:
+        parse_scenario(text, "old.yaml")
+    assert f"{old!r} was renamed {new!r}" in str(caught.value) and "old.yaml" in str(caught.value)
+
+
+def test_stop_takes_a_phase_or_a_time_not_both() -> None:
+    text = ("name: x\ndescription: d\nfaults:\n"
+            "  - {kind: stop, point: chunk.committed, delay_ms: 100}\n")
+    with pytest.raises(ScenarioError, match="either point"):
+        parse_scenario(text, "stop.yaml")
+
+
+def test_the_deploy_scenarios_stop_with_sigterm_and_a_grace() -> None:
+    deploys = {name: resolve(name) for name in
+               ("deploy-mid-job", "deploy-grace-too-short", "rolling-restart",
+                "upload-deploy-mid-part")}
+    kinds = {name: [f.kind for f in s.faults] for name, s in deploys.items()}
+    assert kinds["rolling-restart"] == ["rolling_restart"]
+    assert all(k == ["stop"] for n, k in kinds.items() if n != "rolling-restart")
+    assert deploys["rolling-restart"].workers == 3

@@ -145,6 +145,15 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
                "if retries > tonumber(job[4] or '0') then\n",
                "if false then\n"),),
     ),
+    Mutant(
+        "shutdown-skips-release",
+        "on SIGTERM the worker cancels its running jobs and exits without handing them "
+        "back, so a deploy leaves each job to its lease and the takeover counts a retry",
+        "deploy-mid-job",
+        (Patch("worker.py",
+               "                reply = await self.store.release(claim, self.worker_id)\n",
+               "                reply = \"not released\"\n"),),
+    ),
 )}
 
 

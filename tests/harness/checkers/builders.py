@@ -31,7 +31,9 @@ Record = dict[str, Any]
 class RunBuilder:
     def __init__(self, scenario: str = "kill-mid-chunk", seed: int = 7) -> None:
         self.run_start: Record = {"kind": "run_start", "scenario": scenario, "seed": seed,
-                                  "schedule": [], "target": "reference"}
+                                  "schedule": [], "target": "reference",
+                                  # the events are 7 ms apart: every takeover is after it
+                                  "settings": {"lease_ttl_ms": "5"}}
         self.timeline: list[Record] = []
         self.stream: list[Record] = []
         self.snapshots: dict[str, JobSnapshot] = {}

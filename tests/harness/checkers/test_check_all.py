@@ -12,7 +12,7 @@ from harness.checkers import (
     combine,
     run_checkers,
 )
-from harness.checkers.base import MAX_DETAILS, Findings
+from harness.checkers.base import MAX_DETAILS, Findings, tally, tally_words
 from harness.errors import ScenarioError
 from harness.history import History
 from tests.harness.checkers.builders import RunBuilder, exhaust_retries, one_job
@@ -34,6 +34,7 @@ EXPECTED_NAMES = [
     "timeout_enforced",
     "upload_byte_exact",
     "fault_coverage",
+    "graceful_stop_honoured",
 ]
 
 
@@ -42,6 +43,20 @@ def test_invalid_beats_unknown_beats_valid() -> None:
     assert combine([Verdict.UNKNOWN, Verdict.VALID]) is Verdict.UNKNOWN
     assert combine([Verdict.VALID, Verdict.VALID]) is Verdict.VALID
     assert combine([]) is Verdict.VALID
+
+
+def test_not_applicable_never_changes_the_combined_verdict() -> None:
+    na = Verdict.NOT_APPLICABLE
+    assert combine([na, na]) is Verdict.VALID
+    assert combine([na, Verdict.UNKNOWN]) is Verdict.UNKNOWN
+    assert combine([Verdict.INVALID, na]) is Verdict.INVALID
+
+
+def test_tally_counts_the_four_verdicts_apart_and_says_them_in_words() -> None:
+    verdicts = [Verdict.VALID] * 12 + [Verdict.UNKNOWN] + [Verdict.NOT_APPLICABLE] * 3
+    assert tally(verdicts) == {"valid": 12, "invalid": 0, "unknown": 1, "not_applicable": 3}
+    assert tally_words(verdicts) == "12 held, 1 unknown, 3 not applicable"
+    assert tally_words(["valid", "invalid"]) == "1 held, 1 invalid"
 
 
 def test_findings_witness_is_the_first_of_the_worst_verdict() -> None:
@@ -103,7 +118,10 @@ def test_run_checkers_on_a_recovered_run_is_all_valid() -> None:
 
     assert [r.checker for r in results] == EXPECTED_NAMES
     assert all(isinstance(r, CheckResult) for r in results)
-    assert {r.checker: r.verdict for r in results} == dict.fromkeys(EXPECTED_NAMES, Verdict.VALID)
+    expected = dict.fromkeys(EXPECTED_NAMES, Verdict.VALID)
+    expected["upload_byte_exact"] = Verdict.NOT_APPLICABLE  # a transcription-only run
+    expected["graceful_stop_honoured"] = Verdict.NOT_APPLICABLE  # nothing got a SIGTERM
+    assert {r.checker: r.verdict for r in results} == expected
 
 
 def test_run_checkers_takes_expectations_from_the_final_state() -> None:
@@ -115,7 +133,8 @@ def test_run_checkers_takes_expectations_from_the_final_state() -> None:
     run.expect = {"terminal_states": ["FAILED"], "expect_failure_reason": "lost its worker",
                   "max_retries": 0, "expect_retry_count": 1}
     results = run_checkers(run.history(), run.state())
-    assert [r.checker for r in results if r.verdict is not Verdict.VALID] == []
+    assert [r.checker for r in results
+            if r.verdict in (Verdict.INVALID, Verdict.UNKNOWN)] == []
 
 
 def test_a_history_breaking_the_schema_makes_the_readers_unknown() -> None:
@@ -142,7 +161,7 @@ def test_all_checkers_pass_a_valid_100k_entry_history() -> None:
 
     results = run_checkers(history, run.state())
 
-    assert [r for r in results if r.verdict is not Verdict.VALID] == []
+    assert [r for r in results if r.verdict in (Verdict.INVALID, Verdict.UNKNOWN)] == []
     assert f"({n})" in results[0].witness
 
 

@@ -136,7 +136,17 @@ def test_a_job_in_a_forked_child_of_a_killed_worker_was_in_flight() -> None:
     other = (Run().submit("j1", max_retries=1).attempt("j1", 1, pid=61, worker="w2",
                                                        effect=False)
              .kill(2, pid=50, name="w1").final("j1", "PROCESSING", where=["rq:wip:q"]))
-    assert other.check(RecoveryBounded()).verdict is Verdict.VALID
+    assert other.check(RecoveryBounded()).verdict is Verdict.NOT_APPLICABLE
+
+
+def test_nothing_to_judge_is_not_applicable_with_what_was_missing() -> None:
+    run = Run().submit("j1").attempt("j1", 1, pid=50).final("j1", "COMPLETED", ended=2)
+    recovery = run.check(RecoveryBounded())
+    assert recovery.verdict is Verdict.NOT_APPLICABLE and "no job was in flight" in \
+        recovery.witness
+    retries = run.check(RetriesWithinMax())
+    assert retries.verdict is Verdict.NOT_APPLICABLE and "retry limit" in retries.witness
+    assert Run().check(JobsSettled()).verdict is Verdict.NOT_APPLICABLE
 
 
 def test_more_attempts_than_retries_allow_is_invalid() -> None:

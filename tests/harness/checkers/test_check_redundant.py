@@ -22,13 +22,23 @@ def test_call_for_a_chunk_after_its_commit_is_invalid_and_names_job_and_chunk() 
     assert "job job-1 chunk 0" in result.witness and "after it was committed" in result.witness
 
 
-def test_runs_with_a_frozen_worker_are_not_judged() -> None:
+def test_a_zombie_redoing_a_committed_chunk_after_its_thaw_is_judged_invalid() -> None:
     run = one_job()
     run.call("job-1", 0, "repeat", "alfa")
     run.add("process_signal", name="w2", pid=4242, signal="SIGSTOP")
+    run.add("process_signal", name="w2", pid=4242, signal="SIGCONT")
+    result = check(CHECKER, run)
+    assert result.verdict is Verdict.INVALID
+    assert "job job-1 chunk 0" in result.witness
+
+
+def test_a_run_with_a_frozen_worker_that_redid_nothing_is_judged_valid() -> None:
+    run = one_job()
+    run.add("process_signal", name="w2", pid=4242, signal="SIGSTOP")
+    run.add("process_signal", name="w2", pid=4242, signal="SIGCONT")
     result = check(CHECKER, run)
     assert result.verdict is Verdict.VALID
-    assert result.witness.startswith("not checked")
+    assert "1 worker frozen and thawed" in result.witness
 
 
 def test_a_status_query_in_the_same_millisecond_as_the_commit_it_led_to_is_valid() -> None:

@@ -25,6 +25,13 @@ def test_takeover_inside_the_lease_is_invalid_and_names_the_job() -> None:
     assert result.witness.startswith("job job-1:") and "could not have expired" in result.witness
 
 
-def test_run_without_a_ttl_is_not_judged() -> None:
-    result = check(CHECKER, one_job())
-    assert result.verdict is Verdict.VALID and result.witness.startswith("not checked")
+def test_takeover_without_a_ttl_in_the_settings_is_unknown_and_says_why() -> None:
+    run = one_job()
+    del run.run_start["settings"]
+    result = check(CHECKER, run)
+    assert result.verdict is Verdict.UNKNOWN and "do not name lease_ttl_ms" in result.witness
+
+
+def test_run_without_a_takeover_is_not_applicable() -> None:
+    result = check(CHECKER, one_job(crash_after=None))
+    assert result.verdict is Verdict.NOT_APPLICABLE and "no job was taken over" in result.witness
