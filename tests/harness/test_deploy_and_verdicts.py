@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from harness.mutants import mutant_target
 
 from harness.checkers.base import Verdict
+from harness.packs.reference.mutants import mutant_target
 from harness.procs import ProcessRegistry
 from harness.runner import RunResult, run_scenario
 from harness.scenario import resolve
