@@ -21,6 +21,7 @@ and how long it took; the checkers (``harness.checkers.graceful``) read it.
 
 from __future__ import annotations
 
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -78,6 +79,8 @@ def graceful_stop(ctx: FaultContext, worker: Worker, grace_ms: int) -> StopOutco
     """
     runtime = ctx.env.runtime
     started = time.monotonic()
+    if grace_ms == 0:
+        return _no_grace(ctx, worker, started)
     runtime.kill(worker.handle, signal.SIGTERM)
     code = runtime.wait(worker.handle, grace_ms / 1000)
     if code is None and runtime.is_running(worker.handle):
@@ -85,6 +88,28 @@ def graceful_stop(ctx: FaultContext, worker: Worker, grace_ms: int) -> StopOutco
         return StopOutcome(worker.worker_id, KILLED, runtime.exit_status(worker.handle),
                            round((time.monotonic() - started) * 1000))
     return StopOutcome(worker.worker_id, EXITED, code,
+                       round((time.monotonic() - started) * 1000))
+
+
+def _no_grace(ctx: FaultContext, worker: Worker, started: float) -> StopOutcome:
+    """A stop with no grace at all: SIGTERM and SIGKILL back to back, straight to the
+    process on this host (a container's too, by its host pid), so no runtime's
+    round trip between the two gives the worker time to hand its job back."""
+    runtime = ctx.env.runtime
+    pid = runtime.pid(worker.handle)
+    if pid is None:
+        runtime.kill(worker.handle, signal.SIGTERM)
+    else:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.kill(pid, sig)
+                delivered = True
+            except ProcessLookupError:
+                delivered = False
+            ctx.record("process_signal", name=worker.worker_id, pid=pid,
+                       signal=signal.Signals(sig).name, delivered=delivered)
+    ctx.kill(worker)  # the runtime's own SIGKILL (the process group), and the reaping
+    return StopOutcome(worker.worker_id, KILLED, runtime.exit_status(worker.handle),
                        round((time.monotonic() - started) * 1000))
 
 
