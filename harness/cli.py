@@ -160,6 +160,11 @@ def run(
     scenarios: Annotated[list[str] | None, typer.Argument(
         help="catalog names or scenario files", show_default=False)] = None,
     all_: Annotated[bool, typer.Option("--all", help="run the whole catalog")] = False,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="the catalog's scenarios tagged quick (under 30 s in all)")] = False,
+    parallel: Annotated[int, typer.Option(
+        min=1, help="run N scenarios at once, each in its own environment "
+                    "(harness/parallel.py)")] = 1,
     repeat: Annotated[int, typer.Option(min=1, help="run each scenario N times")] = 1,
     seed: Annotated[int, typer.Option(help="seed of the first run (then seed+1, ...)")] = 1,
     runtime: Annotated[str, typer.Option(
@@ -189,12 +194,25 @@ def run(
         raise typer.Exit(EXIT_SETUP)
     try:
         chosen = list(catalog().values()) if all_ else [resolve(n) for n in scenarios or []]
+        if quick:
+            from harness.scenario import QUICK_TAG, tagged
+
+            chosen += [s for s in tagged(QUICK_TAG) if s not in chosen]
     except ScenarioError as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(EXIT_SETUP) from None
     if not chosen:
         err.print("nothing to run: name scenarios or pass --all (`crashlab list` shows them)")
         raise typer.Exit(EXIT_SETUP)
+    if parallel > 1:
+        from harness.cli_parallel import run_parallel_command
+
+        raise typer.Exit(run_parallel_command(
+            [s.name for s in chosen] if all_ else
+            [*(scenarios or []), *(s.name for s in chosen[len(scenarios or []):])],
+            repeat=repeat, seed=seed, workers=parallel, runs=runs, runtime=runtime,
+            mutant=mutant, report=not no_report, as_json=as_json, out=err if as_json else console,
+            err=err))
     registry = _registry()
     target = None
     if mutant is not None:

@@ -26,10 +26,13 @@ def new_run_dir(name: str, root: Path = DEFAULT_ROOT) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     path = root / f"{stamp}-{slug}"
     suffix = 1
-    while path.exists():
-        suffix += 1
-        path = root / f"{stamp}-{slug}-{suffix}"
-    path.mkdir()
+    while True:  # mkdir, not exists(): `run --parallel` children may race for a name
+        try:
+            path.mkdir()
+            break
+        except FileExistsError:
+            suffix += 1
+            path = root / f"{stamp}-{slug}-{suffix}"
     (path / "logs").mkdir()
     latest = root / "latest"
     tmp = root / f".latest-{os.getpid()}"
