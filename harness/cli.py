@@ -173,6 +173,11 @@ def run(
     scenarios: Annotated[list[str] | None, typer.Argument(
         help="catalog names or scenario files", show_default=False)] = None,
     all_: Annotated[bool, typer.Option("--all", help="run the whole catalog")] = False,
+    quick: Annotated[bool, typer.Option(
+        "--quick", help="the catalog's scenarios tagged quick (under 30 s in all)")] = False,
+    parallel: Annotated[int, typer.Option(
+        min=1, help="run N scenarios at once, each in its own environment "
+                    "(harness/parallel.py)")] = 1,
     repeat: Annotated[int, typer.Option(min=1, help="run each scenario N times")] = 1,
     seed: Annotated[int, typer.Option(help="seed of the first run (then seed+1, ...)")] = 1,
     runtime: Annotated[str, typer.Option(
@@ -202,8 +207,13 @@ def run(
         raise typer.Exit(EXIT_SETUP)
     try:
         name, project = choose_target(target_flag)
-        chosen = list(catalog_for(name, project).values()) if all_ else \
+        shipped = catalog_for(name, project)
+        chosen = list(shipped.values()) if all_ else \
             [resolve_for(n, name, project) for n in scenarios or []]
+        if quick:
+            from harness.scenario import QUICK_TAG
+
+            chosen += [s for s in shipped.values() if QUICK_TAG in s.tags and s not in chosen]
         chosen = [project.with_settings(s) for s in chosen]
         target = _load(name, mutant)
     except (ScenarioError, SetupError) as exc:
@@ -212,6 +222,15 @@ def run(
     if not chosen:
         err.print("nothing to run: name scenarios or pass --all (`crashlab list` shows them)")
         raise typer.Exit(EXIT_SETUP)
+    if parallel > 1:
+        from harness.cli_parallel import run_parallel_command
+
+        raise typer.Exit(run_parallel_command(
+            [s.name for s in chosen] if all_ else
+            [*(scenarios or []), *(s.name for s in chosen[len(scenarios or []):])],
+            repeat=repeat, seed=seed, workers=parallel, runs=runs, runtime=runtime,
+            mutant=mutant, report=not no_report, as_json=as_json, out=err if as_json else console,
+            err=err, target=name))
     registry = _registry()
     out = err if as_json else console
     if runtime == "docker":  # once, before the first scenario's clock starts

@@ -31,10 +31,13 @@ def new_run_dir(name: str, root: Path = DEFAULT_ROOT, *, point_latest: bool = Tr
     root.mkdir(parents=True, exist_ok=True)
     path = root / f"{stamp}-{slug}"
     suffix = 1
-    while path.exists():
-        suffix += 1
-        path = root / f"{stamp}-{slug}-{suffix}"
-    path.mkdir()
+    while True:  # mkdir, not exists(): `run --parallel` children may race for a name
+        try:
+            path.mkdir()
+            break
+        except FileExistsError:
+            suffix += 1
+            path = root / f"{stamp}-{slug}-{suffix}"
     (path / "logs").mkdir()
     if point_latest:
         point_at_latest(root, path)

@@ -103,6 +103,8 @@ class Scenario(BaseModel):
     timeout_s: float = Field(90, gt=0, le=3600, description="budget for jobs to settle")
     phase_timeout_s: float = Field(30, gt=0, le=600,
                                    description="how long a fault waits for its phase")
+    tags: list[str] = Field(default_factory=list,
+                            description="labels for selection; `quick` is `crashlab run --quick`")
 
     @field_validator("settings", mode="before")
     @classmethod
@@ -183,6 +185,14 @@ def catalog() -> dict[str, Scenario]:
                 raise ScenarioError(f"scenarios/{entry.name}: duplicate name {scenario.name!r}")
             found[scenario.name] = scenario
     return found
+
+
+QUICK_TAG = "quick"
+
+
+def tagged(tag: str) -> list[Scenario]:
+    """The catalog's scenarios carrying ``tag`` (``quick``: the subset of ``run --quick``)."""
+    return [s for s in catalog().values() if tag in s.tags]
 
 
 def resolve(name_or_path: str) -> Scenario:

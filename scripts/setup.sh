@@ -148,6 +148,13 @@ if command -v tmux >/dev/null 2>&1; then
 else
     want_apt tmux tmux
 fi
+# graphviz: `dot` renders docs/diagrams/*.dot to the SVGs beside them
+# (`make diagrams`; a test fails when an SVG is stale)
+if command -v dot >/dev/null 2>&1; then
+    present "graphviz ($(command -v dot))"
+else
+    want_apt graphviz graphviz
+fi
 if ! python_ok "$PYTHON"; then
     # Debian 12's own python3 is 3.11; pyenv users get it from pyenv instead.
     if [[ $PYTHON == python3.11 ]]; then
