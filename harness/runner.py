@@ -308,7 +308,7 @@ def judge(run_dir: Path, expectations: Expectations | None = None, *,
         expectations = Expectations.from_json(state.expect)
     if target is None:
         target = load_target(stored_target_name(run_dir))
-    return run_checkers(history, state, expectations, checkers=target.checkers())
+    return run_checkers(history, state, expectations, target.checkers())
 
 
 def stored_target_name(run_dir: Path) -> str:

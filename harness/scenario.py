@@ -150,18 +150,23 @@ def parse_scenario(text: str, source: str) -> Scenario:
         problems = []
         for err in exc.errors():
             field = ".".join(str(part) for part in err["loc"]) or "(top level)"
-            problems.append(f"  {field}: {err['msg']}{_hint(err)}")
+            problems.append(f"  {field}: {_message(err)}{_hint(err)}")
         raise ScenarioError(f"{source}: invalid scenario\n" + "\n".join(problems)) from None
+
+
+def _message(err: Any) -> str:
+    if err.get("type") == "union_tag_invalid":
+        from harness.faults import FAULT_KINDS
+
+        tag = (err.get("ctx") or {}).get("tag", "?")
+        return f"unknown fault kind {tag!r}; the kinds are: {', '.join(FAULT_KINDS)}"
+    return str(err["msg"])
 
 
 def _hint(err: Any) -> str:
     kind = err.get("type")
     if kind == "extra_forbidden":
         return " (remove it, or check its spelling)"
-    if kind == "union_tag_invalid":
-        from harness.faults import FAULT_KINDS
-
-        return f" (fault kind must be one of: {', '.join(FAULT_KINDS)})"
     if kind == "missing":
         return " (add this field)"
     return ""

@@ -27,18 +27,13 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from harness.faults import fault_colour
 from reports.measures import ChunkCalls
 from reports.timeline import FaultMark, ProgressPoint, Timeline
 
 VERDICT_COLORS: Mapping[str, str] = {"valid": "#1a7f37", "invalid": "#cf222e",
                                      "unknown": "#bf8700", "incomplete": "#6e7781",
                                      "not_applicable": "#afb8c1"}
-FAULT_COLORS: Mapping[str, str] = {
-    "sever_redis": "#8250df", "redis_toxic": "#0969da", "restart_redis": "#953800",
-    "service_errors": "#bc4c00", "pause_past_lease": "#57606a", "kill_at_phase": "#cf222e",
-    "kill_random": "#cf222e", "corrupt_chunk": "#9a6700", "delete_source": "#9a6700",
-    "stop": "#1a7f37", "rolling_restart": "#1a7f37",
-}
 OUTCOME_COLORS: Mapping[str, str] = {"new": "#2da44e", "repeat": "#d4a72c",
                                      "status": "#54aeff", "fault": "#cf222e",
                                      "bad_request": "#8c959f"}
@@ -149,7 +144,7 @@ def _draw_lanes(ax: Axes, timeline: Timeline, colors: Mapping[str, str],
 def _draw_faults(lanes_ax: Axes, progress_ax: Axes, faults: Sequence[FaultMark], y: int,
                  t_end: float) -> None:
     for mark in faults:
-        color = FAULT_COLORS.get(mark.kind, "#57606a")
+        color = fault_colour(mark.kind)
         if mark.end is not None:
             width = max(mark.end - mark.start, 0.01)
             for ax in (lanes_ax, progress_ax):
@@ -239,7 +234,7 @@ def _legend(kinds: Sequence[str], rejected: bool) -> list[Patch | Line2D]:
         handles.append(Line2D([], [], marker="x", color="#24292f", markeredgewidth=1.5,
                               markersize=6, linestyle="none", label="write rejected (stale epoch)"))
     for kind in kinds:
-        handles.append(Patch(facecolor=FAULT_COLORS.get(kind, "#57606a"), alpha=0.6,
+        handles.append(Patch(facecolor=fault_colour(kind), alpha=0.6,
                              label=kind))
     return handles
 

@@ -28,7 +28,7 @@ import logging
 import statistics
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -42,7 +42,7 @@ from harness.bench.stats import machine, source_revision
 from harness.bench.synthetic import synthetic_run
 from harness.bench.throughput import measure_throughput
 from harness.checkers import run_checkers
-from harness.checkers.base import CheckResult, Verdict, combine
+from harness.checkers.base import Checker, CheckResult, Verdict, combine
 from harness.errors import CrashlabError, SetupError
 from harness.history import FinalState, History, load_history
 from harness.packs_registry import load_target
@@ -245,7 +245,7 @@ def _checker_speed(entries: int, path: Path) -> dict[str, Any]:
     checked, (history, checks) = _timed(3, lambda: _check(records, state))
     path.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in records))
     started = time.perf_counter()
-    run_checkers(load_history(path), state)
+    run_checkers(load_history(path), state, None, _reference_checkers())
     analyzed = time.perf_counter() - started
     verdict = combine(c.verdict for c in checks)
     if verdict is not Verdict.VALID:
@@ -265,10 +265,15 @@ def _checker_speed(entries: int, path: Path) -> dict[str, Any]:
             "checkers": len(checks), "verdict": str(verdict)}
 
 
+def _reference_checkers() -> Sequence[Checker]:
+    """The reference pack's checkers: the synthetic history is of its media jobs."""
+    return load_target("reference").checkers()
+
+
 def _check(records: list[dict[str, Any]],
            state: FinalState) -> tuple[History, list[CheckResult]]:
     history = History.from_json(records)
-    return history, run_checkers(history, state)
+    return history, run_checkers(history, state, None, _reference_checkers())
 
 
 def _timed(times: int, work: Callable[[], T]) -> tuple[float, T]:

@@ -14,6 +14,7 @@ unknown, never invalid.
 from __future__ import annotations
 
 from harness.checkers.base import CheckResult, Expectations, Findings
+from harness.checkers.registry import checker
 from harness.history import Entry, EntryKind, FinalState, History, PlannedFault
 
 
@@ -22,6 +23,7 @@ def _describe(fault: PlannedFault) -> str:
     return f"{fault.fault_id} ({fault.fault}{' ' + params if params else ''})"
 
 
+@checker(suite="faults", rank=160)
 class FaultCoverage:
     name = "fault_coverage"
 

@@ -28,6 +28,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 from harness.checkers.base import CheckResult, Expectations, Findings, Verdict, plural
+from harness.checkers.registry import checker
 from harness.history import EntryKind, FinalState, History
 from harness.ledger import START, LedgerLine, billed_calls, ledger_lines
 from harness.target import JobSnapshot
@@ -72,6 +73,7 @@ def _written_by(line: LedgerLine, kill: Kill) -> bool:
     return line.pid == kill.pid or (line.worker is not None and line.worker == kill.name)
 
 
+@checker(suite="queue", rank=1)
 class JobsSettled:
     name = "jobs_settled"
 
@@ -100,6 +102,7 @@ class JobsSettled:
                             f"{' or '.join(sorted(expectations.terminal_states))}")
 
 
+@checker(suite="queue", rank=2)
 class NoneLost:
     name = "none_lost"
 
@@ -121,6 +124,7 @@ class NoneLost:
                             "finished or is still held by a key of the queue")
 
 
+@checker(suite="queue", rank=3)
 class EffectsPerPromise:
     name = "effects_per_promise"
 
@@ -172,6 +176,7 @@ class EffectsPerPromise:
                             f"{plural(len(lines), 'ledger line')}{note}")
 
 
+@checker(suite="queue", rank=4)
 class RecoveryBounded:
     name = "recovery_bounded"
 
@@ -230,6 +235,7 @@ class RecoveryBounded:
                             f"within {limit:.0f} s or ended for a reason{timing}")
 
 
+@checker(suite="queue", rank=5)
 class RetriesWithinMax:
     name = "retries_within_max"
 
@@ -257,8 +263,3 @@ class RetriesWithinMax:
         total = sum(attempts.values())
         return found.result(f"{plural(total, 'attempt')} over {plural(len(attempts), 'job')}, "
                             "none beyond its retries")
-
-
-QUEUE_CHECKERS = (JobsSettled(), NoneLost(), EffectsPerPromise(), RecoveryBounded(),
-                  RetriesWithinMax())
-"""The generic invariants, in the order a report lists them."""

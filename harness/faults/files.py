@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from harness.faults.base import FaultContext
+from harness.faults.registry import FaultSpecModel, fault_kind
 
 
-class CorruptChunkSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CorruptChunkSpec(FaultSpecModel):
     kind: Literal["corrupt_chunk"]
     chunk: int = Field(0, ge=0, description="chunk index")
     mode: Literal["corrupt", "delete"] = "corrupt"
@@ -26,8 +26,7 @@ class CorruptChunkSpec(BaseModel):
                                               "killed without one, so it finds the damage")
 
 
-class DeleteSourceSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class DeleteSourceSpec(FaultSpecModel):
     kind: Literal["delete_source"]
     job: int = Field(0, ge=0)
     at_crash: bool = Field(False, description="the job where the previous phase fault "
@@ -49,6 +48,7 @@ def _replace_crashed(ctx: FaultContext, at_crash: bool) -> None:
         ctx.replace(ctx.unreplaced.pop(0))
 
 
+@fault_kind(CorruptChunkSpec, colour="#9a6700")
 class CorruptChunk:
     def __init__(self, fault_id: str, spec: CorruptChunkSpec) -> None:
         self.fault_id = fault_id
@@ -87,6 +87,7 @@ class CorruptChunk:
         """A damaged file is the worker's to repair; nothing to undo here."""
 
 
+@fault_kind(DeleteSourceSpec, colour="#9a6700")
 class DeleteSource:
     def __init__(self, fault_id: str, spec: DeleteSourceSpec) -> None:
         self.fault_id = fault_id

@@ -18,15 +18,15 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from harness.environment import Worker
 from harness.faults.base import FaultContext
 from harness.faults.kill_at_phase import pause_actions
+from harness.faults.registry import FaultSpecModel, fault_kind
 
 
-class FreezeSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class FreezeSpec(FaultSpecModel):
     kind: Literal["freeze"]
     point: str | None = Field(None, description="freeze while paused at this failpoint")
     occurrence: int = Field(1, ge=1, description="at the N-th hit of the point")
@@ -36,6 +36,7 @@ class FreezeSpec(BaseModel):
                              le=3_600_000)
 
 
+@fault_kind(FreezeSpec, colour="#0550ae")
 class Freeze:
     def __init__(self, fault_id: str, spec: FreezeSpec) -> None:
         self.fault_id = fault_id

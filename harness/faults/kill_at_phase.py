@@ -17,13 +17,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from harness.faults.base import FaultContext
+from harness.faults.registry import FaultSpecModel, fault_kind
 
 
-class KillAtPhaseSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class KillAtPhaseSpec(FaultSpecModel):
     kind: Literal["kill_at_phase"]
     point: str = Field(description="failpoint name from the target's phase catalog")
     occurrence: int = Field(1, ge=1, description="kill at the N-th hit of the point")
@@ -49,6 +49,7 @@ def pause_actions(occurrence: int) -> str:
     return pause_at_hits([occurrence])
 
 
+@fault_kind(KillAtPhaseSpec, colour="#cf222e")
 class KillAtPhase:
     def __init__(self, fault_id: str, spec: KillAtPhaseSpec) -> None:
         self.fault_id = fault_id

@@ -9,13 +9,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from harness.faults.base import FaultContext, reject_renamed
+from harness.faults.registry import FaultSpecModel, fault_kind
 
 
-class KillRandomSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class KillRandomSpec(FaultSpecModel):
     kind: Literal["kill_random"]
     min_delay_ms: int = Field(0, ge=0, description="earliest kill, after the previous step")
     max_delay_ms: int = Field(1000, ge=0, description="latest kill")
@@ -33,6 +33,7 @@ class KillRandomSpec(BaseModel):
         return self
 
 
+@fault_kind(KillRandomSpec, colour="#cf222e")
 class KillRandom:
     def __init__(self, fault_id: str, spec: KillRandomSpec) -> None:
         self.fault_id = fault_id

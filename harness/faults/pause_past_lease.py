@@ -24,16 +24,16 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from harness.control_client import ControlError
 from harness.environment import Worker
 from harness.faults.base import FaultContext
 from harness.faults.kill_at_phase import pause_actions
+from harness.faults.registry import FaultSpecModel, fault_kind
 
 
-class PausePastLeaseSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class PausePastLeaseSpec(FaultSpecModel):
     kind: Literal["pause_past_lease"]
     point: str | None = Field(None, description="freeze while paused at this failpoint")
     occurrence: int = Field(1, ge=1)
@@ -43,6 +43,7 @@ class PausePastLeaseSpec(BaseModel):
         None, description="hold the rescuing worker at this point until the zombie wrote")
 
 
+@fault_kind(PausePastLeaseSpec, colour="#57606a")
 class PausePastLease:
     def __init__(self, fault_id: str, spec: PausePastLeaseSpec) -> None:
         self.fault_id = fault_id

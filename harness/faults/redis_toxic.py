@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from harness.faults.base import FaultContext
+from harness.faults.registry import FaultSpecModel, fault_kind
 
 
-class RedisToxicSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RedisToxicSpec(FaultSpecModel):
     kind: Literal["redis_toxic"]
     toxic: Literal["latency", "reset_peer", "timeout"]
     latency_ms: int = Field(100, ge=0, description="latency toxic: added delay")
@@ -20,6 +20,7 @@ class RedisToxicSpec(BaseModel):
     delay_ms: int = Field(0, ge=0)
 
 
+@fault_kind(RedisToxicSpec, colour="#0969da")
 class RedisToxic:
     def __init__(self, fault_id: str, spec: RedisToxicSpec) -> None:
         self.fault_id = fault_id

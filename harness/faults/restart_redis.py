@@ -11,14 +11,14 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from harness.faults.base import FaultContext, reject_renamed
 from harness.faults.kill_at_phase import pause_actions
+from harness.faults.registry import FaultSpecModel, fault_kind
 
 
-class RestartRedisSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RestartRedisSpec(FaultSpecModel):
     kind: Literal["restart_redis"]
     duration_ms: int = Field(500, ge=0, description="how long Redis stays down")
 
@@ -31,6 +31,7 @@ class RestartRedisSpec(BaseModel):
     occurrence: int = Field(1, ge=1)
 
 
+@fault_kind(RestartRedisSpec, colour="#953800")
 class RestartRedis:
     def __init__(self, fault_id: str, spec: RestartRedisSpec) -> None:
         self.fault_id = fault_id

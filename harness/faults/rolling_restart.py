@@ -16,14 +16,14 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from harness.faults.base import FaultContext
+from harness.faults.registry import FaultSpecModel, fault_kind
 from harness.faults.stop import DEFAULT_GRACE_MS, graceful_stop, record_stop
 
 
-class RollingRestartSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class RollingRestartSpec(FaultSpecModel):
     kind: Literal["rolling_restart"]
     delay_ms: int = Field(0, ge=0, description="wait before the first worker is stopped")
     grace_ms: int = Field(DEFAULT_GRACE_MS, ge=0,
@@ -33,6 +33,7 @@ class RollingRestartSpec(BaseModel):
         False, description="end the rollout early once every job has settled")
 
 
+@fault_kind(RollingRestartSpec, colour="#1a7f37")
 class RollingRestart:
     def __init__(self, fault_id: str, spec: RollingRestartSpec) -> None:
         self.fault_id = fault_id

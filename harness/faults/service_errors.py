@@ -10,13 +10,13 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from harness.faults.base import FaultContext
+from harness.faults.registry import FaultSpecModel, fault_kind
 
 
-class ServiceErrorsSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ServiceErrorsSpec(FaultSpecModel):
     kind: Literal["service_errors"]
     status: Literal[429, 500, 502, 503] | None = None
     count: int | None = Field(3, ge=1, description="calls to hit; null = every call in the window")
@@ -25,6 +25,7 @@ class ServiceErrorsSpec(BaseModel):
     duration_ms: int = Field(2000, ge=0, description="window before the fault is cleared")
 
 
+@fault_kind(ServiceErrorsSpec, colour="#bc4c00")
 class ServiceErrors:
     def __init__(self, fault_id: str, spec: ServiceErrorsSpec) -> None:
         self.fault_id = fault_id

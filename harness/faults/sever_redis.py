@@ -11,14 +11,14 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from harness.faults.base import FaultContext
 from harness.faults.kill_at_phase import pause_actions
+from harness.faults.registry import FaultSpecModel, fault_kind
 
 
-class SeverRedisSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class SeverRedisSpec(FaultSpecModel):
     kind: Literal["sever_redis"]
     duration_ms: int = Field(1000, ge=1)
     delay_ms: int = Field(0, ge=0)
@@ -26,6 +26,7 @@ class SeverRedisSpec(BaseModel):
     occurrence: int = Field(1, ge=1)
 
 
+@fault_kind(SeverRedisSpec, colour="#8250df")
 class SeverRedis:
     def __init__(self, fault_id: str, spec: SeverRedisSpec) -> None:
         self.fault_id = fault_id

@@ -16,7 +16,7 @@ or after ``delay_ms``. Both runtimes stop the same way through the
 Every stopped worker gets one ``worker_stop`` entry in the history
 (``record_stop``): the signal, the grace, whether the process left by
 itself (``exited``) or was killed at the end of the grace (``killed``),
-and how long it took; the checkers (``harness.checkers.graceful``) read it.
+and how long it took; the checkers (``harness.packs.reference.checkers.graceful``) read it.
 """
 
 from __future__ import annotations
@@ -27,11 +27,12 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from harness.environment import Worker
 from harness.faults.base import FaultContext
 from harness.faults.kill_at_phase import pause_actions
+from harness.faults.registry import FaultSpecModel, fault_kind
 
 WORKER_STOP = "worker_stop"
 """The history entry kind of one graceful stop (see the module docstring)."""
@@ -42,8 +43,7 @@ KILLED = "killed"  # still alive at the end of the grace: SIGKILLed
 DEFAULT_GRACE_MS = 10_000  # docker stop's default timeout
 
 
-class StopSpec(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class StopSpec(FaultSpecModel):
     kind: Literal["stop"]
     point: str | None = Field(None, description="stop while paused at this failpoint")
     occurrence: int = Field(1, ge=1, description="at the N-th hit of the point")
@@ -121,6 +121,7 @@ def record_stop(ctx: FaultContext, fault_id: str, stop: StopOutcome, grace_ms: i
                took_ms=stop.took_ms, **extra)
 
 
+@fault_kind(StopSpec, colour="#1a7f37")
 class Stop:
     def __init__(self, fault_id: str, spec: StopSpec) -> None:
         self.fault_id = fault_id

@@ -17,9 +17,9 @@ import pytest
 
 from harness.bench import FIGURES, TARGETS
 from harness.bench.synthetic import synthetic_run
-from harness.checkers import run_checkers
 from harness.checkers.base import Verdict
 from harness.history import History
+from tests.harness.checkers.builders import check_reference
 
 pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.timeout(300)]
 
@@ -98,7 +98,7 @@ def test_synthetic_history_is_valid_for_every_checker_and_breakable() -> None:
     records, state = synthetic_run(2_000)
     history = History.from_json(records)
     assert len(history.sut_events) >= 2_000
-    results = run_checkers(history, state)
+    results = check_reference(history, state)
     # the synthetic run has no upload job and no graceful stop: nothing for those two
     assert {r.checker: r.verdict for r in results if r.verdict is not Verdict.VALID} == {
         "upload_byte_exact": Verdict.NOT_APPLICABLE,
@@ -107,7 +107,7 @@ def test_synthetic_history_is_valid_for_every_checker_and_breakable() -> None:
     commit = next(r for r in records if r["kind"] == "sut_event"
                   and r["event"] == "chunk_committed")
     twice = [*records, {**commit, "index": len(records), "stream_id": "9-9", "seq": 999}]
-    verdicts = {r.checker: r.verdict for r in run_checkers(History.from_json(twice), state)}
+    verdicts = {r.checker: r.verdict for r in check_reference(History.from_json(twice), state)}
     assert verdicts["chunk_committed_once"] is Verdict.INVALID
 
 

@@ -17,8 +17,8 @@ from typing import Any, cast
 import httpx
 import redis
 
-from harness.checkers import ALL_CHECKERS
 from harness.checkers.base import Checker
+from harness.checkers.registry import suite
 from harness.environment import UPLOAD_BUCKET, Environment
 from harness.errors import CrashlabError
 from harness.history import HistoryWriter
@@ -169,7 +169,7 @@ class ReferenceTarget:
             history.record("s3_uploads", **pending)
 
     def checkers(self) -> Sequence[Checker]:
-        return ALL_CHECKERS
+        return suite("reference", "faults")
 
     def api_argv(self, host: str, port: int) -> Sequence[str]:
         return [self.python, "-m", "system_under_test", "api", "--host", host,

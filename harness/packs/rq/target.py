@@ -31,8 +31,7 @@ from rq.exceptions import NoSuchJobError
 from rq.job import Job
 
 from harness.checkers.base import Checker
-from harness.checkers.faults import FaultCoverage
-from harness.checkers.queue import QUEUE_CHECKERS
+from harness.checkers.registry import suite
 from harness.environment import Environment
 from harness.errors import ScenarioError
 from harness.history import HistoryWriter
@@ -155,7 +154,7 @@ class RqTarget:
             record_service_calls("billing", self._billing.calls(), history)
 
     def checkers(self) -> Sequence[Checker]:
-        return [*QUEUE_CHECKERS, FaultCoverage()]
+        return suite("queue", "faults")
 
     def read_events(self, client: redis.Redis, after: str) -> list[tuple[str, dict[str, Any]]]:
         return []  # RQ publishes no event stream

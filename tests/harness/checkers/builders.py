@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from harness.checkers import ALL_CHECKERS, Checker, CheckResult, Expectations
+from harness.checkers import Checker, CheckResult, Expectations, run_checkers, suite
 from harness.history import FinalState, History
 from harness.target import JobSnapshot
 
@@ -206,9 +206,19 @@ def check(checker: Checker, builder: RunBuilder,
     return checker.check(builder.history(), builder.state(), expectations or Expectations())
 
 
+REFERENCE_CHECKERS = suite("reference", "faults")
+"""What the reference pack is judged by (its ``checkers()``), in report order."""
+
+
 def checker_named(name: str) -> Checker:
-    (found,) = [c for c in ALL_CHECKERS if c.name == name]
+    (found,) = [c for c in REFERENCE_CHECKERS if c.name == name]
     return found
+
+
+def check_reference(history: History, state: FinalState,
+                    expectations: Expectations | None = None) -> list[CheckResult]:
+    """``run_checkers`` with the reference pack's checkers."""
+    return run_checkers(history, state, expectations, REFERENCE_CHECKERS)
 
 
 def exhaust_retries(builder: RunBuilder, job_id: str = "job-1") -> None:

@@ -5,17 +5,21 @@ from __future__ import annotations
 import pytest
 
 from harness.checkers import (
-    ALL_CHECKERS,
     CheckResult,
     Expectations,
     Verdict,
     combine,
-    run_checkers,
 )
 from harness.checkers.base import MAX_DETAILS, Findings, tally, tally_words
 from harness.errors import ScenarioError
 from harness.history import History
-from tests.harness.checkers.builders import RunBuilder, exhaust_retries, one_job
+from tests.harness.checkers.builders import (
+    REFERENCE_CHECKERS,
+    RunBuilder,
+    check_reference,
+    exhaust_retries,
+    one_job,
+)
 
 EXPECTED_NAMES = [
     "jobs_terminal",
@@ -108,13 +112,13 @@ def test_malformed_expectations_name_the_problem(raw: dict[str, object], message
 
 
 def test_all_checkers_are_listed_once_in_order() -> None:
-    assert [checker.name for checker in ALL_CHECKERS] == EXPECTED_NAMES
+    assert [checker.name for checker in REFERENCE_CHECKERS] == EXPECTED_NAMES
 
 
 def test_run_checkers_on_a_recovered_run_is_all_valid() -> None:
     run = one_job()
 
-    results = run_checkers(run.history(), run.state())
+    results = check_reference(run.history(), run.state())
 
     assert [r.checker for r in results] == EXPECTED_NAMES
     assert all(isinstance(r, CheckResult) for r in results)
@@ -128,11 +132,11 @@ def test_run_checkers_takes_expectations_from_the_final_state() -> None:
     run = one_job()
     exhaust_retries(run)
 
-    assert combine(r.verdict for r in run_checkers(run.history(), run.state())) \
+    assert combine(r.verdict for r in check_reference(run.history(), run.state())) \
         is Verdict.INVALID  # COMPLETED expected by default
     run.expect = {"terminal_states": ["FAILED"], "expect_failure_reason": "lost its worker",
                   "max_retries": 0, "expect_retry_count": 1}
-    results = run_checkers(run.history(), run.state())
+    results = check_reference(run.history(), run.state())
     assert [r.checker for r in results
             if r.verdict in (Verdict.INVALID, Verdict.UNKNOWN)] == []
 
@@ -141,7 +145,7 @@ def test_a_history_breaking_the_schema_makes_the_readers_unknown() -> None:
     run = one_job()
     run.event(event="chunk_committed", chunk=0)["epoch"] = "one"
 
-    results = {r.checker: r for r in run_checkers(run.history(), run.state())}
+    results = {r.checker: r for r in check_reference(run.history(), run.state())}
 
     assert results["events_ordered"].verdict is Verdict.UNKNOWN
     assert "does not follow the schema" in results["events_ordered"].witness
@@ -159,7 +163,7 @@ def test_all_checkers_pass_a_valid_100k_entry_history() -> None:
     history = run.history()
     assert len(history) > 100_000
 
-    results = run_checkers(history, run.state())
+    results = check_reference(history, run.state())
 
     assert [r for r in results if r.verdict in (Verdict.INVALID, Verdict.UNKNOWN)] == []
     assert f"({n})" in results[0].witness

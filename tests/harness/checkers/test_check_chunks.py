@@ -5,7 +5,11 @@ from __future__ import annotations
 import copy
 
 from harness.checkers import Expectations, Verdict
-from harness.checkers.chunks import ChunkCommittedOnce, ExternalWorkPerChunk, ProgressMonotonic
+from harness.packs.reference.checkers.chunks import (
+    ChunkCommittedOnce,
+    ExternalWorkPerChunk,
+    ProgressMonotonic,
+)
 from tests.harness.checkers.builders import check, exhaust_retries, one_job
 
 NOT_HONOURED = Expectations(idempotency_keys_honoured=False)

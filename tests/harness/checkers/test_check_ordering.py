@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 from harness.checkers import Verdict
-from harness.checkers.ordering import EventsOrdered, StaleEpochRejected
+from harness.packs.reference.checkers.ordering import EventsOrdered, StaleEpochRejected
 from tests.harness.checkers.builders import check, one_job
 
 # -- events_ordered -----------------------------------------------------------

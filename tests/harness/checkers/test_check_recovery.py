@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 
 from harness.checkers import Expectations, Verdict
-from harness.checkers.recovery import RecoveryPaired, RetryAccounting
+from harness.packs.reference.checkers.recovery import RecoveryPaired, RetryAccounting
 from tests.harness.checkers.builders import RunBuilder, check, exhaust_retries, one_job
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from harness.checkers import Expectations, Verdict
-from harness.checkers.snapshot import (
+from harness.packs.reference.checkers.snapshot import (
     JobsTerminal,
     StateIndexExclusive,
     TranscriptExact,

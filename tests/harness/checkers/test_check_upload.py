@@ -5,11 +5,16 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
-from harness.checkers import run_checkers
 from harness.checkers.base import Expectations, Verdict
-from harness.checkers.upload import multipart_etag
+from harness.packs.reference.checkers.upload import multipart_etag
 from harness.target import JobSnapshot
-from tests.harness.checkers.builders import RunBuilder, check, checker_named, one_job
+from tests.harness.checkers.builders import (
+    RunBuilder,
+    check,
+    check_reference,
+    checker_named,
+    one_job,
+)
 
 CHECKER = checker_named("upload_byte_exact")
 PART = 100
@@ -75,7 +80,7 @@ def part_event(run: RunBuilder, number: int) -> dict[str, Any]:
 
 def test_a_crashed_and_resumed_upload_passes_every_checker() -> None:
     run = upload_run()
-    results = run_checkers(run.history(), run.state(), Expectations(expect_retry_count=1))
+    results = check_reference(run.history(), run.state(), Expectations(expect_retry_count=1))
     assert {r.checker: r.verdict for r in results if r.verdict is not Verdict.VALID} == {
         "graceful_stop_honoured": Verdict.NOT_APPLICABLE}
     upload = next(r for r in results if r.checker == "upload_byte_exact")

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from harness.checkers.base import CheckResult, Expectations, Findings, plural
+from harness.checkers.registry import checker
 from harness.history import Entry, EntryKind, FinalState, History, SutEvent, SutEventName
 
 WORKER_STOP = "worker_stop"  # written by harness.faults.stop.record_stop
@@ -91,6 +92,7 @@ def held_at(events: Sequence[SutEvent], worker: str, at_ms: int) -> SutEvent | N
     return owner if owner is not None and owner.worker_id == worker else None
 
 
+@checker(suite="reference", rank=170)
 class GracefulStopHonoured:
     name = "graceful_stop_honoured"
 

@@ -16,12 +16,14 @@ failure_justified
 from __future__ import annotations
 
 from harness.checkers.base import CheckResult, Expectations, Findings, plural
+from harness.checkers.registry import checker
 from harness.history import EntryKind, FinalState, History
 
 # a job whose input file a fault deleted fails with one of these
 _MISSING = ("source_missing", "file_missing_on_resume", "file_missing")
 
 
+@checker(suite="reference", rank=20)
 class FailureJustified:
     name = "failure_justified"
 

@@ -13,11 +13,13 @@ timeout_enforced
 from __future__ import annotations
 
 from harness.checkers.base import CheckResult, Expectations, Findings, plural
+from harness.checkers.registry import checker
 from harness.history import FinalState, History, SutEventName
 
 _ALWAYS_ALLOWED = {SutEventName.JOB_QUEUED, SutEventName.JOB_TIMED_OUT}
 
 
+@checker(suite="reference", rank=140)
 class TimeoutEnforced:
     name = "timeout_enforced"
 

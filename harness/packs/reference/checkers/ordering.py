@@ -22,6 +22,7 @@ stale_epoch_rejected
 from __future__ import annotations
 
 from harness.checkers.base import CheckResult, Expectations, Findings, plural
+from harness.checkers.registry import checker
 from harness.history import EntryKind, FinalState, History, SutEvent, SutEventName
 
 _OPENERS = {SutEventName.JOB_CLAIMED, SutEventName.RECOVERY_STARTED, SutEventName.JOB_CANCELLED,
@@ -30,6 +31,7 @@ _OPENERS = {SutEventName.JOB_CLAIMED, SutEventName.RECOVERY_STARTED, SutEventNam
 _OUTSIDE_EPOCHS = {SutEventName.JOB_QUEUED, SutEventName.SOURCE_FINISHED}
 
 
+@checker(suite="reference", rank=80)
 class EventsOrdered:
     name = "events_ordered"
 
@@ -64,6 +66,7 @@ class EventsOrdered:
                             f"{plural(len(last_seq), 'job')} numbered 1..n in order")
 
 
+@checker(suite="reference", rank=100)
 class StaleEpochRejected:
     name = "stale_epoch_rejected"
 

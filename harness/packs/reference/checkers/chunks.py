@@ -27,6 +27,7 @@ external_work_per_chunk
 from __future__ import annotations
 
 from harness.checkers.base import CheckResult, Expectations, Findings, plural
+from harness.checkers.registry import checker
 from harness.history import (
     CallOutcome,
     ExternalCall,
@@ -52,6 +53,7 @@ def _times(count: int) -> str:
     return {2: "twice", 3: "three times"}.get(count, f"{count} times")
 
 
+@checker(suite="reference", rank=40)
 class ChunkCommittedOnce:
     name = "chunk_committed_once"
 
@@ -116,6 +118,7 @@ def _matches(stored: dict[str, object], event: SutEvent) -> bool:
     return worker is None or str(worker) == event.worker_id
 
 
+@checker(suite="reference", rank=90)
 class ProgressMonotonic:
     name = "progress_monotonic"
 
@@ -152,6 +155,7 @@ class ProgressMonotonic:
         return found.result(f"chunks_done rose by one per commit in {plural(jobs, 'job')}")
 
 
+@checker(suite="reference", rank=50)
 class ExternalWorkPerChunk:
     name = "external_work_per_chunk"
 

@@ -16,11 +16,13 @@ takeover_justified
 from __future__ import annotations
 
 from harness.checkers.base import CheckResult, Expectations, Findings, plural
+from harness.checkers.registry import checker
 from harness.history import FinalState, History, SutEvent, SutEventName
 
 _OPENERS = {SutEventName.JOB_CLAIMED, SutEventName.RECOVERY_STARTED}
 
 
+@checker(suite="reference", rank=110)
 class TakeoverJustified:
     name = "takeover_justified"
 

@@ -21,6 +21,7 @@ retry_accounting
 from __future__ import annotations
 
 from harness.checkers.base import CheckResult, Expectations, Findings, plural
+from harness.checkers.registry import checker
 from harness.history import FinalState, History, SutEvent, SutEventName
 
 FAILED = "FAILED"
@@ -33,6 +34,7 @@ _NEEDS_OPEN = {SutEventName.PROCESSING_RESUMED, SutEventName.RECOVERY_COMPLETED,
 _ENDS_EPOCH = {SutEventName.JOB_COMPLETED, SutEventName.JOB_FAILED}
 
 
+@checker(suite="reference", rank=70)
 class RecoveryPaired:
     name = "recovery_paired"
 
@@ -79,6 +81,7 @@ class RecoveryPaired:
                             "if completed) or superseded")
 
 
+@checker(suite="reference", rank=120)
 class RetryAccounting:
     name = "retry_accounting"
 

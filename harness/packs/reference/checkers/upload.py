@@ -27,6 +27,7 @@ from __future__ import annotations
 import hashlib
 
 from harness.checkers.base import CheckResult, Expectations, Findings, plural
+from harness.checkers.registry import checker
 from harness.history import (
     FinalState,
     History,
@@ -57,6 +58,7 @@ def part_of(offset: int, parts: list[SutEvent]) -> str:
     return ""
 
 
+@checker(suite="reference", rank=150)
 class UploadByteExact:
     name = "upload_byte_exact"
 

@@ -24,12 +24,14 @@ no_work_after_commit
 from __future__ import annotations
 
 from harness.checkers.base import CheckResult, Expectations, Findings, plural
-from harness.checkers.chunks import commits_by_chunk
+from harness.checkers.registry import checker
 from harness.history import CallOutcome, EntryKind, FinalState, History
+from harness.packs.reference.checkers.chunks import commits_by_chunk
 
 WORK = (CallOutcome.NEW, CallOutcome.REPEAT, CallOutcome.STATUS)
 
 
+@checker(suite="reference", rank=60)
 class NoWorkAfterCommit:
     name = "no_work_after_commit"
 

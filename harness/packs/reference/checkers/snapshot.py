@@ -16,6 +16,7 @@ state_index_exclusive
 from __future__ import annotations
 
 from harness.checkers.base import CheckResult, Expectations, Findings, plural
+from harness.checkers.registry import checker
 from harness.history import FinalState, History
 from harness.target import JobSnapshot
 
@@ -23,6 +24,7 @@ COMPLETED = "COMPLETED"
 FAILED = "FAILED"
 
 
+@checker(suite="reference", rank=10)
 class JobsTerminal:
     name = "jobs_terminal"
 
@@ -50,6 +52,7 @@ class JobsTerminal:
         return found.result(f"every submitted job ({len(history.submits)}) ended in {states}")
 
 
+@checker(suite="reference", rank=30)
 class TranscriptExact:
     name = "transcript_exact"
 
@@ -114,6 +117,7 @@ def first_difference(expected: str, actual: str) -> str:
     return "transcript has the expected words but different whitespace"
 
 
+@checker(suite="reference", rank=130)
 class StateIndexExclusive:
     name = "state_index_exclusive"
 
