@@ -40,6 +40,10 @@ from harness.cli_explore import (
 )
 from harness.cli_image import app as image_app
 from harness.errors import (
+    EXIT_INCONCLUSIVE,
+    EXIT_OK,
+    EXIT_SETUP,
+    EXIT_VIOLATION,
     CrashlabError,
     InconclusiveError,
     ScenarioError,
@@ -48,13 +52,12 @@ from harness.errors import (
 from harness.packs_registry import load_target
 from harness.procs import ProcessRegistry, default_state_dir
 from harness.project import catalog_for, resolve_for
-from harness.runfolder import DEFAULT_ROOT, new_run_dir
+from harness.runfolder import DEFAULT_ROOT, HISTORY_FILE, STATE_FILE, new_run_dir
 from harness.target import Target
 
 if TYPE_CHECKING:
     from harness.checkers.base import CheckResult
 
-EXIT_OK, EXIT_VIOLATION, EXIT_INCONCLUSIVE, EXIT_SETUP = 0, 1, 2, 3
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Chaos and fault-injection harness for Redis-backed job workers.")
@@ -371,10 +374,10 @@ def analyze(
     from harness.checkers.base import combine, tally, tally_words
     from harness.runner import analyze as analyze_run
 
-    if not (run_dir / "history.jsonl").is_file():
+    if not (run_dir / HISTORY_FILE).is_file():
         err.print(f"[red]{run_dir} is not a run folder[/] (no history.jsonl)")
         raise typer.Exit(EXIT_SETUP)
-    if not (run_dir / "state.json").is_file():
+    if not (run_dir / STATE_FILE).is_file():
         err.print(f"[yellow]{run_dir} has no state.json[/]: the run is still going or was "
                   "interrupted before its final state was saved; nothing to check")
         raise typer.Exit(EXIT_INCONCLUSIVE)

@@ -15,11 +15,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from harness.errors import SetupError
+from harness.errors import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_SETUP, SetupError
 
 console = Console()
 err = Console(stderr=True)
-EXIT_OK, EXIT_INCONCLUSIVE, EXIT_SETUP = 0, 2, 3
 
 
 def bench_command(

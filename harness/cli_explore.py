@@ -16,7 +16,15 @@ from rich.console import Console
 from rich.table import Table
 
 from harness.cleanup import process_registry, reap_leftovers
-from harness.errors import CrashlabError, ScenarioError, SetupError
+from harness.errors import (
+    EXIT_INCONCLUSIVE,
+    EXIT_OK,
+    EXIT_SETUP,
+    EXIT_VIOLATION,
+    CrashlabError,
+    ScenarioError,
+    SetupError,
+)
 from harness.packs_registry import load_target
 from harness.procs import ProcessRegistry, default_state_dir
 from harness.project import Project, find_project, resolve_for
@@ -24,7 +32,6 @@ from harness.runfolder import DEFAULT_ROOT
 
 console = Console()
 err = Console(stderr=True)
-EXIT_OK, EXIT_VIOLATION, EXIT_INCONCLUSIVE, EXIT_SETUP = 0, 1, 2, 3
 
 
 def registry_after_reaping() -> ProcessRegistry:

@@ -16,9 +16,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from harness.errors import CrashlabError, SetupError
-
-EXIT_OK, EXIT_SETUP = 0, 3
+from harness.errors import EXIT_OK, EXIT_SETUP, CrashlabError, SetupError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="The worker image of the docker runtime.")

@@ -29,6 +29,7 @@ from harness.control_client import ControlClient
 from harness.errors import SetupError
 from harness.ports import LOOPBACK, free_port, port_open, wait_until
 from harness.procs import ManagedProcess, ProcessRegistry, log_tail
+from harness.runfolder import LEDGER_FILE
 from harness.runtime.base import Runtime, WorkerHandle
 from harness.services.redis_server import RedisServer
 from harness.services.s3 import S3Server
@@ -132,7 +133,7 @@ class Environment:
     @property
     def ledger_path(self) -> Path:
         """The effects ledger the run's jobs append to (``harness.failpoint.record``)."""
-        return self.wiring.data_dir / "ledger.jsonl"
+        return self.wiring.data_dir / LEDGER_FILE
 
     def _start_api(self) -> None:
         port = free_port()

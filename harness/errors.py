@@ -13,6 +13,25 @@ one of these.
 
 from __future__ import annotations
 
+from enum import IntEnum
+
+
+class ExitCode(IntEnum):
+    """What every crashlab command exits with, defined once."""
+
+    OK = 0
+    """valid: every checker passed (or nothing was asked to fail)"""
+    VIOLATION = 1
+    """invalid: a checker found an invariant broken (or a mutant survived)"""
+    INCONCLUSIVE = 2
+    """unknown: the run could not decide (a planned fault never fired, jobs still running)"""
+    SETUP = 3
+    """bad input or a missing part: a scenario file, a target, a binary, a port, Docker"""
+
+
+EXIT_OK, EXIT_VIOLATION, EXIT_INCONCLUSIVE, EXIT_SETUP = (
+    int(ExitCode.OK), int(ExitCode.VIOLATION), int(ExitCode.INCONCLUSIVE), int(ExitCode.SETUP))
+
 
 class CrashlabError(Exception):
     """Root of every error crashlab raises on purpose."""

@@ -96,15 +96,12 @@ from types import MappingProxyType, TracebackType
 from typing import Any, TypeVar, overload
 
 from harness.errors import CrashlabError
+from harness.runfolder import HISTORY_FILE as HISTORY_FILE  # re-exported
+from harness.runfolder import STATE_FILE as STATE_FILE  # re-exported
 from harness.target import JobSnapshot
 
 log = logging.getLogger(__name__)
 
-HISTORY_FILE = "history.jsonl"
-"""The history's file name inside a run folder."""
-
-STATE_FILE = "state.json"
-"""The final state's file name inside a run folder."""
 
 RESERVED = frozenset({"index", "ts", "kind"})
 

@@ -31,9 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from harness.errors import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_SETUP, EXIT_VIOLATION
+
 logger = logging.getLogger(__name__)
 
-EXIT_SETUP = 3
 # The child is the CLI itself; run as a program, never imported from here.
 _CHILD = [sys.executable, "-c", "import sys; from harness.cli import main; sys.exit(main())"]
 
@@ -122,7 +123,7 @@ def _run_child(plan: ParallelPlan, scenario: str, seed: int,
 def combined_exit_code(outcomes: list[ParallelOutcome]) -> int:
     """The serial run's rule: a violation wins, then inconclusive, then setup, then ok."""
     codes = {o.exit_code for o in outcomes}
-    for code in (1, 2, EXIT_SETUP):
+    for code in (EXIT_VIOLATION, EXIT_INCONCLUSIVE, EXIT_SETUP):
         if code in codes:
             return code
-    return 0 if codes <= {0} else EXIT_SETUP
+    return EXIT_OK if codes <= {EXIT_OK} else EXIT_SETUP

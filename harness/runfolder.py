@@ -3,8 +3,14 @@
     history.jsonl     every operation, fault, hit, process event, SUT event, call
     results.json      verdicts per checker, faults planned/fired, duration
     state.json        final state snapshot the checkers read
-    schedule.json     the schedule and seed (replayable)
+    schedule.json     the schedule, seed and target (replayable)
+    report.html       the run's page (``crashlab report``)
+    data/ledger.jsonl the effects ledger the jobs write (``harness.failpoint.record``)
     logs/             one log per process (workers, api, services)
+
+An exploration's folder holds ``exploration.json`` and, when it found a
+failure, ``counterexample.json``; a folder of runs has ``index.html``. Those
+names are defined here, once, and every module reads them from here.
 
 ``runs/latest`` is a symlink to the newest run folder, and only ever to a run
 folder: an exploration's folder (``runs/<time>-explore-<scenario>/``) is made
@@ -21,6 +27,16 @@ import time
 from pathlib import Path
 
 DEFAULT_ROOT = Path("runs")
+
+HISTORY_FILE = "history.jsonl"
+RESULTS_FILE = "results.json"
+STATE_FILE = "state.json"
+SCHEDULE_FILE = "schedule.json"
+REPORT_FILE = "report.html"
+LEDGER_FILE = "ledger.jsonl"
+EXPLORATION_FILE = "exploration.json"
+COUNTEREXAMPLE_FILE = "counterexample.json"
+INDEX_FILE = "index.html"
 
 
 def new_run_dir(name: str, root: Path = DEFAULT_ROOT, *, point_latest: bool = True) -> Path:

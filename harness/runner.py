@@ -38,6 +38,8 @@ from harness.history import (
 from harness.packs_registry import load_target
 from harness.procs import ProcessRegistry
 from harness.runfolder import DEFAULT_ROOT, new_run_dir
+from harness.runfolder import RESULTS_FILE as RESULTS_FILE  # re-exported
+from harness.runfolder import SCHEDULE_FILE as SCHEDULE_FILE  # re-exported
 from harness.runtime.base import EventSink, Runtime
 from harness.runtime.process import ProcessRuntime
 from harness.scenario import Scenario
@@ -46,8 +48,6 @@ from harness.target import Target
 log = logging.getLogger(__name__)
 
 RUNTIMES = ("process", "docker")
-RESULTS_FILE = "results.json"
-SCHEDULE_FILE = "schedule.json"
 Progress = Callable[[str], None]
 
 

@@ -24,13 +24,13 @@ from pathlib import Path
 from urllib.parse import quote
 
 from harness.checkers.base import Verdict, tally_words
+from harness.runfolder import INDEX_FILE as INDEX_FILE  # re-exported
 from reports import charts
 from reports.html import badge, banner, cards, chart, esc, page, seconds, section, table, toc
 from reports.measures import median, recoveries
 from reports.run_page import REPORT_FILE, write_atomically
 from reports.rundata import ReportError, is_run_folder, load_run
 
-INDEX_FILE = "index.html"
 TREND_RUNS = 40
 """How many of a scenario's latest runs its trend squares show (the table lists them all)."""
 

@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from harness.checkers.base import CheckResult, Verdict, tally_words
+from harness.runfolder import REPORT_FILE as REPORT_FILE  # re-exported
 from reports import charts
 from reports.html import (
     badge,
@@ -48,8 +49,6 @@ from reports.html import (
 from reports.measures import ChunkCalls, calls_per_chunk, coverage, median, recoveries
 from reports.rundata import RunFolder, load_counterexample, load_run, log_tails
 from reports.timeline import Timeline, build_timeline, key_events
-
-REPORT_FILE = "report.html"
 
 SECTIONS = (("checks", "Checkers"), ("timeline", "Timeline"), ("recovery", "Recovery latency"),
             ("calls", "Calls per chunk"), ("coverage", "Fault coverage"), ("jobs", "Jobs"),

@@ -32,10 +32,8 @@ from harness.history import (
     load_history,
     load_state,
 )
+from harness.runfolder import COUNTEREXAMPLE_FILE, RESULTS_FILE, SCHEDULE_FILE
 
-RESULTS_FILE = "results.json"
-SCHEDULE_FILE = "schedule.json"
-COUNTEREXAMPLE_FILE = "counterexample.json"
 """An explorer may leave its shrunk counterexample here; the report shows it first."""
 
 TAIL_LINES = 40

@@ -47,6 +47,7 @@ from harness.errors import CrashlabError, SetupError
 from harness.history import FinalState, History, load_history
 from harness.packs_registry import load_target
 from harness.procs import ProcessRegistry, default_state_dir
+from harness.runfolder import HISTORY_FILE
 from harness.runner import Session
 from harness.scenario import DEFAULT_SETTINGS, resolve
 
@@ -142,7 +143,7 @@ def run_bench(options: BenchOptions, registry: ProcessRegistry, *,
         if "checker_speed" in options.only:
             progress(f"checkers over a synthetic history of {options.checker_entries} entries")
             _measure(figures, "checker_speed",
-                     lambda: _checker_speed(options.checker_entries, root / "history.jsonl"))
+                     lambda: _checker_speed(options.checker_entries, root / HISTORY_FILE))
     record["machine"]["load_average_end"] = machine()["load_average"]
     record["duration_s"] = round(time.monotonic() - started, 1)
     return record

@@ -33,15 +33,15 @@ from harness.checkers.base import Verdict
 from harness.explore.strategies import Schedule, Vocabulary, schedules
 from harness.packs_registry import load_target
 from harness.procs import ProcessRegistry, default_state_dir
+from harness.runfolder import COUNTEREXAMPLE_FILE as COUNTEREXAMPLE_FILE  # re-exported
 from harness.runfolder import DEFAULT_ROOT, new_run_dir, point_at_latest
+from harness.runfolder import EXPLORATION_FILE as EXPLORATION_FILE  # re-exported
 from harness.runner import RunResult, Session, run_scenario
 from harness.scenario import Scenario
 from harness.target import MediaTarget, Target
 
 log = logging.getLogger(__name__)
 
-EXPLORATION_FILE = "exploration.json"
-COUNTEREXAMPLE_FILE = "counterexample.json"  # read by reports.rundata
 # Faster leases than the catalog's: every takeover waits for one
 EXPLORE_SETTINGS = {"lease_ttl_ms": "600", "heartbeat_ms": "120", "poll_interval_ms": "20"}
 

@@ -50,7 +50,8 @@ def test_unknown_field_names_the_file_the_field_and_the_fix(tmp_path: Path) -> N
 
 
 def test_unknown_fault_kind_lists_the_kinds() -> None:
-    with pytest.raises(ScenarioError, match="unknown fault kind .explode.; the kinds are: .*kill_at_phase"):
+    with pytest.raises(ScenarioError,
+                       match="unknown fault kind .explode.; the kinds are: .*kill_at_phase"):
         parse_scenario("name: x\ndescription: d\nfaults:\n  - {kind: explode}\n", "x.yaml")
 
 

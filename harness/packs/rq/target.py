@@ -38,6 +38,7 @@ from harness.history import HistoryWriter
 from harness.ledger import record_ledger, record_service_calls
 from harness.packs.rq.app import BILLING_URL_ENV
 from harness.packs.rq.launch import POINTS, REDIS_URL_ENV, SETTING_PREFIX
+from harness.runfolder import LEDGER_FILE
 from harness.scenario import Scenario
 from harness.services.billing import BillingService
 from harness.target import JobSnapshot, Semantics, Wiring, WorkerSpec
@@ -108,7 +109,7 @@ class RqTarget:
     def environment(self, wiring: Wiring, worker: WorkerSpec | None,
                     settings: Mapping[str, str]) -> dict[str, str]:
         env = {REDIS_URL_ENV: wiring.redis_url,
-               "CRASHLAB_LEDGER": str(wiring.data_dir / "ledger.jsonl"),
+               "CRASHLAB_LEDGER": str(wiring.data_dir / LEDGER_FILE),
                BILLING_URL_ENV: wiring.services.get("billing", "")}
         if worker is not None:
             env |= {"CRASHLAB_WORKER_ID": worker.worker_id,
