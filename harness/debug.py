@@ -1,6 +1,6 @@
 """``crashlab debug``: run a scenario and stop, like a debugger, where it matters.
 
-A session is ``run_scenario`` (``harness.runner``) with a prompt in the middle:
+A session is the one run lifecycle (``harness.runner.Run``) with the debugger's hooks:
 the same environment, the same history, and at the end the same collection of
 the worker's events and the service's calls, the same final state and the same
 checkers, so its verdict and exit code mean what ``run``'s do. What differs:
@@ -41,7 +41,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import queue
-import random
 import time
 from collections import deque
 from collections.abc import Sequence
@@ -53,31 +52,20 @@ import redis
 from rich.console import Console
 
 from harness.checkers.base import Expectations
-from harness.cleanup import Cleanup
 from harness.control_client import ControlError, FailpointHit
 from harness.debug_commands import Action, Commands, CommandSource, Held, Settled
 from harness.debug_faults import FaultThread
 from harness.debug_stops import Arming, BreakSpec, DebugEnvironment, Outcome, Stop, StopKind
-from harness.environment import TERMINAL, EnvironmentOptions, Worker
+from harness.environment import TERMINAL, Environment, EnvironmentOptions, Worker
 from harness.errors import DebugError
-from harness.faults import FaultContext
-from harness.history import HISTORY_FILE, HistoryWriter
+from harness.faults import Fault, FaultContext, fault_colour
+from harness.history import HistoryWriter
 from harness.packs_registry import load_target
 from harness.procs import ProcessRegistry
 from harness.project import Project, resolve_for
-from harness.runfolder import DEFAULT_ROOT, new_run_dir
-from harness.runner import (
-    SCHEDULE_FILE,
-    RunResult,
-    _runtime_sink,
-    check_phases,
-    judge_run,
-    read_schedule,
-    record_run_start,
-    save_final_state,
-    write_schedule,
-)
-from harness.runtime.process import ProcessRuntime
+from harness.runfolder import DEFAULT_ROOT, SCHEDULE_FILE
+from harness.runner import Run, RunHooks, RunResult, check_phases, read_schedule
+from harness.runtime.base import Runtime
 from harness.scenario import ExpectSpec, Scenario
 from harness.target import Target
 
@@ -118,13 +106,15 @@ def load_debug_target(spec: str, target: str = "reference",
     return DebugTarget(resolve_for(spec, target, project))
 
 
-class DebugSession:
-    """One ``crashlab debug`` run; see the module docstring for what it does."""
+class DebugSession(RunHooks):
+    """One ``crashlab debug`` run: the run lifecycle (``harness.runner.Run``) with the
+    debugger's hooks; see the module docstring for what it does."""
 
     def __init__(self, scenario: Scenario, *, seed: int, registry: ProcessRegistry,
                  console: Console, source: CommandSource, breaks: Sequence[BreakSpec] = (),
                  no_faults: bool = False, runs_root: Path = DEFAULT_ROOT,
                  target: Target | None = None) -> None:
+        super().__init__()
         self.scenario = scenario
         self.seed = seed
         self.registry = registry
@@ -147,26 +137,26 @@ class DebugSession:
         self._cursor: dict[str, int] = {}
         self._settle_left = scenario.timeout_s
         self._topped_up = False
-        self._env: DebugEnvironment | None = None
-        self._ctx: FaultContext | None = None
-        self._history: HistoryWriter | None = None
+        self._run: Run | None = None
 
     # -- what the commands use -----------------------------------------------
 
     @property
     def env(self) -> DebugEnvironment:
-        assert self._env is not None, "the session has not started"
-        return self._env
+        assert self._run is not None, "the session has not started"
+        env = self._run.env
+        assert isinstance(env, DebugEnvironment)
+        return env
 
     @property
     def ctx(self) -> FaultContext:
-        assert self._ctx is not None, "the session has not started"
-        return self._ctx
+        assert self._run is not None, "the session has not started"
+        return self._run.ctx
 
     @property
     def history(self) -> HistoryWriter:
-        assert self._history is not None, "the session has not started"
-        return self._history
+        assert self._run is not None, "the session has not started"
+        return self._run.history
 
     def say(self, message: str) -> None:
         self.console.print(f"[dim]{message}[/]", highlight=False)
@@ -180,51 +170,61 @@ class DebugSession:
         except redis.RedisError:
             return False  # Redis is being restarted by a fault
 
-    # -- the run -------------------------------------------------------------
+    # -- the run: the lifecycle's hooks ----------------------------------------
 
     def run(self) -> RunResult:
         """Run the scenario with the prompt; returns the result, judged as ``run`` judges."""
-        started = time.monotonic()
-        scenario = self.scenario
-        run_dir = new_run_dir(scenario.name, self.runs_root)
-        write_schedule(run_dir, scenario, self.seed, self.target)
-        self.console.print(f"[bold]crashlab debug[/] {scenario.name} (seed {self.seed}, "
-                           f"run folder {run_dir})", highlight=False, soft_wrap=True)
-        with Cleanup() as cleanup:
-            history = cleanup.enter(HistoryWriter(run_dir / HISTORY_FILE), "history")
-            self._history = history
-            record_run_start(history, scenario, self.seed, self.target, self.faults,
-                             debug={"breaks": [s.describe() for s in self.breaks]})
-            runtime = ProcessRuntime(run_dir, self.registry, on_event=_runtime_sink(history))
-            env = DebugEnvironment(self.arming, run_dir, self.target, runtime,
-                                   registry=self.registry, sink=history.record,
-                                   options=EnvironmentOptions(
-                                       redis_aof=scenario.needs_aof, s3=scenario.needs_s3,
-                                       worker_settings=scenario.settings_for(
-                                           self.target.default_settings)))
-            self._env = env
-            cleanup.callback(env.close, "environment")
-            self.say("starting services")
-            env.start()
-            self._ctx = FaultContext(env, random.Random(self.seed), history.record,
-                                     phase_timeout=scenario.phase_timeout_s)
-            cleanup.callback(self.heal_everything, "heal faults")
-            cleanup.callback(self.nemesis.stop, "fault thread")
-            for stop in self.breaks:
-                self.arming.activate(stop, [])
-            self.nemesis.announce(0, self.ctx)
-            env.top_up(scenario.initial_workers or scenario.workers,
-                       failpoints=self.ctx.upcoming_spec)
-            self.target.submit_workload(env, scenario, self.seed)
-            self.commands.intro()
-            self.nemesis.start(self.ctx)
-            self._wrap_up(run_dir, self._loop())
-        return judge_run(run_dir, scenario.name, self.seed, self.expectations(),
-                         len(self.faults) + len(self.operator_faults),
-                         self.nemesis.fired + len(self.operator_faults), started,
-                         target=self.target)
+        self._run = Run(self.scenario, seed=self.seed, registry=self.registry,
+                        runs_root=self.runs_root, target=self.target, progress=self.say,
+                        hooks=self)
+        return self._run.execute()
 
-    def expectations(self) -> Expectations:
+    def plan_faults(self, run: Run) -> list[Fault]:
+        return list(self.faults)
+
+    def run_start(self, run: Run) -> dict[str, object]:
+        return {"debug": {"breaks": [s.describe() for s in self.breaks]}}
+
+    def opened(self, run: Run) -> None:
+        self.console.print(f"[bold]crashlab debug[/] {self.scenario.name} (seed {self.seed}, "
+                           f"run folder {run.run_dir})", highlight=False, soft_wrap=True)
+
+    def environment(self, run: Run, runtime: Runtime, settings: dict[str, str]) -> Environment:
+        return DebugEnvironment(self.arming, run.run_dir, self.target, runtime,
+                                registry=self.registry, sink=run.history.record,
+                                options=EnvironmentOptions(redis_aof=self.scenario.needs_aof,
+                                                           s3=self.scenario.needs_s3,
+                                                           worker_settings=settings))
+
+    def before_workers(self, run: Run) -> None:
+        run.cleanup.callback(self.heal_everything, "heal faults")
+        run.cleanup.callback(self.nemesis.stop, "fault thread")
+        for stop in self.breaks:
+            self.arming.activate(stop, [])
+        self.nemesis.announce(0, run.ctx)
+
+    def drive(self, run: Run) -> str:
+        self.commands.intro()
+        self.nemesis.start(run.ctx)
+        reason = self._loop()
+        self.nemesis.stop()
+        self.heal_everything()
+        if self.no_faults and self.scenario.expect != ExpectSpec():
+            self.say("--no-faults: checking the default expectations, not the scenario's "
+                     "expect (it describes the outcome of its faults)")
+        elif self.checked_expectations() != self.scenario.expectations():
+            self.say(f"not checking expect.retry_count: the session added "
+                     f"{', '.join(f.fault_id for f in self.operator_faults)}")
+        return reason
+
+    def expectations(self, run: Run) -> Expectations:
+        return self.checked_expectations()
+
+    def counted(self, run: Run) -> tuple[int, int]:
+        return (len(self.faults) + len(self.operator_faults),
+                self.nemesis.fired + len(self.operator_faults))
+
+    def checked_expectations(self) -> Expectations:
         """The scenario's; the defaults under ``--no-faults`` (its ``expect`` describes the
         outcome of its faults); without ``retry_count`` once the operator added faults."""
         base = self.scenario.expectations()
@@ -235,10 +235,12 @@ class DebugSession:
             return dataclasses.replace(base, expect_retry_count=None)
         return base
 
+    # -- the loop --------------------------------------------------------------
+
     def _loop(self) -> str:
         """Run, stop, prompt, until the run is over; returns why it ended."""
         while True:
-            event = self._run()
+            event = self._run_until_stop()
             if isinstance(event, Settled) and self.finishing:
                 return event.reason
             self.commands.show_event(event)
@@ -248,7 +250,7 @@ class DebugSession:
             if isinstance(event, Settled):
                 return event.reason
 
-    def _run(self) -> Held | Settled:
+    def _run_until_stop(self) -> Held | Settled:
         """Let the workers run until one is held at a stop, or the jobs settle."""
         self.nemesis.running.set()
         last = time.monotonic()
@@ -281,18 +283,6 @@ class DebugSession:
         self.say("faults done: workers topped up, waiting for the jobs to settle")
         self.env.top_up(self.scenario.workers)
         self._topped_up = True
-
-    def _wrap_up(self, run_dir: Path, reason: str) -> None:
-        """Collect the history and the final state while everything still runs."""
-        self.nemesis.stop()
-        self.heal_everything()
-        save_final_state(self.env, self.history, run_dir, self.expectations(), reason)
-        if self.no_faults and self.scenario.expect != ExpectSpec():
-            self.say("--no-faults: checking the default expectations, not the scenario's "
-                     "expect (it describes the outcome of its faults)")
-        elif self.expectations() != self.scenario.expectations():
-            self.say(f"not checking expect.retry_count: the session added "
-                     f"{', '.join(f.fault_id for f in self.operator_faults)}")
 
     def heal_everything(self) -> None:
         self.nemesis.heal_all(self.ctx)
@@ -406,7 +396,8 @@ class DebugSession:
         params: dict[str, Any] = {"by": "debugger", "worker": worker.worker_id}
         if held is not None:
             params |= {"point": held.hit.point, "occurrence": held.hit.hit, "restart": False}
-        self.history.record("fault_planned", fault_id=fault_id, fault=kind, params=params)
+        self.history.record("fault_planned", fault_id=fault_id, fault=kind, params=params,
+                            colour=fault_colour(kind))
         self.operator_faults.append(OperatorFault(fault_id, kind))
         self.arming.forget(worker.worker_id)
         self._drop_held(worker.worker_id)
@@ -434,7 +425,7 @@ class DebugSession:
         fault = OperatorFault(f"debug-{len(self.operator_faults) + 1}", "sever_redis", True)
         params = {"by": "debugger"}
         self.history.record("fault_planned", fault_id=fault.fault_id, fault=fault.kind,
-                            params=params)
+                            params=params, colour=fault_colour(fault.kind))
         self.operator_faults.append(fault)
         proxy.disable()
         self.history.record("fault_start", fault_id=fault.fault_id, fault=fault.kind,

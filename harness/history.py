@@ -223,11 +223,14 @@ class PlannedFault:
     fault_id: str
     fault: str
     params: Mapping[str, Any]
+    colour: str | None = None  # how the report draws its kind (the fault registry's)
 
     @classmethod
     def from_json(cls, raw: Mapping[str, Any]) -> PlannedFault:
+        colour = raw.get("colour")
         return cls(str(raw["fault_id"]), str(raw.get("fault", "")),
-                   MappingProxyType(dict(raw.get("params") or {})))
+                   MappingProxyType(dict(raw.get("params") or {})),
+                   None if colour is None else str(colour))
 
     @classmethod
     def from_entry(cls, entry: Entry) -> PlannedFault:

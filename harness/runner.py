@@ -1,13 +1,16 @@
 """Run one scenario end to end and judge it from what was recorded.
 
-``run_scenario`` follows one path, top to bottom: make the run folder, start
-the environment (every teardown pushed on a ``Cleanup``), start the workers,
-submit the workload through the worker's API, fire the schedule's faults in
-order, heal them all, top the workers back up, wait for every job to settle,
-copy the worker's event stream and the transcription service's call log into
-the history, snapshot the final state, tear everything down, and only then
-run the checkers on the saved files. ``analyze`` re-runs the checkers on a
-stored run folder without starting anything.
+``Run`` is the one run lifecycle, and every command drives it: ``run``,
+``replay``, ``explore`` (in a ``Session`` of long-lived services), ``bench``
+and the pytest plugin through ``run_scenario`` with the default ``RunHooks``,
+``debug`` with hooks of its own. One path, top to bottom: make the run
+folder, start the environment (every teardown pushed on a ``Cleanup``), start
+the workers, submit the workload, fire the schedule's faults in order, heal
+them all, top the workers back up, wait for every job to settle, collect what
+the target recorded (events, service call logs, the effects ledger) into the
+history, snapshot the final state, tear everything down, and only then run
+the target's checkers on the saved files. ``analyze`` re-runs the checkers on
+a stored run folder without starting anything.
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from harness.checkers.base import CheckResult, Expectations, Verdict, combine, t
 from harness.cleanup import Cleanup
 from harness.environment import Environment, EnvironmentOptions, record_nothing
 from harness.errors import ScenarioError, SetupError
-from harness.faults import Fault, FaultContext, build_fault
+from harness.faults import Fault, FaultContext, build_fault, fault_colour
 from harness.history import (
     HISTORY_FILE,
     STATE_FILE,
@@ -193,69 +196,189 @@ def run_scenario(scenario: Scenario, *, seed: int, registry: ProcessRegistry,
     ``hold(env, run_dir)`` is called once the history and final state are saved,
     before anything is stopped (``harness.keep``: keep a failed run up for a look).
     """
-    target = session.target if session is not None else (target or load_target())
-    check_phases(scenario, target)
-    check_workload(scenario, target)
-    settings = scenario.settings_for(target.default_settings)
-    say: Progress = progress or (lambda message: None)
-    started = time.monotonic()
-    run_dir = new_run_dir(scenario.name, runs_root)
-    write_schedule(run_dir, scenario, seed, target)
-    faults = [build_fault(f"f{i + 1}", spec) for i, spec in enumerate(scenario.faults)]
-    expectations = scenario.expectations()
-    with Cleanup() as cleanup:
-        history = cleanup.enter(HistoryWriter(run_dir / HISTORY_FILE), "history")
-        record_run_start(history, scenario, seed, target, faults)
-        if session is None:
-            workers = make_runtime(runtime, run_dir, registry, on_event=_runtime_sink(history),
-                                   progress=say)
-            env = Environment(run_dir, target, workers, registry=registry, sink=history.record,
-                              options=EnvironmentOptions(
-                                  redis_aof=scenario.needs_aof, s3=scenario.needs_s3,
-                                  worker_settings=settings))
-            cleanup.callback(env.close, "environment")
-            say("starting services")
-            env.start()
-        else:
-            env = session.env
-            session.reset()
-            env.options.worker_settings = settings
-            env.sink = history.record
-            session.runtime.on_event = _runtime_sink(history)
-            cleanup.callback(lambda: _detach(session), "workers")
-        ctx = FaultContext(env, random.Random(seed), history.record,
-                           phase_timeout=scenario.phase_timeout_s)
-        cleanup.callback(lambda: heal_all(faults, ctx), "heal faults")
-        if faults:
-            ctx.upcoming = faults[0].points()
-            _prearm(faults[0], ctx)
-        env.top_up(scenario.initial_workers or scenario.workers, failpoints=ctx.upcoming_spec)
-        say(f"submitting {scenario.workload.jobs} job(s)")
-        target.submit_workload(env, scenario, seed)
-        fired = 0
+    return Run(scenario, seed=seed, registry=registry, runs_root=runs_root, target=target,
+               progress=progress, session=session, runtime=runtime,
+               hooks=RunHooks(hold=hold)).execute()
+
+
+class RunHooks:
+    """What a command changes in the one run lifecycle (``Run``); the defaults are
+    ``crashlab run``'s. ``crashlab debug`` overrides them (``harness.debug``);
+    ``explore``, ``replay``, ``bench`` and the pytest plugin use the defaults."""
+
+    def __init__(self, *, hold: Callable[[Environment, Path], None] | None = None) -> None:
+        self._hold = hold
+
+    def plan_faults(self, run: Run) -> list[Fault]:
+        """The schedule's faults, built from the scenario."""
+        return [build_fault(f"f{i + 1}", spec) for i, spec in enumerate(run.scenario.faults)]
+
+    def run_start(self, run: Run) -> dict[str, object]:
+        """Extra fields of the history's ``run_start`` entry."""
+        return {}
+
+    def opened(self, run: Run) -> None:
+        """The run folder and the history exist; nothing is started yet."""
+
+    def environment(self, run: Run, runtime: Runtime, settings: dict[str, str]) -> Environment:
+        """The environment of a run without a session."""
+        return Environment(run.run_dir, run.target, runtime, registry=run.registry,
+                           sink=run.history.record,
+                           options=EnvironmentOptions(redis_aof=run.scenario.needs_aof,
+                                                      s3=run.scenario.needs_s3,
+                                                      worker_settings=settings))
+
+    def before_workers(self, run: Run) -> None:
+        """The services run; arm what the first fault needs in the first workers."""
+        if run.faults:
+            run.ctx.upcoming = run.faults[0].points()
+            _prearm(run.faults[0], run.ctx)
+
+    def drive(self, run: Run) -> str:
+        """Fire the faults in order, heal them, top the workers up and wait for the jobs;
+        returns why the run ended."""
+        ctx, faults, scenario = run.ctx, run.faults, run.scenario
         for index, fault in enumerate(faults):
             ctx.upcoming = faults[index + 1].points() if index + 1 < len(faults) else {}
             if index > 0:
                 _prearm(fault, ctx)
-            say(f"fault {fault.fault_id}: {fault.describe()['kind']}")
+            run.say(f"fault {fault.fault_id}: {fault.describe()['kind']}")
             if ctx.fire(fault):
-                fired += 1
+                run.fired += 1
             else:
-                history.record("fault_skipped", fault_id=fault.fault_id,
-                               reason=ctx.skip_reason())
+                run.history.record("fault_skipped", fault_id=fault.fault_id,
+                                   reason=ctx.skip_reason())
         heal_all(faults, ctx)
         ctx.upcoming = {}
-        env.top_up(scenario.workers)
-        say("waiting for jobs to settle")
-        settled = env.wait_terminal(scenario.timeout_s)
-        save_final_state(env, history, run_dir, expectations,
-                         "settled" if settled else
-                         f"jobs still running after {scenario.timeout_s:.0f}s")
-        if hold is not None:
-            hold(env, run_dir)
-    say("checking")
-    return judge_run(run_dir, scenario.name, seed, expectations, len(faults), fired, started,
-                     target=target)
+        run.env.top_up(scenario.workers)
+        run.say("waiting for jobs to settle")
+        if run.env.wait_terminal(scenario.timeout_s):
+            return "settled"
+        return f"jobs still running after {scenario.timeout_s:.0f}s"
+
+    def expectations(self, run: Run) -> Expectations:
+        return run.scenario.expectations()
+
+    def counted(self, run: Run) -> tuple[int, int]:
+        """Faults planned and fired, for the result."""
+        return len(run.faults), run.fired
+
+    def hold(self, run: Run) -> None:
+        """The history and final state are saved; everything still runs."""
+        if self._hold is not None:
+            self._hold(run.env, run.run_dir)
+
+
+class Run:
+    """One run of a scenario against a target, the lifecycle every command drives.
+
+    ``execute`` goes top to bottom: check the scenario against the target, make
+    the run folder and its schedule, open the history, start the environment
+    (or reset a session's), start the first workers, submit the workload,
+    ``hooks.drive`` (faults, healing, settling), save the final state while
+    everything still runs, tear down, and only then judge the saved files.
+    Every teardown is pushed on a ``Cleanup``, so each exit path (Ctrl-C, a
+    harness error) stops what was started.
+    """
+
+    def __init__(self, scenario: Scenario, *, seed: int, registry: ProcessRegistry,
+                 runs_root: Path = DEFAULT_ROOT, target: Target | None = None,
+                 progress: Progress | None = None, session: Session | None = None,
+                 runtime: str = "process", hooks: RunHooks | None = None) -> None:
+        self.scenario = scenario
+        self.seed = seed
+        self.registry = registry
+        self.runs_root = runs_root
+        self.target = session.target if session is not None else (target or load_target())
+        self.session = session
+        self.runtime = runtime
+        self.hooks = hooks or RunHooks()
+        self.say: Progress = progress or (lambda message: None)
+        self.fired = 0
+        self.faults: list[Fault] = []
+        self._run_dir: Path | None = None
+        self._history: HistoryWriter | None = None
+        self._env: Environment | None = None
+        self._ctx: FaultContext | None = None
+        self._cleanup: Cleanup | None = None
+
+    @property
+    def run_dir(self) -> Path:
+        assert self._run_dir is not None, "the run has not started"
+        return self._run_dir
+
+    @property
+    def history(self) -> HistoryWriter:
+        assert self._history is not None, "the run has not started"
+        return self._history
+
+    @property
+    def env(self) -> Environment:
+        assert self._env is not None, "the run has not started"
+        return self._env
+
+    @property
+    def ctx(self) -> FaultContext:
+        assert self._ctx is not None, "the run has not started"
+        return self._ctx
+
+    @property
+    def cleanup(self) -> Cleanup:
+        """Where a hook pushes a teardown of its own (run before the environment's)."""
+        assert self._cleanup is not None, "the run is not under way"
+        return self._cleanup
+
+    def execute(self) -> RunResult:
+        scenario, target, hooks = self.scenario, self.target, self.hooks
+        check_phases(scenario, target)
+        check_workload(scenario, target)
+        settings = scenario.settings_for(target.default_settings)
+        started = time.monotonic()
+        self._run_dir = run_dir = new_run_dir(scenario.name, self.runs_root)
+        write_schedule(run_dir, scenario, self.seed, target)
+        self.faults = hooks.plan_faults(self)
+        with Cleanup() as cleanup:
+            self._cleanup = cleanup
+            self._history = history = cleanup.enter(HistoryWriter(run_dir / HISTORY_FILE),
+                                                    "history")
+            record_run_start(history, scenario, self.seed, target, self.faults,
+                             **hooks.run_start(self))
+            hooks.opened(self)
+            self._env = env = self._environment(cleanup, settings)
+            self._ctx = FaultContext(env, random.Random(self.seed), history.record,
+                                     phase_timeout=scenario.phase_timeout_s)
+            cleanup.callback(lambda: heal_all(self.faults, self.ctx), "heal faults")
+            hooks.before_workers(self)
+            env.top_up(scenario.initial_workers or scenario.workers,
+                       failpoints=self.ctx.upcoming_spec)
+            self.say(f"submitting {scenario.workload.jobs} job(s)")
+            target.submit_workload(env, scenario, self.seed)
+            reason = hooks.drive(self)
+            expectations = hooks.expectations(self)
+            save_final_state(env, history, run_dir, expectations, reason)
+            hooks.hold(self)
+        self._cleanup = None
+        self.say("checking")
+        planned, fired = hooks.counted(self)
+        return judge_run(run_dir, scenario.name, self.seed, expectations, planned, fired,
+                         started, target=target)
+
+    def _environment(self, cleanup: Cleanup, settings: dict[str, str]) -> Environment:
+        session = self.session
+        if session is None:
+            workers = make_runtime(self.runtime, self.run_dir, self.registry,
+                                   on_event=_runtime_sink(self.history), progress=self.say)
+            env = self.hooks.environment(self, workers, settings)
+            cleanup.callback(env.close, "environment")
+            self.say("starting services")
+            env.start()
+            return env
+        session.reset()
+        session.env.options.worker_settings = settings
+        session.env.sink = self.history.record
+        session.runtime.on_event = _runtime_sink(self.history)
+        cleanup.callback(lambda: _detach(session), "workers")
+        return session.env
 
 
 def write_schedule(run_dir: Path, scenario: Scenario, seed: int, target: Target) -> None:
@@ -274,7 +397,8 @@ def record_run_start(history: HistoryWriter, scenario: Scenario, seed: int, targ
                    effects=str(target.effects), recovery_limit_s=target.recovery_limit_s,
                    workers=scenario.workers,
                    schedule=[{"fault_id": f.fault_id, "fault": f.describe()["kind"],
-                              "params": f.describe()} for f in faults], **extra)
+                              "params": f.describe(), "colour": fault_colour(f.describe()["kind"])}
+                             for f in faults], **extra)
 
 
 def save_final_state(env: Environment, history: HistoryWriter, run_dir: Path,

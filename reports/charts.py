@@ -27,7 +27,6 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from harness.faults import fault_colour
 from reports.measures import ChunkCalls
 from reports.timeline import FaultMark, ProgressPoint, Timeline
 
@@ -106,7 +105,7 @@ def timeline_svg(timeline: Timeline, colors: Mapping[str, str]) -> str:
         lanes_ax.grid(axis="x", color="#d0d7de", linewidth=0.5)
         progress_ax.grid(axis="x", color="#d0d7de", linewidth=0.5)
         progress_ax.set_xlabel("seconds since the run started")
-        kinds = sorted({mark.kind for mark in timeline.faults})
+        kinds = dict(sorted({mark.kind: mark.colour for mark in timeline.faults}.items()))
         rejected = any(lane.rejected for lane in timeline.lanes)
         fig.legend(handles=_legend(kinds, rejected), loc="outside lower center", ncols=6,
                    frameon=False)
@@ -144,7 +143,7 @@ def _draw_lanes(ax: Axes, timeline: Timeline, colors: Mapping[str, str],
 def _draw_faults(lanes_ax: Axes, progress_ax: Axes, faults: Sequence[FaultMark], y: int,
                  t_end: float) -> None:
     for mark in faults:
-        color = fault_colour(mark.kind)
+        color = mark.colour
         if mark.end is not None:
             width = max(mark.end - mark.start, 0.01)
             for ax in (lanes_ax, progress_ax):
@@ -215,7 +214,7 @@ def _draw_progress(ax: Axes, timeline: Timeline, colors: Mapping[str, str]) -> N
     ax.set_ylim(-0.3, top + max(0.8, top * 0.12))
 
 
-def _legend(kinds: Sequence[str], rejected: bool) -> list[Patch | Line2D]:
+def _legend(kinds: Mapping[str, str], rejected: bool) -> list[Patch | Line2D]:
     handles: list[Patch | Line2D] = [
         Patch(facecolor="#57606a", alpha=0.85, label="worker running"),
         Patch(facecolor="white", edgecolor="#57606a", hatch="////", label="paused (SIGSTOP)"),
@@ -233,8 +232,8 @@ def _legend(kinds: Sequence[str], rejected: bool) -> list[Patch | Line2D]:
     if rejected:
         handles.append(Line2D([], [], marker="x", color="#24292f", markeredgewidth=1.5,
                               markersize=6, linestyle="none", label="write rejected (stale epoch)"))
-    for kind in kinds:
-        handles.append(Patch(facecolor=fault_colour(kind), alpha=0.6,
+    for kind, colour in kinds.items():
+        handles.append(Patch(facecolor=colour, alpha=0.6,
                              label=kind))
     return handles
 

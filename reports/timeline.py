@@ -60,6 +60,10 @@ class Lane:
         return self.end_reason == "SIGKILL"
 
 
+UNKNOWN_COLOUR = "#57606a"
+"""For a fault whose kind the schedule gives no colour (older run folders)."""
+
+
 @dataclass(frozen=True)
 class FaultMark:
     """One fired fault: a window (``end`` set) or an instant (``end`` None)."""
@@ -69,6 +73,7 @@ class FaultMark:
     start: float
     end: float | None
     label: str
+    colour: str = UNKNOWN_COLOUR  # the run's schedule says how its kind is drawn
 
 
 @dataclass(frozen=True)
@@ -164,9 +169,11 @@ def _lanes(history: History, t0: float, t_end: float) -> tuple[Lane, ...]:
 def _faults(history: History, t0: float, t_end: float) -> tuple[FaultMark, ...]:
     heals = {str(entry.get("fault_id")): entry.ts - t0
              for entry in history.of_kind(EntryKind.FAULT_HEAL)}
+    colours = {f.fault_id: f.colour for f in history.schedule if f.colour is not None}
     marks: list[FaultMark] = []
     for entry in history.of_kind(EntryKind.FAULT_START):
         fault_id, kind = str(entry.get("fault_id")), str(entry.get("fault"))
+        colour = colours.get(fault_id, UNKNOWN_COLOUR)
         start = entry.ts - t0
         words = _words(entry.fields)
         if kind in WINDOW_KINDS:
@@ -176,13 +183,14 @@ def _faults(history: History, t0: float, t_end: float) -> tuple[FaultMark, ...]:
                 # the SIGSTOP comes just before fault_start: the window starts at the pause
                 start = min(start, _last_signal_before(history, entry.index, "SIGSTOP", t0,
                                                        default=start))
-            marks.append(FaultMark(fault_id, kind, start, max(end, start), label))
+            marks.append(FaultMark(fault_id, kind, start, max(end, start), label, colour))
         else:
             template = INSTANT_KINDS.get(kind, kind)
             if kind in ("kill_at_phase", "kill_random"):
                 # the fault is recorded once the kill is done; draw it at the kill
                 start = _last_signal_before(history, entry.index, "SIGKILL", t0, default=start)
-            marks.append(FaultMark(fault_id, kind, start, None, template.format_map(words)))
+            marks.append(FaultMark(fault_id, kind, start, None, template.format_map(words),
+                                   colour))
     return tuple(marks)
 
 

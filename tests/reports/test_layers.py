@@ -7,8 +7,8 @@ from pathlib import Path
 
 import reports
 
-ALLOWED = {"harness.history", "harness.checkers.base", "harness.errors"}
-"""The run folder's types (history, final state, check results) and the root error."""
+ALLOWED = {"harness.history", "harness.checkers.base", "harness.errors", "harness.runfolder"}
+"""The run folder's types (history, final state, check results), its file names, the root error."""
 
 
 def imported_modules(source: Path) -> set[str]:
