@@ -247,9 +247,11 @@ class Commands:
 
     def where(self, args: list[str], event: Event) -> None:
         session = self.session
-        show(self.console, [where_table(self._worker_rows()),
+        media = isinstance(session.target, InspectableTarget)
+        show(self.console, [where_table(self._worker_rows(), media=media),
                             jobs_table([session.env.snapshot(j) for j in session.env.jobs],
-                                       {j: self._lease(j) for j in session.env.jobs})])
+                                       {j: self._lease(j) for j in session.env.jobs},
+                                       media=media)])
 
     def job(self, args: list[str], event: Event) -> None:
         job_id = self._job(args[0] if args else None, event)
@@ -407,8 +409,9 @@ class Commands:
             except ControlError:
                 rows.append(WorkerRow(worker.worker_id, pid, "no answer (frozen?)", at))
                 continue
-            if not jobs:
-                rows.append(WorkerRow(worker.worker_id, pid, state, at))
+            if not jobs:  # a worker that does not report its jobs: the job of its stop
+                rows.append(WorkerRow(worker.worker_id, pid, state, at,
+                                      held.hit.job if held is not None else None))
             for job_id, info in jobs.items():
                 here = held is not None and held.hit.job == job_id
                 # the worker reports its phase as POINT#CHUNK: the chunk gets its column,

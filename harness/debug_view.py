@@ -50,30 +50,44 @@ def _short(value: object, width: int = 12) -> str:
     return text if len(text) <= width else text[:width - 1] + "…"
 
 
-def where_table(rows: Sequence[WorkerRow]) -> Table:
+def where_table(rows: Sequence[WorkerRow], *, media: bool = True) -> Table:
+    """Every worker in a row; ``media`` adds the reference pack's chunk, epoch, phase and
+    lease of the job it holds."""
     table = Table(title="workers", show_header=True, header_style="bold", title_justify="left")
-    for column in ("worker", "pid", "state", "stopped at", "job", "chunk", "epoch", "phase",
-                   "lease"):
+    columns = ("worker", "pid", "state", "stopped at", "job")
+    for column in columns + (("chunk", "epoch", "phase", "lease") if media else ()):
         table.add_column(column)
     for row in rows:
         colour = {"paused": "yellow", "running": "green"}.get(row.state, "red")
-        table.add_row(row.worker_id, _text(row.pid), f"[{colour}]{row.state}[/]", row.at or "-",
-                      _text(row.job), _text(row.chunk), _text(row.epoch), _text(row.phase),
-                      row.lease or "-")
+        cells = [row.worker_id, _text(row.pid), f"[{colour}]{row.state}[/]", row.at or "-",
+                 _text(row.job)]
+        if media:
+            cells += [_text(row.chunk), _text(row.epoch), _text(row.phase), row.lease or "-"]
+        table.add_row(*cells)
     return table
 
 
-def jobs_table(jobs: Sequence[JobSnapshot], leases: Mapping[str, str]) -> Table:
+def jobs_table(jobs: Sequence[JobSnapshot], leases: Mapping[str, str], *,
+               media: bool = True) -> Table:
+    """Every job in a row; ``media`` adds the reference pack's epoch, chunks and lease,
+    otherwise the queue's own word for the state and the keys holding the job."""
     table = Table(title="jobs", show_header=True, header_style="bold", title_justify="left")
-    for column in ("job", "state", "epoch", "retries", "chunks", "lease", "error"):
+    columns = (("job", "state", "epoch", "retries", "chunks", "lease", "error") if media else
+               ("job", "state", "native", "retries", "held by", "error"))
+    for column in columns:
         table.add_column(column, overflow="fold")
     for job in jobs:
         colour = {"COMPLETED": "green", "PROCESSING": "yellow", "QUEUED": "white"}.get(
             job.state, "red")
-        table.add_row(job.job_id, f"[{colour}]{job.state}[/]", str(job.epoch),
-                      f"{job.retry_count}/{job.max_retries}",
-                      f"{job.chunks_done}/{_text(job.chunk_count)}",
-                      leases.get(job.job_id) or "-", _text(job.error))
+        state = f"[{colour}]{job.state}[/]"
+        retries = f"{job.retry_count}/{job.max_retries}"
+        if media:
+            table.add_row(job.job_id, state, str(job.epoch), retries,
+                          f"{job.chunks_done}/{_text(job.chunk_count)}",
+                          leases.get(job.job_id) or "-", _text(job.error))
+        else:
+            table.add_row(job.job_id, state, _text(job.native_state), retries,
+                          ", ".join(job.state_sets) or "-", _text(job.error))
     return table
 
 
@@ -117,15 +131,24 @@ def inspection_tables(job: JobInspection) -> list[Table]:
     return [record, indexes, chunks]
 
 
+MEDIA_FIELDS = frozenset({"epoch", "chunk_count", "chunks_done", "progress", "transcript",
+                          "committed_chunks", "upload"})
+"""Snapshot fields only the reference pack's media and upload jobs fill in."""
+
+
 def snapshot_tables(job: JobSnapshot) -> list[Table]:
-    """For a target that cannot ``inspect``: what its snapshot says."""
+    """For a target that cannot ``inspect``: what its snapshot says (a pack's own
+    ``kind`` of job leaves out the media fields, and the committed chunks)."""
+    media = job.kind in ("transcribe", "upload")
     record = Table(title=f"job {job.job_id}", show_header=True, header_style="bold",
                    title_justify="left")
     record.add_column("field")
     record.add_column("value", overflow="fold")
     for name, value in job.to_json().items():
-        if name != "committed_chunks":
+        if name != "committed_chunks" and (media or name not in MEDIA_FIELDS):
             record.add_row(name, _text(value))
+    if not media:
+        return [record]
     chunks = Table(title=f"committed chunks ({len(job.committed_chunks)})", show_header=True,
                    header_style="bold", title_justify="left")
     chunks.add_column("chunk")

@@ -221,10 +221,15 @@ class RecoveryBounded:
                                       f"it had {retries} retries")
                 else:
                     waited = _end_ts(history) - kill.ts
-                    found.invalid(f"job {job_id} was in flight on {kill.name} (pid {kill.pid}) "
-                                  f"when it was SIGKILLed and had not finished "
-                                  f"{waited:.1f} s later ({_state(snap)}, in {_where(snap)}); "
-                                  f"the limit is {limit:.0f} s")
+                    words = (f"job {job_id} was in flight on {kill.name} (pid {kill.pid}) when "
+                             f"it was SIGKILLed and had not finished {waited:.1f} s later "
+                             f"({_state(snap)}, in {_where(snap)})")
+                    if limit and waited < limit:  # the run ended before the limit was up
+                        found.unknown(f"{words}, but the run ended before the {limit:.0f} s "
+                                      f"recovery limit: raise the scenario's timeout_s to see "
+                                      f"whether it recovers in time")
+                    else:
+                        found.invalid(f"{words}; the limit is {limit:.0f} s")
         if _kills(history) and not starts:
             found.unknown("workers were killed but the ledger has no attempt starts to "
                           "place their jobs")

@@ -154,3 +154,16 @@ def test_more_attempts_than_retries_allow_is_invalid() -> None:
            .attempt("j1", 2, pid=51).attempt("j1", 3, pid=52).final("j1", "COMPLETED", ended=4))
     result = run.check(RetriesWithinMax())
     assert result.verdict is Verdict.INVALID and "3 attempts" in result.witness
+
+
+def test_an_unfinished_job_is_unknown_until_the_recovery_limit_is_up() -> None:
+    # the run ends 98 s after the kill: invalid against a 60 s limit, unknown against 120 s
+    def run(limit: float) -> Run:
+        return (Run(limit=limit).submit("j1").attempt("j1", 1, pid=50, effect=False)
+                .kill(2, pid=50).final("j1", "PROCESSING", where=["rq:wip:q"]))
+
+    late = run(60).check(RecoveryBounded())
+    assert late.verdict is Verdict.INVALID and "the limit is 60 s" in late.witness
+    early = run(120).check(RecoveryBounded())
+    assert early.verdict is Verdict.UNKNOWN
+    assert "before the 120 s recovery limit" in early.witness and "timeout_s" in early.witness
