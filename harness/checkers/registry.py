@@ -14,7 +14,7 @@ orders the report's rows across suites. ``suites()`` finds every checker
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
@@ -67,12 +67,17 @@ def registered() -> Mapping[str, Registered]:
     return dict(_CHECKERS)
 
 
-def suite(*names: str) -> list[Checker]:
-    """The checkers of the named suites, in report order (``rank``, then name)."""
+def suite(*names: str, extra: Sequence[str] = ()) -> list[Checker]:
+    """The checkers of the named suites and the ``extra`` checkers named one by one (a
+    pack taking part of another suite), in report order (``rank``, then name)."""
     found = registered()
     known = {entry.suite for entry in found.values()}
     if missing := [name for name in names if name not in known]:
         raise SetupError(f"no checker suite named {', '.join(map(repr, missing))}; the suites "
                          f"are: {', '.join(sorted(known))}")
-    chosen = [entry for entry in found.values() if entry.suite in names]
+    if missing := [name for name in extra if name not in found]:
+        raise SetupError(f"no checker named {', '.join(map(repr, missing))}; the checkers "
+                         f"are: {', '.join(sorted(found))}")
+    chosen = [entry for entry in found.values() if entry.suite in names or
+              entry.checker.name in extra]
     return [entry.checker for entry in sorted(chosen, key=lambda e: (e.rank, e.checker.name))]

@@ -128,6 +128,10 @@ def test_the_suites_hold_what_the_packs_are_judged_by() -> None:
         == {"faults", "reference"}
     with pytest.raises(SetupError, match="no checker suite named 'nope'"):
         suite("queue", "nope")
+    mixed = [c.name for c in suite("faults", extra=("none_lost",))]
+    assert mixed == ["none_lost", "fault_coverage"]
+    with pytest.raises(SetupError, match="no checker named 'nope'"):
+        suite("faults", extra=("nope",))
 
 
 def test_a_kind_registered_twice_by_two_modules_is_refused() -> None:

@@ -22,6 +22,8 @@ from tests.harness.checkers.builders import (
 )
 
 EXPECTED_NAMES = [
+    "jobs_settled",
+    "none_lost",
     "jobs_terminal",
     "failure_justified",
     "transcript_exact",
