@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -100,7 +101,10 @@ class Environment:
         self.api_url = ""
         self.workers: dict[str, Worker] = {}
         self.jobs: dict[str, SubmittedJob] = {}
+        self.submitting = False  # jobs are still arriving (``harness.nemesis.Arrivals``)
         self._incarnations: dict[str, int] = {}
+        self._workers_lock = threading.Lock()  # timed faults replace workers from threads
+        self._terminal: set[str] = set()  # terminal states are final: not read again
         self._client: redis.Redis | None = None
         self._owned: list[tuple[str, Callable[[], object]]] = []
 
@@ -193,8 +197,9 @@ class Environment:
     def start_worker(self, worker_id: str, *, failpoints: str = "",
                      settings: Mapping[str, str] | None = None,
                      wait_ready: bool = True) -> Worker:
-        incarnation = self._incarnations.get(worker_id, 0) + 1
-        self._incarnations[worker_id] = incarnation
+        with self._workers_lock:
+            incarnation = self._incarnations.get(worker_id, 0) + 1
+            self._incarnations[worker_id] = incarnation
         name = worker_id if incarnation == 1 else f"{worker_id}.{incarnation}"
         control_url = f"http://{LOOPBACK}:{free_port()}"
         spec = WorkerSpec(worker_id=name, control_url=control_url, failpoints=failpoints)
@@ -230,7 +235,7 @@ class Environment:
         return started
 
     def live_workers(self) -> list[Worker]:
-        return [w for w in self.workers.values() if self.runtime.is_running(w.handle)]
+        return [w for w in list(self.workers.values()) if self.runtime.is_running(w.handle)]
 
     # -- workload ------------------------------------------------------------
 
@@ -395,13 +400,37 @@ class Environment:
     def snapshot(self, job_id: str) -> JobSnapshot:
         return self.target.snapshot(self.client, job_id)
 
+    def is_terminal(self, job_id: str) -> bool:
+        """Whether the job reached a terminal state; once it has, Redis is not asked again
+        (a workload of thousands is polled only for its unfinished jobs), unless Redis
+        may be restarted (AOF on): a restart may bring back an older state."""
+        if job_id in self._terminal:
+            return True
+        if self.snapshot(job_id).state in TERMINAL:
+            if not self.options.redis_aof:
+                self._terminal.add(job_id)
+            return True
+        return False
+
+    def forget_jobs(self) -> None:
+        """Between the runs of a session: no job is submitted any more."""
+        self.jobs.clear()
+        self._terminal.clear()
+
+    def finished(self) -> int:
+        """How many submitted jobs are terminal (for progress lines)."""
+        try:
+            return sum(self.is_terminal(job_id) for job_id in list(self.jobs))
+        except redis.RedisError:
+            return len(self._terminal)
+
     def wait_terminal(self, timeout: float, job_ids: list[str] | None = None) -> bool:
         """Whether every job (default: all submitted) reached a terminal state in time."""
         ids = job_ids if job_ids is not None else list(self.jobs)
         deadline = time.monotonic() + timeout
         while True:
             try:
-                if all(self.snapshot(i).state in TERMINAL for i in ids):
+                if all(self.is_terminal(i) for i in ids):
                     return True
             except redis.ConnectionError:
                 pass  # Redis is being restarted by a fault

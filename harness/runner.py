@@ -24,12 +24,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import redis
+
 from harness.checkers import run_checkers
 from harness.checkers.base import CheckResult, Expectations, Verdict, combine, tally, tally_words
 from harness.cleanup import Cleanup
 from harness.environment import Environment, EnvironmentOptions, record_nothing
 from harness.errors import ScenarioError, SetupError
 from harness.faults import Fault, FaultContext, build_fault, fault_colour
+from harness.faults.registry import FaultSpecModel
 from harness.history import (
     HISTORY_FILE,
     STATE_FILE,
@@ -38,6 +41,7 @@ from harness.history import (
     load_state,
     save_state,
 )
+from harness.nemesis import Arrivals, TimedNemesis
 from harness.packs_registry import load_target
 from harness.procs import ProcessRegistry
 from harness.runfolder import DEFAULT_ROOT, new_run_dir
@@ -49,6 +53,9 @@ from harness.scenario import Scenario
 from harness.target import Target
 
 log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_S = 5.0
+"""How often a long wait says how far the run got."""
 
 RUNTIMES = ("process", "docker")
 Progress = Callable[[str], None]
@@ -151,7 +158,7 @@ class Session:
         self.env.target.reset(self.env.client)  # a pack resets its own services here too
         self.env.ledger_path.unlink(missing_ok=True)
         self.env.reset_uploads()
-        self.env.jobs.clear()
+        self.env.forget_jobs()
 
     def close(self) -> None:
         try:
@@ -229,15 +236,24 @@ class RunHooks:
                                                       worker_settings=settings))
 
     def before_workers(self, run: Run) -> None:
-        """The services run; arm what the first fault needs in the first workers."""
-        if run.faults:
-            run.ctx.upcoming = run.faults[0].points()
-            _prearm(run.faults[0], run.ctx)
+        """The services run; arm what the first fault in order needs in the first
+        workers (timed faults arm their own points when their turn comes)."""
+        if phased := _phased(run.faults):
+            run.ctx.upcoming = phased[0].points()
+            _prearm(phased[0], run.ctx)
 
     def drive(self, run: Run) -> str:
-        """Fire the faults in order, heal them, top the workers up and wait for the jobs;
-        returns why the run ended."""
-        ctx, faults, scenario = run.ctx, run.faults, run.scenario
+        """Fire the faults in order while the timed ones fire by the clock
+        (``harness.nemesis``), stop the nemesis, heal every fault, top the workers up
+        and wait for the jobs; returns why the run ended."""
+        ctx, scenario = run.ctx, run.scenario
+        nemesis = TimedNemesis(run.faults, run.env, run.history.record, run.seed,
+                               scenario.phase_timeout_s)
+        run.cleanup.callback(nemesis.stop, "timed faults")
+        run.cleanup.callback(lambda: heal_all(nemesis.all_fired(), ctx), "heal timed faults")
+        run.nemesis = nemesis
+        nemesis.start()
+        faults = _phased(run.faults)
         for index, fault in enumerate(faults):
             ctx.upcoming = faults[index + 1].points() if index + 1 < len(faults) else {}
             if index > 0:
@@ -248,11 +264,19 @@ class RunHooks:
             else:
                 run.history.record("fault_skipped", fault_id=fault.fault_id,
                                    reason=ctx.skip_reason())
-        heal_all(faults, ctx)
         ctx.upcoming = {}
+        if nemesis.timed:
+            run.wait(_nemesis_end(run), "timed faults firing",
+                     scenario.time_limit_s or scenario.timeout_s)
+        nemesis.stop()
+        if run.arrivals is not None:
+            run.wait(run.arrivals.done.is_set, "jobs arriving", scenario.timeout_s)
+            run.arrivals.join()
+        run.fired += nemesis.fired
+        heal_all([*run.faults, *nemesis.all_fired()], ctx)
         run.env.top_up(scenario.workers)
-        run.say("waiting for jobs to settle")
-        if run.env.wait_terminal(scenario.timeout_s):
+        if run.wait(lambda: run.env.wait_terminal(0.0), "waiting for jobs to settle",
+                    scenario.timeout_s):
             return "settled"
         return f"jobs still running after {scenario.timeout_s:.0f}s"
 
@@ -260,8 +284,9 @@ class RunHooks:
         return run.scenario.expectations()
 
     def counted(self, run: Run) -> tuple[int, int]:
-        """Faults planned and fired, for the result."""
-        return len(run.faults), run.fired
+        """Faults planned (a timed fault's repeats each count) and fired, for the result."""
+        repeats = 0 if run.nemesis is None else run.nemesis.planned - len(run.nemesis.timed)
+        return len(run.faults) + repeats, run.fired
 
     def hold(self, run: Run) -> None:
         """The history and final state are saved; everything still runs."""
@@ -296,6 +321,9 @@ class Run:
         self.say: Progress = progress or (lambda message: None)
         self.fired = 0
         self.faults: list[Fault] = []
+        self.arrivals: Arrivals | None = None
+        self.nemesis: TimedNemesis | None = None
+        self._started = time.monotonic()
         self._run_dir: Path | None = None
         self._history: HistoryWriter | None = None
         self._env: Environment | None = None
@@ -328,12 +356,40 @@ class Run:
         assert self._cleanup is not None, "the run is not under way"
         return self._cleanup
 
+    def progress(self) -> str:
+        """One progress line: jobs finished of submitted, faults fired, elapsed."""
+        env = self.env
+        fired = self.fired + (self.nemesis.fired if self.nemesis is not None else 0)
+        return (f"jobs {env.finished()}/{len(env.jobs)} finished "
+                f"(of {self.scenario.workload.jobs}), faults fired {fired}, "
+                f"{time.monotonic() - self._started:.0f} s")
+
+    def wait(self, done: Callable[[], bool], what: str, timeout: float) -> bool:
+        """Until ``done()`` (True) or ``timeout`` s (False), saying ``what`` and a progress
+        line every ``PROGRESS_EVERY_S``."""
+        self.say(what)
+        deadline = time.monotonic() + timeout
+        said = time.monotonic()
+        while True:
+            try:
+                if done():
+                    return True
+            except redis.RedisError:
+                pass  # Redis is being restarted by a fault
+            now = time.monotonic()
+            if now >= deadline:
+                return False
+            if now - said >= PROGRESS_EVERY_S:
+                self.say(f"{what}: {self.progress()}")
+                said = now
+            time.sleep(0.05)
+
     def execute(self) -> RunResult:
         scenario, target, hooks = self.scenario, self.target, self.hooks
         check_phases(scenario, target)
         check_workload(scenario, target)
         settings = scenario.settings_for(target.default_settings)
-        started = time.monotonic()
+        started = self._started = time.monotonic()
         self._run_dir = run_dir = new_run_dir(scenario.name, self.runs_root)
         write_schedule(run_dir, scenario, self.seed, target)
         self.faults = hooks.plan_faults(self)
@@ -351,8 +407,14 @@ class Run:
             hooks.before_workers(self)
             env.top_up(scenario.initial_workers or scenario.workers,
                        failpoints=self.ctx.upcoming_spec)
-            self.say(f"submitting {scenario.workload.jobs} job(s)")
-            target.submit_workload(env, scenario, self.seed)
+            if scenario.workload.rate is None:
+                self.say(f"submitting {scenario.workload.jobs} job(s)")
+                target.submit_workload(env, scenario, self.seed)
+            else:
+                self.say(f"submitting {scenario.workload.jobs} job(s) at "
+                         f"{scenario.workload.rate:g}/s beside the faults")
+                self.arrivals = Arrivals(env, target, scenario, self.seed).start()
+                cleanup.callback(self.arrivals.stop, "arrivals")
             reason = hooks.drive(self)
             expectations = hooks.expectations(self)
             save_final_state(env, history, run_dir, expectations, reason)
@@ -478,6 +540,24 @@ def heal_all(faults: list[Fault], ctx: FaultContext) -> None:
             fault.heal(ctx)
         except Exception:  # noqa: BLE001 - every fault must get its chance to heal
             log.exception("healing %s failed", fault.fault_id)
+
+
+def _phased(faults: list[Fault]) -> list[Fault]:
+    """The faults fired in schedule order (the others are timed: ``harness.nemesis``)."""
+    return [f for f in faults
+            if not (isinstance(spec := getattr(f, "spec", None), FaultSpecModel) and spec.timed)]
+
+
+def _nemesis_end(run: Run) -> Callable[[], bool]:
+    """When the timed faults stop: ``time_limit_s`` after the start, else once the last
+    job arrived (with a rate), else once every job settled."""
+    scenario = run.scenario
+    if scenario.time_limit_s is not None and run.nemesis is not None:
+        end = run.nemesis.started_at + scenario.time_limit_s
+        return lambda: time.monotonic() >= end
+    if run.arrivals is not None:
+        return run.arrivals.done.is_set
+    return lambda: run.env.wait_terminal(0.0)
 
 
 def _prearm(fault: Fault, ctx: FaultContext) -> None:

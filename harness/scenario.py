@@ -22,10 +22,10 @@ from __future__ import annotations
 import importlib.resources
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.checkers.base import Expectations
 from harness.errors import ScenarioError
@@ -34,6 +34,8 @@ from harness.faults import FaultSpec
 # Worker settings a scenario may set (the target turns them into its own variables).
 DEFAULT_SETTINGS = {"lease_ttl_ms": "1000", "heartbeat_ms": "200", "chunk_seconds": "1.0",
                     "chunk_concurrency": "1", "poll_interval_ms": "20"}
+MAX_JOBS = 10_000
+"""The most jobs one workload submits."""
 # and for upload workloads: small parts (the S3 server's minimum follows), quick polls
 UPLOAD_SETTINGS = {"upload_part_bytes": "65536", "upload_poll_ms": "20"}
 
@@ -48,7 +50,14 @@ class Workload(BaseModel):
     # transcribe and upload: the reference pack's; task: a queue library's job (rq, arq)
     # that works ``work_ms``, makes one billable call and records its effect
     kind: Literal["transcribe", "upload", "task"] = "transcribe"
-    jobs: int = Field(1, ge=1, le=100)
+    jobs: int = Field(1, ge=1, le=MAX_JOBS)
+    rate: float | None = Field(None, gt=0, le=1000,
+                               description="jobs per second, submitted beside the faults "
+                                           "(default: all at once, before them)")
+    burst: int = Field(1, ge=1, le=1000, description="with rate: jobs submitted together")
+    duration_s: float | None = Field(None, gt=0, le=3600,
+                                     description="with rate: submit for this long "
+                                                 "(instead of jobs)")
     work_ms: int = Field(300, ge=0, le=600_000, description="how long a task job works")
     result_ttl_s: int | None = Field(None, ge=0, le=86400,
                                      description="how long the library keeps a result")
@@ -62,6 +71,43 @@ class Workload(BaseModel):
     finishes: bool = True
     stale_after_s: float | None = Field(None, gt=0, le=3600)
     on_stale: Literal["finalize", "fail"] | None = None
+
+    @model_validator(mode="after")
+    def _arrivals(self) -> Self:
+        if self.duration_s is not None:
+            if self.rate is None:
+                raise ValueError("duration_s submits at a rate: give rate (jobs per second)")
+            if "jobs" in self.model_fields_set:
+                raise ValueError("give jobs or duration_s, not both (with duration_s the "
+                                 "job count is rate * duration_s)")
+            self.jobs = max(1, round(self.rate * self.duration_s))
+            if self.jobs > MAX_JOBS:
+                raise ValueError(f"rate * duration_s is {self.jobs} jobs; at most {MAX_JOBS}")
+        if self.burst > 1 and self.rate is None:
+            raise ValueError("burst groups the arrivals of a rate: give rate as well")
+        return self
+
+    @property
+    def arrival_s(self) -> float:
+        """How long submitting takes: 0 without a rate."""
+        return 0.0 if self.rate is None else self.jobs / self.rate
+
+
+class ServiceSpec(BaseModel):
+    """How the workload's external service answers: each call takes a latency drawn from
+    a log-normal with this median and 99th percentile (the transcription service for the
+    reference pack, the billing service for the queue packs)."""
+
+    model_config = ConfigDict(extra="forbid")
+    latency_median_ms: float = Field(0, ge=0, le=60_000)
+    latency_p99_ms: float | None = Field(None, ge=0, le=600_000)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        if self.latency_p99_ms is not None and self.latency_p99_ms < self.latency_median_ms:
+            raise ValueError(f"latency_p99_ms ({self.latency_p99_ms}) must be at least "
+                             f"latency_median_ms ({self.latency_median_ms})")
+        return self
 
 
 class ExpectSpec(BaseModel):
@@ -100,11 +146,27 @@ class Scenario(BaseModel):
     settings: dict[str, str] = Field(default_factory=dict)
     faults: list[FaultSpec] = Field(default_factory=list)
     expect: ExpectSpec = Field(default_factory=ExpectSpec)
+    service: ServiceSpec = Field(default_factory=ServiceSpec)
+    time_limit_s: float | None = Field(None, gt=0, le=3600,
+                                       description="timed faults stop repeating this long "
+                                                   "after the workload starts")
     timeout_s: float = Field(90, gt=0, le=3600, description="budget for jobs to settle")
     phase_timeout_s: float = Field(30, gt=0, le=600,
                                    description="how long a fault waits for its phase")
     tags: list[str] = Field(default_factory=list,
                             description="labels for selection; `quick` is `crashlab run --quick`")
+
+    @model_validator(mode="after")
+    def _timed(self) -> Self:
+        arrival = self.workload.arrival_s
+        if arrival > self.timeout_s:
+            raise ValueError(f"workload: submitting takes {arrival:.0f} s (jobs / rate), "
+                             f"beyond timeout_s ({self.timeout_s:.0f} s): raise timeout_s or "
+                             f"shorten the workload")
+        if self.time_limit_s is not None and self.time_limit_s > self.timeout_s:
+            raise ValueError(f"time_limit_s ({self.time_limit_s:.0f} s) is beyond timeout_s "
+                             f"({self.timeout_s:.0f} s): raise timeout_s")
+        return self
 
     @field_validator("settings", mode="before")
     @classmethod

@@ -197,9 +197,13 @@ class Target(Protocol):
         ``env.own``); returns their URLs by name, which the wiring carries."""
         ...
 
-    def submit_workload(self, env: Environment, scenario: Scenario, seed: int) -> None:
-        """Submit the scenario's jobs (through the API, or straight to the queue);
-        each one is registered with ``env.add_job`` and recorded as an ``op``."""
+    def submit_workload(self, env: Environment, scenario: Scenario, seed: int,
+                        indices: Sequence[int] | None = None) -> None:
+        """Submit the scenario's jobs (through the API, or straight to the queue): those
+        numbered ``indices`` (default: all ``workload.jobs``; a workload with a rate
+        arrives a few at a time, from a thread: ``harness.nemesis.Arrivals``). Job
+        ``i``'s id and content derive from ``seed`` and ``i`` alone; each one is
+        registered with ``env.add_job`` and recorded as an ``op``."""
         ...
 
     def job_ids(self, client: redis.Redis) -> list[str]: ...

@@ -106,7 +106,10 @@ class FaultContext:
         return next(iter(self.env.jobs))
 
     def settled(self) -> bool:
-        """Every submitted job is terminal: no phase will be reached any more."""
+        """Every submitted job is terminal, and no more will arrive: no phase will be
+        reached any more."""
+        if self.env.submitting:
+            return False
         try:
             return bool(self.env.jobs) and self.env.wait_terminal(timeout=0.0)
         except Exception:  # noqa: BLE001 - Redis may be down during a fault; not settled

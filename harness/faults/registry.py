@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar, get_args
+from typing import TYPE_CHECKING, Any, Self, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from harness.errors import SetupError
 from harness.plugins import import_all
@@ -33,10 +33,41 @@ _NOT_KINDS = frozenset({"base", "registry"})  # modules of harness.faults that h
 
 
 class FaultSpecModel(BaseModel):
-    """The base of every fault spec: extra fields are refused, ``kind`` names it."""
+    """The base of every fault spec: extra fields are refused, ``kind`` names it.
+
+    Every kind can also be *timed* (``harness.nemesis``): ``at_s`` starts it that long
+    after the workload starts, beside the other faults instead of after them;
+    ``every_s`` fires it again and again (each repeat ``jitter_s`` earlier or later,
+    drawn from the run's seed; at most ``times`` times) until the nemesis stops.
+    """
 
     model_config = ConfigDict(extra="forbid")
     kind: str
+    at_s: float | None = Field(None, ge=0, le=86_400,
+                               description="a timed fault: first fired this long after the "
+                                           "workload starts, beside the other faults")
+    every_s: float | None = Field(None, gt=0, le=86_400,
+                                  description="a timed fault fired again this often")
+    jitter_s: float | None = Field(None, ge=0, le=86_400,
+                                   description="each repeat up to this much earlier or later")
+    times: int | None = Field(None, ge=1, le=1_000_000,
+                              description="with every_s: fire at most this many times")
+
+    @model_validator(mode="after")
+    def _timing(self) -> Self:
+        if self.every_s is None:
+            for name in ("jitter_s", "times"):
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name} repeats a fault: give every_s as well")
+        elif self.jitter_s is not None and self.jitter_s >= self.every_s:
+            raise ValueError(f"jitter_s ({self.jitter_s}) must be shorter than every_s "
+                             f"({self.every_s}), or repeats could come out of order")
+        return self
+
+    @property
+    def timed(self) -> bool:
+        """Fired by the nemesis's clock (``at_s``/``every_s``), not in schedule order."""
+        return self.at_s is not None or self.every_s is not None
 
 
 @dataclass(frozen=True)

@@ -136,11 +136,12 @@ class ReferenceTarget:
             urls["s3"] = env.s3.endpoint_url
         return urls
 
-    def submit_workload(self, env: Environment, scenario: Scenario, seed: int) -> None:
+    def submit_workload(self, env: Environment, scenario: Scenario, seed: int,
+                        indices: Sequence[int] | None = None) -> None:
         """Submit the scenario's jobs through the worker's API; job ``i`` gets seed
         ``seed * 1000 + i`` (its media or its source bytes)."""
         work = scenario.workload
-        for index in range(work.jobs):
+        for index in range(work.jobs) if indices is None else indices:
             if work.kind == "upload":
                 growth = (Growth(work.grow_steps, work.grow_interval_ms / 1000, work.finishes)
                           if work.growing else None)

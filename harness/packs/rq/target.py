@@ -127,13 +127,15 @@ class RqTarget:
         env.own("billing", service.stop, service.pid)
         return {"billing": service.url}
 
-    def submit_workload(self, env: Environment, scenario: Scenario, seed: int) -> None:
-        """Enqueue ``workload.jobs`` jobs with RQ's API; job ``i`` is ``rq-<seed>-<i>``."""
+    def submit_workload(self, env: Environment, scenario: Scenario, seed: int,
+                        indices: Sequence[int] | None = None) -> None:
+        """Enqueue the workload's jobs (``indices``, default all) with RQ's API; job ``i``
+        is ``rq-<seed>-<i>``."""
         work = scenario.workload
         settings = {**self.default_settings, **env.options.worker_settings}
         func = _dotted(settings["job"])
         queue = Queue(settings["queue"], connection=raw_client(env.client))
-        for index in range(work.jobs):
+        for index in range(work.jobs) if indices is None else indices:
             job_id = f"rq-{seed}-{index}"
             options: dict[str, Any] = {"job_id": job_id,
                                        "meta": {MAX_RETRIES_META: work.max_retries}}
