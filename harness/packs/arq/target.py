@@ -257,7 +257,7 @@ async def _enqueue(url: str, queue: str, function: str, job_ids: Sequence[str],
                                     "with this id already exists; reset the queue (or use "
                                     "another seed) before submitting again")
     finally:
-        await pool.close(close_connection_pool=True)
+        await pool.aclose()  # redis-py 5: close() is deprecated
 
 
 def _agreed_retries(scenario: str, max_retries: int | None, settings: Mapping[str, str]) -> int:
