@@ -40,6 +40,7 @@ from arq.constants import (
     retry_key_prefix,
 )
 from arq.jobs import DeserializationError, JobStatus, deserialize_job, deserialize_result
+from arq.worker import JobExecutionFailed
 
 from harness.checkers.base import Checker
 from harness.checkers.faults import FaultCoverage
@@ -222,6 +223,11 @@ class ArqTarget:
                                kind="task")
         error = None
         state = "COMPLETED"
+        tries = int(result.job_try or 1)
+        if _refused_try(result.result):
+            # run_job counts a try (INCR arq:retry) before it checks max_tries, so the
+            # result of a refused try records one more try than ever ran the job
+            tries -= 1
         if not result.success:
             error = f"{type(result.result).__name__}: {result.result}"
             if isinstance(result.result, asyncio.CancelledError):
@@ -231,7 +237,7 @@ class ArqTarget:
             else:
                 state = "FAILED"
         return JobSnapshot(job_id=job_id, state=state,
-                           retry_count=max(0, int(result.job_try or 1) - 1),
+                           retry_count=max(0, tries - 1),
                            max_retries=max_retries, error=error, state_sets=sets,
                            native_state=JobStatus.complete.value,
                            ended_at=result.finish_time.timestamp(), kind="task")
@@ -243,6 +249,12 @@ class ArqTarget:
         self._max_retries.clear()
         if self._billing is not None and self._billing.pid is not None:
             self._billing.reset()
+
+
+def _refused_try(outcome: object) -> bool:
+    """Whether a result is run_job's refusal of a try past ``max_tries`` (the job's
+    function did not run on it)."""
+    return isinstance(outcome, JobExecutionFailed) and "retries exceeded" in str(outcome)
 
 
 async def _enqueue(url: str, queue: str, function: str, job_ids: Sequence[str],
