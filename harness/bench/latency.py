@@ -192,7 +192,7 @@ def _lease_expiry_ms(env: Environment, job_id: str) -> float | None:
     cannot tell)."""
     if not isinstance(env.target, InspectableTarget):
         return None
-    seconds, micros = env.client.time()
+    seconds, micros = cast(tuple[int, int], env.client.time())
     ttl = env.target.inspect(env.client, job_id).lease_ttl_ms
     if ttl is None or ttl < 0:
         return None

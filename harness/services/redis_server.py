@@ -23,6 +23,7 @@ import shutil
 import weakref
 from pathlib import Path
 from types import TracebackType
+from typing import Any, cast
 
 import redis
 from redis.backoff import NoBackoff
@@ -222,7 +223,8 @@ class RedisServer:
 
         def ready() -> bool:
             try:
-                info = probe.info("server")
+                # a sync client; redis-py 5.x types its replies as maybe-awaitable
+                info = cast(dict[str, Any], probe.info("server"))
             except redis.RedisError:  # refused, or still loading the AOF
                 return False
             # Only our own process counts, not some other server on the port.

@@ -310,9 +310,9 @@ class ReferenceTarget:
             indexes[f"{PREFIX}:queue"] = f"position {position}"
         deadline = client.zscore(f"{PREFIX}:deadlines", job_id)
         if deadline is not None:
-            indexes[f"{PREFIX}:deadlines"] = f"deadline {int(deadline)} ms"
+            indexes[f"{PREFIX}:deadlines"] = f"deadline {int(cast(float, deadline))} ms"
         lease = cast(str | None, client.get(f"{key}:lease"))
-        ttl = int(client.pttl(f"{key}:lease")) if lease is not None else None
+        ttl = int(cast(int, client.pttl(f"{key}:lease"))) if lease is not None else None
         return JobInspection(
             job_id=job_id, fields=fields,
             plan={int(i): json.loads(v) for i, v in plan.items()},
