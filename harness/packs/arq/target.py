@@ -43,14 +43,14 @@ from arq.jobs import DeserializationError, JobStatus, deserialize_job, deseriali
 from arq.worker import JobExecutionFailed
 
 from harness.checkers.base import Checker
-from harness.checkers.faults import FaultCoverage
-from harness.checkers.queue import QUEUE_CHECKERS
+from harness.checkers.registry import suite
 from harness.environment import Environment
 from harness.errors import ScenarioError
 from harness.history import HistoryWriter
 from harness.ledger import record_ledger, record_service_calls
 from harness.packs.arq.app import BILLING_URL_ENV
 from harness.packs.arq.launch import POINTS, REDIS_URL_ENV, SETTING_PREFIX, job_function
+from harness.runfolder import LEDGER_FILE
 from harness.scenario import Scenario
 from harness.services.billing import BillingService
 from harness.target import JobSnapshot, Semantics, Wiring, WorkerSpec
@@ -114,7 +114,7 @@ class ArqTarget:
     def environment(self, wiring: Wiring, worker: WorkerSpec | None,
                     settings: Mapping[str, str]) -> dict[str, str]:
         env = {REDIS_URL_ENV: wiring.redis_url,
-               "CRASHLAB_LEDGER": str(wiring.data_dir / "ledger.jsonl"),
+               "CRASHLAB_LEDGER": str(wiring.data_dir / LEDGER_FILE),
                BILLING_URL_ENV: wiring.services.get("billing", "")}
         if worker is not None:
             env |= {"CRASHLAB_WORKER_ID": worker.worker_id,
@@ -133,14 +133,16 @@ class ArqTarget:
         env.own("billing", service.stop, service.pid)
         return {"billing": service.url}
 
-    def submit_workload(self, env: Environment, scenario: Scenario, seed: int) -> None:
+    def submit_workload(self, env: Environment, scenario: Scenario, seed: int,
+                        indices: Sequence[int] | None = None) -> None:
         """Enqueue ``workload.jobs`` jobs with arq's API; job ``i`` is ``arq-<seed>-<i>``."""
         work = scenario.workload
         settings = {**self.default_settings, **env.options.worker_settings}
         max_retries = _agreed_retries(scenario.name, work.max_retries, settings)
         _check_timeout(scenario.name, work.timeout_s, settings)
         function, _ = job_function(settings["job"])
-        job_ids = [f"arq-{seed}-{index}" for index in range(work.jobs)]
+        job_ids = [f"arq-{seed}-{index}"
+                   for index in (range(work.jobs) if indices is None else indices)]
         url = env.wiring.direct_redis_url
         asyncio.run(_enqueue(url, settings["queue"], function, job_ids, work.work_ms))
         for job_id in job_ids:
@@ -156,7 +158,7 @@ class ArqTarget:
             record_service_calls("billing", self._billing.calls(), history)
 
     def checkers(self) -> Sequence[Checker]:
-        return [*QUEUE_CHECKERS, FaultCoverage()]
+        return suite("queue", "faults")
 
     def read_events(self, client: redis.Redis, after: str) -> list[tuple[str, dict[str, Any]]]:
         return []  # arq publishes no event stream
