@@ -18,7 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self, TypeVar, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler,
+                      model_serializer, model_validator)
 
 from harness.errors import SetupError
 from harness.plugins import import_all
@@ -30,6 +31,7 @@ ENTRY_POINT_GROUP = "crashlab.faults"
 """Entry points whose values are modules that register fault kinds (a pack's domain faults)."""
 DEFAULT_COLOUR = "#57606a"
 _NOT_KINDS = frozenset({"base", "registry"})  # modules of harness.faults that hold no kind
+TIMING_FIELDS = ("at_s", "every_s", "jitter_s", "times")
 
 
 class FaultSpecModel(BaseModel):
@@ -63,6 +65,15 @@ class FaultSpecModel(BaseModel):
             raise ValueError(f"jitter_s ({self.jitter_s}) must be shorter than every_s "
                              f"({self.every_s}), or repeats could come out of order")
         return self
+
+    @model_serializer(mode="wrap")
+    def _untimed_plain(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Dumped without the timing fields it does not use: an untimed fault reads as before."""
+        data: dict[str, Any] = handler(self)
+        for name in TIMING_FIELDS:
+            if data.get(name) is None:
+                data.pop(name, None)
+        return data
 
     @property
     def timed(self) -> bool:
