@@ -18,8 +18,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Self, TypeVar, get_args
 
-from pydantic import (BaseModel, ConfigDict, Field, SerializerFunctionWrapHandler,
-                      model_serializer, model_validator)
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+    model_validator,
+)
 
 from harness.errors import SetupError
 from harness.plugins import import_all
