@@ -9,7 +9,8 @@ Every pack implements ``Target`` (``harness.packs.reference``, ``.rq``,
 ``.arq``); a user's own worker plugs in the same way (README, "Attack your
 own worker"). ``MediaTarget`` adds what the reference pack's media and
 upload workloads and file faults need, ``MutantTarget`` the planted bugs a
-pack may ship, ``InspectableTarget`` what ``crashlab debug`` shows of a job.
+pack may ship, ``InspectableTarget`` what ``crashlab debug`` shows of a job,
+``ExplorableTarget`` how ``crashlab explore`` draws the pack's domain faults.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import redis
 if TYPE_CHECKING:  # the types of the hooks' arguments; they import this module
     from harness.checkers.base import Checker
     from harness.environment import Environment
+    from harness.explore.strategies import Exploring
     from harness.history import HistoryWriter
     from harness.scenario import Scenario
 
@@ -280,6 +282,19 @@ def media_target(target: Target) -> MediaTarget:
         raise CrashlabError(f"target {target.name} has no media or upload jobs and no chunk "
                             "files; this workload or fault is the reference pack's")
     return target
+
+
+@runtime_checkable
+class ExplorableTarget(Protocol):
+    """A target whose exploration differs from the core's default; optional.
+
+    Without it, ``crashlab explore`` draws the core's process and Redis faults at
+    the target's points with its default settings (``harness.explore.strategies``).
+    """
+
+    def exploring(self, base: Scenario) -> Exploring:
+        """Settings, items per job, time limit and fault menu for exploring ``base``."""
+        ...
 
 
 @runtime_checkable

@@ -21,7 +21,9 @@ from harness.checkers.base import Checker
 from harness.checkers.registry import suite
 from harness.environment import UPLOAD_BUCKET, Environment
 from harness.errors import CrashlabError
+from harness.explore.strategies import Exploring
 from harness.history import HistoryWriter
+from harness.packs.reference import explore
 from harness.scenario import DEFAULT_SETTINGS, Scenario
 from harness.streams import Growth
 from harness.target import JobInspection, JobSnapshot, Semantics, Wiring, WorkerSpec
@@ -99,6 +101,12 @@ class ReferenceTarget:
 
     def phases(self) -> Mapping[str, str]:
         return PHASES
+
+    def exploring(self, base: Scenario) -> Exploring:
+        """Faster leases, chunks from the media length, and the domain faults' menu."""
+        return explore.exploring(base, list(self.phases_for(base.workload.kind)),
+                                 self.default_settings, self.repeating_points,
+                                 self.after_crash_points)
 
     def phases_for(self, kind: str) -> Mapping[str, str]:
         """The points a job of ``kind`` passes, where exploration draws its faults.
