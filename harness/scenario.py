@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from harness.checkers.base import Expectations
 from harness.errors import ScenarioError
 from harness.faults import FaultSpec
+from harness.services.latency import LatencyModel
 
 # Worker settings a scenario may set (the target turns them into its own variables).
 DEFAULT_SETTINGS = {"lease_ttl_ms": "1000", "heartbeat_ms": "200", "chunk_seconds": "1.0",
@@ -108,6 +109,14 @@ class ServiceSpec(BaseModel):
             raise ValueError(f"latency_p99_ms ({self.latency_p99_ms}) must be at least "
                              f"latency_median_ms ({self.latency_median_ms})")
         return self
+
+    @property
+    def has_latency(self) -> bool:
+        return self.latency_median_ms > 0
+
+    def latency(self, seed: int) -> LatencyModel:
+        """The service's latency model for a run with ``seed``."""
+        return LatencyModel(self.latency_median_ms, self.latency_p99_ms, seed)
 
 
 class ExpectSpec(BaseModel):
@@ -255,6 +264,8 @@ def catalog() -> dict[str, Scenario]:
 
 
 QUICK_TAG = "quick"
+SOAK_TAG = "soak"
+"""Scenarios that run for minutes: ``--all`` leaves them out; run them by name."""
 
 
 def tagged(tag: str) -> list[Scenario]:

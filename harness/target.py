@@ -10,7 +10,9 @@ Every pack implements ``Target`` (``harness.packs.reference``, ``.rq``,
 own worker"). ``MediaTarget`` adds what the reference pack's media and
 upload workloads and file faults need, ``MutantTarget`` the planted bugs a
 pack may ship, ``InspectableTarget`` what ``crashlab debug`` shows of a job,
-``ExplorableTarget`` how ``crashlab explore`` draws the pack's domain faults.
+``ExplorableTarget`` how ``crashlab explore`` draws the pack's domain faults,
+``LatencyTarget`` how a scenario's ``service`` latency reaches the pack's
+external service, ``LeasedTarget`` how long a dead worker's job stays claimed.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ if TYPE_CHECKING:  # the types of the hooks' arguments; they import this module
     from harness.explore.strategies import Exploring
     from harness.history import HistoryWriter
     from harness.scenario import Scenario
+    from harness.services.latency import LatencyModel
 
 
 @dataclass(frozen=True)
@@ -294,6 +297,29 @@ class ExplorableTarget(Protocol):
 
     def exploring(self, base: Scenario) -> Exploring:
         """Settings, items per job, time limit and fault menu for exploring ``base``."""
+        ...
+
+
+@runtime_checkable
+class LatencyTarget(Protocol):
+    """A target whose external service answers after the scenario's ``service``
+    latency; optional. A scenario with a latency is refused (exit 3) by a target
+    without it."""
+
+    def set_service_latency(self, env: Environment, model: LatencyModel) -> None:
+        """Make the service the jobs call answer after latencies drawn from ``model``
+        (called once per run, after ``start_services`` or a session's reset)."""
+        ...
+
+
+@runtime_checkable
+class LeasedTarget(Protocol):
+    """A target whose jobs stay claimed by their worker for a while after it died;
+    optional. A fault that repeats more often than that (``every_s``) is refused
+    (exit 3): no job could ever be taken over between two repeats."""
+
+    def lease_s(self, settings: Mapping[str, str]) -> float:
+        """How long a job's claim outlives its dead worker, under ``settings``."""
         ...
 
 

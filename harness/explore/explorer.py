@@ -203,10 +203,11 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
         test()
     except AssertionError:
         pass  # the counterexample is recorded in ``found``
-    except Flaky:
+    except Flaky as exc:
         # the failure did not happen again on the same schedule: a race the
         # faults do not pin down. The failing run is kept, marked as such.
         found.flaky = True
+        log.warning("exploration of %s is flaky: %s", base.name, str(exc).splitlines()[0])
     except _OutOfTime as stop:
         log.warning("exploration of %s %s", base.name, stop)
     finally:

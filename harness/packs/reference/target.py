@@ -25,6 +25,7 @@ from harness.explore.strategies import Exploring
 from harness.history import HistoryWriter
 from harness.packs.reference import explore
 from harness.scenario import DEFAULT_SETTINGS, Scenario
+from harness.services.latency import LatencyModel
 from harness.streams import Growth
 from harness.target import JobInspection, JobSnapshot, Semantics, Wiring, WorkerSpec
 
@@ -143,6 +144,14 @@ class ReferenceTarget:
             client.close()
             urls["s3"] = env.s3.endpoint_url
         return urls
+
+    def lease_s(self, settings: Mapping[str, str]) -> float:
+        """A job's lease (``lease_ttl_ms``), renewed by its worker's heartbeat."""
+        return int(settings["lease_ttl_ms"]) / 1000
+
+    def set_service_latency(self, env: Environment, model: LatencyModel) -> None:
+        """The transcription service answers each chunk after a drawn latency."""
+        env.transcription.set_latency(model)
 
     def submit_workload(self, env: Environment, scenario: Scenario, seed: int,
                         indices: Sequence[int] | None = None) -> None:
