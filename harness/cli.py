@@ -213,9 +213,9 @@ def run(
     try:
         name, project = choose_target(target_flag)
         shipped = catalog_for(name, project)
-        from harness.scenario import QUICK_TAG, SOAK_TAG
+        from harness.scenario import QUICK_TAG, runs_in_all
 
-        chosen = [s for s in shipped.values() if SOAK_TAG not in s.tags] if all_ else \
+        chosen = runs_in_all(shipped) if all_ else \
             [resolve_for(n, name, project) for n in scenarios or []]
         if quick:
             chosen += [s for s in shipped.values() if QUICK_TAG in s.tags and s not in chosen]

@@ -268,6 +268,11 @@ SOAK_TAG = "soak"
 """Scenarios that run for minutes: ``--all`` leaves them out; run them by name."""
 
 
+def runs_in_all(scenarios: Mapping[str, Scenario]) -> list[Scenario]:
+    """What ``crashlab run --all`` runs of a catalog: every scenario but its soaks."""
+    return [s for s in scenarios.values() if SOAK_TAG not in s.tags]
+
+
 def tagged(tag: str) -> list[Scenario]:
     """The catalog's scenarios carrying ``tag`` (``quick``: the subset of ``run --quick``)."""
     return [s for s in catalog().values() if tag in s.tags]
