@@ -175,7 +175,9 @@ def list_scenarios(
 def run(
     scenarios: Annotated[list[str] | None, typer.Argument(
         help="catalog names or scenario files", show_default=False)] = None,
-    all_: Annotated[bool, typer.Option("--all", help="run the whole catalog")] = False,
+    all_: Annotated[bool, typer.Option(
+        "--all", help="run the whole catalog but its soaks (tagged soak: run them by name)")
+    ] = False,
     quick: Annotated[bool, typer.Option(
         "--quick", help="the catalog's scenarios tagged quick (under 30 s in all)")] = False,
     parallel: Annotated[int, typer.Option(
@@ -211,11 +213,11 @@ def run(
     try:
         name, project = choose_target(target_flag)
         shipped = catalog_for(name, project)
-        chosen = list(shipped.values()) if all_ else \
+        from harness.scenario import QUICK_TAG, runs_in_all
+
+        chosen = runs_in_all(shipped) if all_ else \
             [resolve_for(n, name, project) for n in scenarios or []]
         if quick:
-            from harness.scenario import QUICK_TAG
-
             chosen += [s for s in shipped.values() if QUICK_TAG in s.tags and s not in chosen]
         chosen = [project.with_settings(s) for s in chosen]
         target = _load(name, mutant)

@@ -37,11 +37,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from harness.environment import Environment
-from harness.errors import CrashlabError
+from harness.errors import CrashlabError, ScenarioError
 from harness.faults import Fault, FaultContext, build_fault, fault_colour
 from harness.faults.registry import FaultSpecModel
 from harness.scenario import Scenario
-from harness.target import Target
+from harness.target import LeasedTarget, Target
 
 log = logging.getLogger(__name__)
 
@@ -49,6 +49,21 @@ Record = Callable[..., object]
 
 RESUBMIT_S = 0.2
 """How soon a refused submit is tried again."""
+
+
+def check_repeats(scenario: Scenario, target: Target) -> None:
+    """``ScenarioError`` naming ``faults.N.every_s`` when a fault repeats more often than
+    the target's lease: the jobs of a worker it kills could not be taken over before
+    the next repeat, so the run would measure nothing but the fault."""
+    if not isinstance(target, LeasedTarget):
+        return
+    lease = target.lease_s(scenario.settings_for(target.default_settings))
+    for index, fault in enumerate(scenario.faults):
+        if fault.every_s is not None and fault.every_s < lease:
+            raise ScenarioError(
+                f"scenario {scenario.name}: faults.{index}.every_s ({fault.every_s:g} s) is "
+                f"shorter than a lease of {target.name} ({lease:g} s): no job could be "
+                f"taken over between two repeats; give every_s of at least {lease:g}")
 
 
 class Arrivals:

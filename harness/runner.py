@@ -41,7 +41,7 @@ from harness.history import (
     load_state,
     save_state,
 )
-from harness.nemesis import Arrivals, TimedNemesis
+from harness.nemesis import Arrivals, TimedNemesis, check_repeats
 from harness.packs_registry import load_target
 from harness.procs import ProcessRegistry
 from harness.runfolder import DEFAULT_ROOT, new_run_dir
@@ -50,7 +50,7 @@ from harness.runfolder import SCHEDULE_FILE as SCHEDULE_FILE  # re-exported
 from harness.runtime.base import EventSink, Runtime
 from harness.runtime.process import ProcessRuntime
 from harness.scenario import Scenario
-from harness.target import Target
+from harness.target import LatencyTarget, Target
 
 log = logging.getLogger(__name__)
 
@@ -401,6 +401,8 @@ class Run:
                              **hooks.run_start(self))
             hooks.opened(self)
             self._env = env = self._environment(cleanup, settings)
+            if scenario.service.has_latency and isinstance(target, LatencyTarget):
+                target.set_service_latency(env, scenario.service.latency(self.seed))
             self._ctx = FaultContext(env, random.Random(self.seed), history.record,
                                      phase_timeout=scenario.phase_timeout_s)
             cleanup.callback(lambda: heal_all(self.faults, self.ctx), "heal faults")
@@ -517,6 +519,10 @@ def check_workload(scenario: Scenario, target: Target) -> None:
         raise ScenarioError(f"scenario {scenario.name}: workload.kind: {target.name} submits "
                             f"{', '.join(sorted(target.workload_kinds))}, not "
                             f"{scenario.workload.kind!r}")
+    check_repeats(scenario, target)
+    if scenario.service.has_latency and not isinstance(target, LatencyTarget):
+        raise ScenarioError(f"scenario {scenario.name}: service: {target.name} has no "
+                            "external service that takes a latency")
 
 
 def analyze(run_dir: Path) -> tuple[list[CheckResult], dict[str, Any] | None]:

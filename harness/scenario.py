@@ -30,6 +30,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from harness.checkers.base import Expectations
 from harness.errors import ScenarioError
 from harness.faults import FaultSpec
+from harness.services.latency import LatencyModel
 
 # Worker settings a scenario may set (the target turns them into its own variables).
 DEFAULT_SETTINGS = {"lease_ttl_ms": "1000", "heartbeat_ms": "200", "chunk_seconds": "1.0",
@@ -108,6 +109,14 @@ class ServiceSpec(BaseModel):
             raise ValueError(f"latency_p99_ms ({self.latency_p99_ms}) must be at least "
                              f"latency_median_ms ({self.latency_median_ms})")
         return self
+
+    @property
+    def has_latency(self) -> bool:
+        return self.latency_median_ms > 0
+
+    def latency(self, seed: int) -> LatencyModel:
+        """The service's latency model for a run with ``seed``."""
+        return LatencyModel(self.latency_median_ms, self.latency_p99_ms, seed)
 
 
 class ExpectSpec(BaseModel):
@@ -255,6 +264,13 @@ def catalog() -> dict[str, Scenario]:
 
 
 QUICK_TAG = "quick"
+SOAK_TAG = "soak"
+"""Scenarios that run for minutes: ``--all`` leaves them out; run them by name."""
+
+
+def runs_in_all(scenarios: Mapping[str, Scenario]) -> list[Scenario]:
+    """What ``crashlab run --all`` runs of a catalog: every scenario but its soaks."""
+    return [s for s in scenarios.values() if SOAK_TAG not in s.tags]
 
 
 def tagged(tag: str) -> list[Scenario]:

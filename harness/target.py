@@ -9,7 +9,10 @@ Every pack implements ``Target`` (``harness.packs.reference``, ``.rq``,
 ``.arq``); a user's own worker plugs in the same way (README, "Attack your
 own worker"). ``MediaTarget`` adds what the reference pack's media and
 upload workloads and file faults need, ``MutantTarget`` the planted bugs a
-pack may ship, ``InspectableTarget`` what ``crashlab debug`` shows of a job.
+pack may ship, ``InspectableTarget`` what ``crashlab debug`` shows of a job,
+``ExplorableTarget`` how ``crashlab explore`` draws the pack's domain faults,
+``LatencyTarget`` how a scenario's ``service`` latency reaches the pack's
+external service, ``LeasedTarget`` how long a dead worker's job stays claimed.
 """
 
 from __future__ import annotations
@@ -25,8 +28,10 @@ import redis
 if TYPE_CHECKING:  # the types of the hooks' arguments; they import this module
     from harness.checkers.base import Checker
     from harness.environment import Environment
+    from harness.explore.strategies import Exploring
     from harness.history import HistoryWriter
     from harness.scenario import Scenario
+    from harness.services.latency import LatencyModel
 
 
 @dataclass(frozen=True)
@@ -280,6 +285,42 @@ def media_target(target: Target) -> MediaTarget:
         raise CrashlabError(f"target {target.name} has no media or upload jobs and no chunk "
                             "files; this workload or fault is the reference pack's")
     return target
+
+
+@runtime_checkable
+class ExplorableTarget(Protocol):
+    """A target whose exploration differs from the core's default; optional.
+
+    Without it, ``crashlab explore`` draws the core's process and Redis faults at
+    the target's points with its default settings (``harness.explore.strategies``).
+    """
+
+    def exploring(self, base: Scenario) -> Exploring:
+        """Settings, items per job, time limit and fault menu for exploring ``base``."""
+        ...
+
+
+@runtime_checkable
+class LatencyTarget(Protocol):
+    """A target whose external service answers after the scenario's ``service``
+    latency; optional. A scenario with a latency is refused (exit 3) by a target
+    without it."""
+
+    def set_service_latency(self, env: Environment, model: LatencyModel) -> None:
+        """Make the service the jobs call answer after latencies drawn from ``model``
+        (called once per run, after ``start_services`` or a session's reset)."""
+        ...
+
+
+@runtime_checkable
+class LeasedTarget(Protocol):
+    """A target whose jobs stay claimed by their worker for a while after it died;
+    optional. A fault that repeats more often than that (``every_s``) is refused
+    (exit 3): no job could ever be taken over between two repeats."""
+
+    def lease_s(self, settings: Mapping[str, str]) -> float:
+        """How long a job's claim outlives its dead worker, under ``settings``."""
+        ...
 
 
 @runtime_checkable

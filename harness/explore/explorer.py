@@ -30,7 +30,7 @@ from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from hypothesis.errors import Flaky
 
 from harness.checkers.base import Verdict
-from harness.explore.strategies import Schedule, Vocabulary, schedules
+from harness.explore.strategies import Exploring, Schedule, Vocabulary, schedules
 from harness.packs_registry import load_target
 from harness.procs import ProcessRegistry, default_state_dir
 from harness.runfolder import COUNTEREXAMPLE_FILE as COUNTEREXAMPLE_FILE  # re-exported
@@ -38,12 +38,12 @@ from harness.runfolder import DEFAULT_ROOT, new_run_dir, point_at_latest
 from harness.runfolder import EXPLORATION_FILE as EXPLORATION_FILE  # re-exported
 from harness.runner import RunResult, Session, run_scenario
 from harness.scenario import Scenario
-from harness.target import MediaTarget, Target
+from harness.target import ExplorableTarget, Target
 
 log = logging.getLogger(__name__)
 
-# Faster leases than the catalog's: every takeover waits for one
-EXPLORE_SETTINGS = {"lease_ttl_ms": "600", "heartbeat_ms": "120", "poll_interval_ms": "20"}
+# past a pack's recovery limit, so that a job stuck after a crash is judged, not cut short
+RECOVERY_MARGIN_S = 15.0
 
 
 @dataclass
@@ -108,6 +108,17 @@ class _Prefixed(ExampleDatabase):
         self.inner.delete(self.prefix + key, value)
 
 
+def exploring(target: Target, base: Scenario) -> Exploring:
+    """How ``target`` wants ``base`` explored: its own plan, else the core's process
+    and Redis faults at its points, its default settings, and time to recover."""
+    if isinstance(target, ExplorableTarget):
+        return target.exploring(base)
+    return Exploring(settings=base.settings_for(target.default_settings),
+                     vocabulary=Vocabulary(frozenset(target.repeating_points),
+                                           frozenset(target.after_crash_points)),
+                     timeout_s=max(base.timeout_s, target.recovery_limit_s + RECOVERY_MARGIN_S))
+
+
 def _phases(target: Target, kind: str) -> Mapping[str, str]:
     """The target's points a job of ``kind`` passes (``phases_for``), else all of them."""
     phases_for: Callable[[str], Mapping[str, str]] | None = getattr(target, "phases_for", None)
@@ -135,14 +146,8 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
     target = target or load_target()
     folder = new_run_dir(f"explore-{base.name}", runs_root, point_latest=False)
     found = Exploration(base.name, folder, seed)
-    media = isinstance(target, MediaTarget)
-    # the reference pack's faster leases; a queue library keeps its own defaults
-    settings_ = {**base.settings_for(target.default_settings),
-                 **(EXPLORE_SETTINGS if media else {})}
-    chunks = max(1, round(base.workload.media_seconds / float(settings_["chunk_seconds"]))) \
-        if base.workload.kind == "transcribe" else 1
-    vocabulary = Vocabulary(frozenset(target.repeating_points),
-                            frozenset(target.after_crash_points), media=media)
+    plan = exploring(target, base)
+    settings_ = dict(plan.settings)
     session = Session(folder / "session", target, registry, settings_,
                       s3=base.needs_s3).start()
     started = time.monotonic()
@@ -161,7 +166,7 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
         scenario = base.model_copy(update={
             "name": f"{base.name}-x{found.examples + 1}", "workers": schedule.workers,
             "initial_workers": None, "faults": list(schedule.faults),
-            "settings": settings_, "phase_timeout_s": 5.0, "timeout_s": 20.0,
+            "settings": settings_, "phase_timeout_s": 5.0, "timeout_s": plan.timeout_s,
             "expect": base.expect.model_copy(update={
                 "terminal_states": ["COMPLETED", "FAILED"], "retry_count": None,
                 "failure_reason": None, "min_rejected_writes": None})})
@@ -190,19 +195,19 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
         else [Phase.generate, Phase.shrink], verbosity=Verbosity.quiet,
         suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
         print_blob=False,
-    )(given(schedules(list(_phases(target, base.workload.kind)), chunks=chunks,
-                      jobs=base.workload.jobs, chunk_files=not base.needs_s3,
-                      max_faults=max_faults, max_workers=max_workers,
-                      vocabulary=vocabulary))(one))
+    )(given(schedules(list(_phases(target, base.workload.kind)), chunks=plan.chunks,
+                      jobs=base.workload.jobs, max_faults=max_faults, max_workers=max_workers,
+                      vocabulary=plan.vocabulary))(one))
     test = hypothesis_seed(seed)(test)
     try:
         test()
     except AssertionError:
         pass  # the counterexample is recorded in ``found``
-    except Flaky:
+    except Flaky as exc:
         # the failure did not happen again on the same schedule: a race the
         # faults do not pin down. The failing run is kept, marked as such.
         found.flaky = True
+        log.warning("exploration of %s is flaky: %s", base.name, str(exc).splitlines()[0])
     except _OutOfTime as stop:
         log.warning("exploration of %s %s", base.name, stop)
     finally:

@@ -9,7 +9,10 @@ the effects checkers compare with what the jobs say they did.
 
     POST /charge   {"job": ID, "key": KEY, "attempt_pid": PID}  -> {"charge": N, "duplicate": bool}
     GET  /calls    every call so far
-    POST /reset    forget every call and key (between runs of a session)
+    POST /latency  {"median_ms": M, "p99_ms": P, "seed": S}: answer each charge after a
+                   latency drawn from ``harness.services.latency.LatencyModel`` (the
+                   charge is made and logged at once, billed even if the client leaves)
+    POST /reset    forget every call, key and latency (between runs of a session)
     GET  /health
 
 With ``--ignore-keys`` the service bills a repeated key again, as services
@@ -37,6 +40,7 @@ import httpx
 from harness.errors import SetupError
 from harness.ports import LOOPBACK, free_port, wait_until
 from harness.procs import ManagedProcess, ProcessRegistry
+from harness.services.latency import LatencyModel
 
 _START_TIMEOUT = 20.0
 
@@ -114,6 +118,11 @@ class BillingService:
     def reset(self) -> None:
         httpx.post(f"{self.url}/reset", timeout=5.0, verify=False).raise_for_status()
 
+    def set_latency(self, model: LatencyModel) -> None:
+        """Every later charge is answered after a latency drawn from ``model``."""
+        httpx.post(f"{self.url}/latency", json=model.as_dict(), timeout=5.0,
+                   verify=False).raise_for_status()
+
 
 # -- the server ----------------------------------------------------------------
 
@@ -125,6 +134,7 @@ class _State:
         self.lock = threading.Lock()
         self.charges: dict[str, int] = {}  # idempotency key -> charge number
         self.count = 0
+        self.latency = LatencyModel()
 
     def charge(self, body: dict[str, Any]) -> dict[str, Any]:
         key = str(body.get("key") or body.get("job") or "")
@@ -147,6 +157,7 @@ class _State:
         with self.lock:
             self.charges.clear()
             self.count = 0
+            self.latency = LatencyModel()
             self.call_log.write_text("")
 
 
@@ -174,6 +185,14 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
                 state.reset()
                 self._send(200, {"ok": True})
                 return
+            if self.path == "/latency":
+                try:
+                    state.latency = LatencyModel.from_dict(json.loads(raw))
+                except (ValueError, TypeError, AttributeError) as exc:
+                    self._send(422, {"error": str(exc)})
+                    return
+                self._send(200, state.latency.as_dict())
+                return
             if self.path != "/charge":
                 self._send(404, {"error": f"no such endpoint {self.path}"})
                 return
@@ -184,7 +203,9 @@ def _handler(state: _State) -> type[BaseHTTPRequestHandler]:
             except ValueError as exc:
                 self._send(400, {"error": str(exc)})
                 return
-            self._send(200, state.charge(body))
+            answer = state.charge(body)
+            time.sleep(state.latency.sample_s())
+            self._send(200, answer)
 
         def _send(self, status: int, body: Any) -> None:
             payload = json.dumps(body).encode()

@@ -21,6 +21,11 @@ call never reached the work: an error status answers at once (after any
 latency), a hang holds the call until the fault is cleared (then it proceeds
 normally) or the client disconnects (logged with status 499).
 
+Latency (``/_admin/latency``, a ``harness.services.latency.LatencyModel``):
+every transcription call waits a drawn latency before it is answered, the
+work done at once and billed even if the client leaves meanwhile; a fault's
+latency comes on top.
+
 Every transcription call is appended, flushed, as one JSON line to the call
 log with the fields in ``CALL_LOG_FIELDS``; ``outcome == "new"`` per
 ``(job_id, chunk_index)`` is the billable work. Status queries are logged
@@ -50,6 +55,7 @@ from starlette.exceptions import HTTPException
 
 from harness.audio import SEGMENT_SECONDS, audio_seconds, decode_wav
 from harness.ports import LOOPBACK
+from harness.services.latency import LatencyModel
 
 CALL_LOG_FIELDS: tuple[str, ...] = (
     "seq", "ts", "idempotency_key", "job_id", "chunk_index", "model", "audio_sha256",
@@ -235,6 +241,7 @@ class TranscriptionState:
         self.fault_epoch = 0
         """Bumped whenever the active faults are cleared or replaced; releases hangs."""
         self.calls: list[dict[str, Any]] = []
+        self.latency = LatencyModel()
         self._seq = 0
         self._fault_ids = 0
 
@@ -247,6 +254,7 @@ class TranscriptionState:
             entry.done.set()  # waiters see the new generation and give up
         self.results = {}
         self.clear_faults()
+        self.latency = LatencyModel()
         self.calls = []
         self._seq = 0
         self.call_log.write_bytes(b"")
@@ -409,7 +417,8 @@ def create_app(call_log: Path) -> FastAPI:
             if held == "reset":
                 return _fault_response(503)
             rule = None  # cleared: the call goes on as if it had never been faulted
-        deadline = call.started + (rule.latency_ms / 1000 if rule is not None else 0.0)
+        deadline = (call.started + state.latency.sample_s()
+                    + (rule.latency_ms / 1000 if rule is not None else 0.0))
         if rule is not None and rule.status is not None:
             await _sleep_until(deadline)
             return state.finish(call, _fault_response(rule.status), "fault")
@@ -442,6 +451,18 @@ def create_app(call_log: Path) -> FastAPI:
     async def clear_faults() -> dict[str, bool]:
         state.clear_faults()
         return {"ok": True}
+
+    @app.get("/_admin/latency")
+    async def get_latency() -> dict[str, Any]:
+        return state.latency.as_dict()
+
+    @app.post("/_admin/latency")
+    async def set_latency(request: Request) -> Response:
+        try:
+            state.latency = LatencyModel.from_dict(await request.json())
+        except (ValueError, TypeError, AttributeError) as exc:
+            return JSONResponse(error_body(str(exc), "invalid_request_error"), status_code=422)
+        return JSONResponse(state.latency.as_dict())
 
     @app.get("/_admin/calls")
     async def calls() -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ import harness
 from harness.errors import SetupError
 from harness.ports import LOOPBACK, free_port, wait_until
 from harness.procs import ManagedProcess, ProcessRegistry
+from harness.services.latency import LatencyModel
 
 _ADMIN_TIMEOUT = httpx.Timeout(5.0, connect=1.0)
 _START_TIMEOUT = 20.0
@@ -155,8 +156,12 @@ class TranscriptionService:
         """Heal: remove every fault and release hung calls."""
         self._admin("DELETE", "/_admin/faults")
 
+    def set_latency(self, model: LatencyModel) -> None:
+        """Every later call waits a latency drawn from ``model`` (median 0: none)."""
+        self._admin("POST", "/_admin/latency", json=model.as_dict())
+
     def reset(self) -> None:
-        """Forget stored results, faults and calls, and truncate the call log."""
+        """Forget stored results, faults, latency and calls, and truncate the call log."""
         self._admin("POST", "/_admin/reset")
 
     def _post_fault(self, **spec: Any) -> dict[str, Any]:

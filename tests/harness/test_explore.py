@@ -14,6 +14,7 @@ from harness.checkers.base import Verdict
 from harness.explore.explorer import COUNTEREXAMPLE_FILE, EXPLORATION_FILE, explore
 from harness.explore.strategies import schedules
 from harness.faults import FAULT_KINDS
+from harness.packs.reference.explore import vocabulary
 from harness.packs.reference.mutants import mutant_target
 from harness.packs.reference.target import PHASES
 from harness.procs import ProcessRegistry
@@ -22,7 +23,7 @@ from harness.scenario import Scenario, resolve
 
 
 @settings(max_examples=200, deadline=None)
-@given(schedules(list(PHASES), chunks=3, jobs=2))
+@given(schedules(list(PHASES), chunks=3, jobs=2, vocabulary=vocabulary(list(PHASES))))
 def test_generated_schedules_are_valid_scenarios(schedule: object) -> None:
     from harness.explore.strategies import Schedule
 

@@ -19,6 +19,7 @@ from openai import AsyncOpenAI, OpenAI
 
 from harness.audio import expected_transcript, wav_bytes, words_for
 from harness.ports import wait_until
+from harness.services.latency import LatencyModel
 from harness.services.transcription import CALL_LOG_FIELDS
 from harness.services.transcription_server import TranscriptionService
 
@@ -349,3 +350,24 @@ def test_status_queries_are_logged_as_status_never_billable(
     [call] = service.calls()
     assert (call["outcome"], call["job_id"], call["chunk_index"]) == ("status", "job-9", 4)
     assert call["idempotency_key"] == "job-9:4"
+
+
+def test_a_drawn_latency_delays_every_answer_until_reset(
+        service: TranscriptionService, client: OpenAI) -> None:
+    service.set_latency(LatencyModel(median_ms=400, seed=1))
+    started = time.monotonic()
+    assert transcribe(client).text == TEXT
+    assert time.monotonic() - started >= 0.4
+    (call,) = work_calls(service)
+    assert call["outcome"] == "new" and call["duration_ms"] >= 400
+    service.reset()
+    started = time.monotonic()
+    transcribe(client, key="key-2")
+    assert time.monotonic() - started < 0.4
+
+
+def test_a_bad_latency_is_refused_with_the_field_named(service: TranscriptionService) -> None:
+    answer = httpx.post(f"{service.url}/_admin/latency", json={"median_ms": 50, "p99_ms": 10})
+    assert answer.status_code == 422 and "p99_ms" in answer.text
+    answer = httpx.post(f"{service.url}/_admin/latency", json={"median": 50})
+    assert answer.status_code == 422 and "median" in answer.text

@@ -53,6 +53,7 @@ from harness.packs.arq.launch import POINTS, REDIS_URL_ENV, SETTING_PREFIX, job_
 from harness.runfolder import LEDGER_FILE
 from harness.scenario import Scenario
 from harness.services.billing import BillingService
+from harness.services.latency import LatencyModel
 from harness.target import JobSnapshot, Semantics, Wiring, WorkerSpec
 
 # Worker settings when a scenario gives none: arq's own defaults but one.
@@ -132,6 +133,15 @@ class ArqTarget:
         self._billing = service
         env.own("billing", service.stop, service.pid)
         return {"billing": service.url}
+
+    def lease_s(self, settings: Mapping[str, str]) -> float:
+        """arq's claim (``arq:in-progress``) lasts ``job_timeout + 10`` s."""
+        return float(settings["job_timeout"]) + 10
+
+    def set_service_latency(self, env: Environment, model: LatencyModel) -> None:
+        """The billing service answers each charge after a drawn latency."""
+        if self._billing is not None:
+            self._billing.set_latency(model)
 
     def submit_workload(self, env: Environment, scenario: Scenario, seed: int,
                         indices: Sequence[int] | None = None) -> None:

@@ -21,8 +21,11 @@ from harness.checkers.base import Checker
 from harness.checkers.registry import suite
 from harness.environment import UPLOAD_BUCKET, Environment
 from harness.errors import CrashlabError
+from harness.explore.strategies import Exploring
 from harness.history import HistoryWriter
+from harness.packs.reference import explore
 from harness.scenario import DEFAULT_SETTINGS, Scenario
+from harness.services.latency import LatencyModel
 from harness.streams import Growth
 from harness.target import JobInspection, JobSnapshot, Semantics, Wiring, WorkerSpec
 
@@ -100,6 +103,12 @@ class ReferenceTarget:
     def phases(self) -> Mapping[str, str]:
         return PHASES
 
+    def exploring(self, base: Scenario) -> Exploring:
+        """Faster leases, chunks from the media length, and the domain faults' menu."""
+        return explore.exploring(base, list(self.phases_for(base.workload.kind)),
+                                 self.default_settings, self.repeating_points,
+                                 self.after_crash_points)
+
     def phases_for(self, kind: str) -> Mapping[str, str]:
         """The points a job of ``kind`` passes, where exploration draws its faults.
 
@@ -135,6 +144,14 @@ class ReferenceTarget:
             client.close()
             urls["s3"] = env.s3.endpoint_url
         return urls
+
+    def lease_s(self, settings: Mapping[str, str]) -> float:
+        """A job's lease (``lease_ttl_ms``), renewed by its worker's heartbeat."""
+        return int(settings["lease_ttl_ms"]) / 1000
+
+    def set_service_latency(self, env: Environment, model: LatencyModel) -> None:
+        """The transcription service answers each chunk after a drawn latency."""
+        env.transcription.set_latency(model)
 
     def submit_workload(self, env: Environment, scenario: Scenario, seed: int,
                         indices: Sequence[int] | None = None) -> None:

@@ -41,6 +41,7 @@ from harness.packs.rq.launch import POINTS, REDIS_URL_ENV, SETTING_PREFIX
 from harness.runfolder import LEDGER_FILE
 from harness.scenario import Scenario
 from harness.services.billing import BillingService
+from harness.services.latency import LatencyModel
 from harness.target import JobSnapshot, Semantics, Wiring, WorkerSpec
 
 # RQ's JobStatus -> the core's words (harness.target.JobSnapshot)
@@ -126,6 +127,16 @@ class RqTarget:
         self._billing = service
         env.own("billing", service.stop, service.pid)
         return {"billing": service.url}
+
+    def lease_s(self, settings: Mapping[str, str]) -> float:
+        """A killed attempt stays in ``rq:wip`` for its heartbeat TTL (see above): at most
+        ``job_monitoring_interval + 60`` s."""
+        return float(settings["job_monitoring_interval"]) + 60
+
+    def set_service_latency(self, env: Environment, model: LatencyModel) -> None:
+        """The billing service answers each charge after a drawn latency."""
+        if self._billing is not None:
+            self._billing.set_latency(model)
 
     def submit_workload(self, env: Environment, scenario: Scenario, seed: int,
                         indices: Sequence[int] | None = None) -> None:

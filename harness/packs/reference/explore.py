@@ -1,0 +1,110 @@
+"""How exploration attacks the reference worker: its faster leases and domain faults.
+
+``ReferenceTarget.exploring`` gives the explorer (``harness.explore``) the
+settings, the chunks per job and a ``Vocabulary`` whose menu adds the
+reference world's faults to the core's: a worker paused past its lease (a
+zombie), the media source deleted, a chunk file corrupted or deleted, the
+transcription service answering errors, and after a kill the damage the
+dead worker leaves for its replacement.
+
+Naming convention of the phase catalog: a ``chunk.`` point is hit once per
+chunk, a ``recovery.`` point only after a crash, every other point once per
+job and attempt. Occurrences a workload cannot reach make faults that never
+fire (inconclusive examples), so they are not generated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from hypothesis import strategies as st
+
+from harness.explore.strategies import Draws, Exploring, FaultMenu, Hit, Vocabulary
+from harness.faults import FaultSpec
+from harness.packs.reference.faults.files import CorruptChunkSpec, DeleteSourceSpec
+from harness.packs.reference.faults.pause_past_lease import PausePastLeaseSpec
+from harness.packs.reference.faults.service_errors import ServiceErrorsSpec
+from harness.scenario import Scenario
+
+# Faster leases than the catalog's: every takeover waits for one
+EXPLORE_SETTINGS = {"lease_ttl_ms": "600", "heartbeat_ms": "120", "poll_interval_ms": "20"}
+# points where a worker holds a chunk in hand: where a zombie has something to write
+CHUNK_POINTS = ("chunk.before_request", "chunk.transcribed.before_commit", "chunk.committed")
+# the heartbeat point is for stalling leases, not for killing at
+NOT_FOR_KILLS = frozenset({"lease.renew"})
+PER_CHUNK_PREFIX = "chunk."
+AFTER_CRASH_PREFIX = "recovery."
+# points a job reaches before its media is cut: no chunk file to damage yet
+BEFORE_CHUNK_FILES = ("job.claimed", "chunking.started")
+
+
+def vocabulary(phases: Sequence[str], *, chunk_files: bool = True,
+               repeating: frozenset[str] | None = None,
+               after_crash: frozenset[str] | None = None) -> Vocabulary:
+    """The reference world's vocabulary; ``chunk_files`` says whether the workload's
+    jobs keep chunk files to damage (an upload job keeps none). Without ``repeating``
+    and ``after_crash``, the catalog's naming convention decides them."""
+    if repeating is None:
+        repeating = frozenset(p for p in phases if p.startswith(PER_CHUNK_PREFIX))
+    if after_crash is None:
+        after_crash = frozenset(p for p in phases if p.startswith(AFTER_CRASH_PREFIX))
+
+    def menu(draws: Draws) -> FaultMenu:
+        return _menu(draws, chunk_files=chunk_files)
+
+    return Vocabulary(repeating, after_crash, NOT_FOR_KILLS, menu)
+
+
+def exploring(base: Scenario, phases: Sequence[str], default_settings: Mapping[str, str],
+              repeating: frozenset[str], after_crash: frozenset[str]) -> Exploring:
+    """The reference pack's exploration of ``base``'s workload."""
+    settings = {**base.settings_for(default_settings), **EXPLORE_SETTINGS}
+    chunks = max(1, round(base.workload.media_seconds / float(settings["chunk_seconds"]))) \
+        if base.workload.kind == "transcribe" else 1
+    return Exploring(settings=settings, chunks=chunks,
+                     vocabulary=vocabulary(phases, chunk_files=not base.needs_s3,
+                                           repeating=repeating, after_crash=after_crash))
+
+
+def _menu(draws: Draws, *, chunk_files: bool) -> FaultMenu:
+    chunks, jobs = draws.chunks, draws.jobs
+    chunk_points = [p for p in CHUNK_POINTS if p in draws.phases] or list(draws.points)
+    zombie = st.builds(PausePastLeaseSpec, kind=st.just("pause_past_lease"),
+                       point=st.sampled_from(chunk_points),
+                       occurrence=st.integers(1, max(1, min(chunks, 2))),
+                       hold_leases=st.just(2.0),
+                       rescuer_point=st.just("recovery.resumed")
+                       if "recovery.resumed" in draws.phases else st.none())
+    corrupt = st.builds(CorruptChunkSpec, kind=st.just("corrupt_chunk"),
+                        chunk=st.integers(0, max(0, chunks - 1)),
+                        mode=st.sampled_from(["corrupt", "delete"]),
+                        job=st.integers(0, max(0, jobs - 1)))
+    delete = st.builds(DeleteSourceSpec, kind=st.just("delete_source"),
+                       job=st.integers(0, max(0, jobs - 1)))
+    service = st.builds(ServiceErrorsSpec, kind=st.just("service_errors"),
+                        status=st.sampled_from([429, 500, 503]), count=st.integers(1, 3),
+                        duration_ms=st.just(0))
+
+    def crash_at(hit: Hit) -> st.SearchStrategy[tuple[FaultSpec, ...]]:
+        """A kill at ``hit``, or a kill, then what the dead worker leaves for its
+        replacement (started only after the damage): the chunk it held damaged,
+        or the job's source gone."""
+        damage_kinds: list[st.SearchStrategy[FaultSpec]] = [
+            st.builds(DeleteSourceSpec, kind=st.just("delete_source"), at_crash=st.just(True))]
+        if chunk_files and hit[0] not in BEFORE_CHUNK_FILES:
+            # a corrupted file is the subtler damage (a missing one is plain to see)
+            damage_kinds += [st.builds(CorruptChunkSpec, kind=st.just("corrupt_chunk"),
+                                       chunk=st.integers(0, max(0, chunks - 1)),
+                                       mode=st.just(mode), at_crash=st.just(True))
+                             for mode in ("corrupt", "corrupt", "delete")]
+        damage = st.sampled_from(damage_kinds).flatmap(lambda kind: kind)
+        return st.just((Draws.kill(hit, restart=True),)) | damage.map(
+            lambda fault: (Draws.kill(hit, restart=False), fault))
+
+    # A chunk file exists to damage only once the media was cut, so damage on
+    # its own comes only after a fault.
+    single: list[st.SearchStrategy[FaultSpec]] = [zombie, delete, draws.sever, draws.restart,
+                                                   service, draws.random_kill, draws.deploy]
+    if draws.after_crash and chunk_files:
+        single.append(corrupt)
+    return FaultMenu(single=single, crash=draws.hits.flatmap(crash_at))

@@ -1,0 +1,11 @@
+"""The reference pack's domain faults: damage to its files, its service, its leases.
+
+Each module registers its kind (``harness.faults.registry``); the package is
+named by the pack's ``crashlab.faults`` entry point, so a scenario file may
+use these kinds and the core never imports them.
+
+    corrupt_chunk     files             corrupt or delete a chunk file, often at a crash
+    delete_source     files             delete the job's original media
+    service_errors    service_errors    the transcription service answers 429/500/503
+    pause_past_lease  pause_past_lease  a worker frozen past its lease: a zombie writer
+"""

@@ -1,0 +1,98 @@
+"""Workloads and faults over time: arrivals beside the faults, a repeating nemesis,
+the short soak every suite run makes, and the bad timing a scenario is refused for."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.checkers.base import Verdict
+from harness.errors import ScenarioError
+from harness.packs.arq.target import ArqTarget
+from harness.packs.reference.target import ReferenceTarget
+from harness.packs.rq.target import RqTarget
+from harness.procs import ProcessRegistry
+from harness.runner import check_workload, run_scenario
+from harness.scenario import SOAK_TAG, catalog, parse_scenario, resolve, runs_in_all
+
+
+def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "harness.cli", *args, "--runs",
+                           str(tmp_path / "runs")], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "CRASHLAB_STATE_DIR": str(tmp_path / "state")})
+
+
+@pytest.mark.parametrize(("body", "named"), [
+    ("workload: {rate: -2, duration_s: 5}\n", "workload.rate"),
+    ("workload: {rate: 2, duration_s: 100}\ntimeout_s: 30\n", "timeout_s"),
+    ("faults:\n  - {kind: kill_random, every_s: 2, jitter_s: 3}\n", "jitter_s"),
+    ("faults:\n  - {kind: sever_redis}\n  - {kind: kill_random, at_s: 1, every_s: 0.5}\n",
+     "faults.1.every_s"),
+])
+def test_bad_timing_is_refused_naming_the_field_with_exit_3(tmp_path: Path, body: str,
+                                                            named: str) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: bad\ndescription: bad timing\n" + body)
+    proc = _cli(tmp_path, "run", str(path))
+    assert proc.returncode == 3, proc.stdout + proc.stderr
+    assert named in proc.stderr, proc.stderr
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").glob("*-bad"))
+
+
+def test_a_repeat_must_outlast_each_targets_lease() -> None:
+    text = ("name: r\ndescription: d\nworkload: {{kind: task}}\n"
+            "faults:\n  - {{kind: kill_random, every_s: {every}}}\n")
+    # rq keeps a killed attempt 65 s, arq's claim lasts job_timeout + 10 = 30 s
+    for target, short, enough in ((RqTarget(), 60, 65), (ArqTarget(), 29, 30)):
+        with pytest.raises(ScenarioError, match=r"faults.0.every_s \(.*\) is shorter than a "
+                                                rf"lease of {target.name}"):
+            check_workload(parse_scenario(text.format(every=short), "r.yaml"), target)
+        check_workload(parse_scenario(text.format(every=enough), "r.yaml"), target)
+    slow = parse_scenario("name: r\ndescription: d\nsettings: {lease_ttl_ms: 5000}\n"
+                          "faults:\n  - {kind: kill_random, every_s: 3}\n", "r.yaml")
+    with pytest.raises(ScenarioError, match="lease of reference \\(5 s\\)"):
+        check_workload(slow, ReferenceTarget())
+
+
+def test_soaks_are_left_out_of_run_all(tmp_path: Path) -> None:
+    soaks = {name for name, s in catalog().items() if SOAK_TAG in s.tags}
+    assert {"soak", "soak-quick"} <= soaks
+    everything = {s.name for s in runs_in_all(catalog())}
+    assert not everything & soaks and len(everything) == len(catalog()) - len(soaks)
+    listed = subprocess.run([sys.executable, "-m", "harness.cli", "list"], capture_output=True,
+                            text=True, timeout=60)
+    assert "soak-quick" in listed.stdout
+    soak = resolve("soak")
+    assert soak.workload.jobs == 2000 and soak.workers == 4
+    assert soak.workload.arrival_s == pytest.approx(300, rel=0.01)
+
+
+@pytest.mark.slow
+@pytest.mark.chaos
+@pytest.mark.timeout(240)
+def test_the_quick_soak_loses_nothing_and_fires_every_repeat(
+        tmp_path: Path, registry: ProcessRegistry) -> None:
+    scenario = resolve("soak-quick")
+    result = run_scenario(scenario, seed=3, registry=registry, runs_root=tmp_path)
+    assert result.verdict is Verdict.VALID, [c.witness for c in result.checks
+                                             if c.verdict is not Verdict.VALID]
+    # every repeat of every timed fault is a planned fault, and each fired
+    repeats = sum(f.times or 1 for f in scenario.faults)
+    assert (result.faults_planned, result.faults_fired) == (repeats, repeats)
+    history = [json.loads(line) for line in
+               (result.run_dir / "history.jsonl").read_text().splitlines()]
+    submits = [e["index"] for e in history if e["kind"] == "op" and e.get("op") == "submit"]
+    starts = [e for e in history if e["kind"] == "fault_start"]
+    assert len(submits) == scenario.workload.jobs
+    # submission ran beside the faults: jobs arrived after the first and before the
+    # last kill, and the kills came at least a repeat apart, in the order of the clock
+    assert submits[0] < starts[0]["index"] < submits[-1]
+    kills = [e["ts"] for e in starts if e["fault"] == "kill_random"]
+    assert len(kills) == 9 and all(b - a >= 1.0 for a, b in zip(kills, kills[1:], strict=False))
+    assert kills[-1] - kills[0] <= scenario.time_limit_s
+
