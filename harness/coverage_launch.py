@@ -17,7 +17,8 @@ its data in memory until it saves. So the data is saved
 - by a thread, every ``CRASHLAB_COVERAGE_SAVE_S`` seconds (default 0.25);
 - just before a failpoint pause or error is reported (``harness.failpoint.on_hit``),
   so a SIGKILL at a phase, which the harness sends only after it saw the
-  hit, loses nothing that ran before the failpoint;
+  hit, keeps every line the paused job ran up to the failpoint (the
+  process's other tasks lose what they ran since the last save);
 - on SIGTERM when the worker left SIGTERM to its default action (the signal
   is then delivered again with that action), and at a normal exit.
 

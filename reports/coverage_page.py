@@ -27,8 +27,9 @@ COVERAGE_HTML = "coverage.html"
 
 NOTE = ("Line and branch coverage of the worker's processes, measured by coverage.py while "
         "the faults ran. Data is saved every 0.25 s and before each failpoint pause, so a "
-        "SIGKILL at a phase loses nothing; a SIGKILL at a random time loses what ran since "
-        "the last save. Lua scripts run inside Redis and are not measured.")
+        "SIGKILL at a phase keeps what the paused job ran up to the failpoint; any SIGKILL "
+        "loses what the process's other tasks ran since the last save (at most 0.25 s). "
+        "Lua scripts run inside Redis and are not measured.")
 
 
 def load_summary(path: Path) -> Mapping[str, Any] | None:
