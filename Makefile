@@ -19,7 +19,7 @@ SETUP_FLAGS ?=
 TEST_SETUP_FLAGS ?= --with-chromium
 PYTEST_ARGS ?=
 
-.PHONY: setup run demo test docker lint chaos
+.PHONY: setup run demo test docker lint chaos diagrams quick
 
 setup:
 	bash scripts/setup.sh $(SETUP_FLAGS)
@@ -50,3 +50,13 @@ lint: setup
 
 chaos: setup
 	$(VENV)/bin/tox -e chaos
+
+# docs/diagrams/*.svg from the .dot beside each (Debian's graphviz, installed by
+# setup), each stamped with its source's sha256; tests/test_docs.py fails when an
+# SVG's stamp or drawing no longer matches its source.
+diagrams: setup
+	$(VENV)/bin/python scripts/render_diagrams.py
+
+# The catalog's scenarios tagged quick: under 30 s.
+quick: setup
+	$(VENV)/bin/crashlab run --quick

@@ -199,6 +199,10 @@ def run(
         "--keep-on-failure", help="when an invariant fails, keep the services up and print "
                                   "how to reach them, until Enter is pressed")] = False,
     target_flag: TargetOption = None,
+    measure: Annotated[bool, typer.Option(
+        "--coverage", help="line and branch coverage of the worker under the faults, recovery "
+                           "code apart: coverage.json per run and over all (docs/running.md)")
+    ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v")] = False,
 ) -> None:
     """Run scenarios against the real worker and check every invariant."""
@@ -221,6 +225,10 @@ def run(
             chosen += [s for s in shipped.values() if QUICK_TAG in s.tags and s not in chosen]
         chosen = [project.with_settings(s) for s in chosen]
         target = _load(name, mutant)
+        if measure:
+            from harness.cli_coverage import measured_target
+
+            target = measured_target(target, runtime, mutant)
     except (ScenarioError, SetupError) as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(EXIT_SETUP) from None
@@ -235,7 +243,7 @@ def run(
             [*(scenarios or []), *(s.name for s in chosen[len(scenarios or []):])],
             repeat=repeat, seed=seed, workers=parallel, runs=runs, runtime=runtime,
             mutant=mutant, report=not no_report, as_json=as_json, out=err if as_json else console,
-            err=err, target=name))
+            err=err, target=name, measured=target if measure else None))
     registry = _registry()
     out = err if as_json else console
     if runtime == "docker":  # once, before the first scenario's clock starts
@@ -265,6 +273,10 @@ def run(
                 raise typer.Exit(EXIT_SETUP) from None
             results.append(result)
             bar.advance(task)
+            if measure:  # before the report, which shows it
+                from harness.cli_coverage import after_run
+
+                after_run(result.run_dir, target, bar.console, indent="         ")
             colour = {"valid": "green", "invalid": "red"}.get(result.verdict, "yellow")
             bar.console.print(f"[{colour}]{result.verdict:<8}[/] {scenario.name} "
                               f"({result.duration_s:.1f} s, faults fired {result.faults_fired}/"
@@ -275,6 +287,10 @@ def run(
             if not no_report:
                 written |= _write_run_reports([result.run_dir], None, bar.console,
                                               indent="         ") or {}
+    if measure:
+        from harness.cli_coverage import finish
+
+        finish([r.run_dir for r in results], runs, target, out)
     # once, at the end: the index reads every run folder under the runs root
     index = _write_index(written, None) if written else None
     if index is not None:

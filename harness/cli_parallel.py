@@ -15,16 +15,23 @@ from pathlib import Path
 from rich.console import Console
 
 from harness.parallel import ParallelOutcome, ParallelPlan, combined_exit_code, run_parallel
+from harness.target import Target
 
 
 def run_parallel_command(names: list[str], *, repeat: int, seed: int, workers: int, runs: Path,
                          runtime: str, mutant: str | None, report: bool, as_json: bool,
-                         out: Console, err: Console, target: str | None = None) -> int:
-    """Run ``names`` (each ``repeat`` times, seeds numbered as serially) ``workers`` at once."""
+                         out: Console, err: Console, target: str | None = None,
+                         measured: Target | None = None) -> int:
+    """Run ``names`` (each ``repeat`` times, seeds numbered as serially) ``workers`` at once.
+
+    With ``measured`` (``--coverage``), every child measures its workers and the
+    coverage of all of them is combined at the end.
+    """
     pairs = [(name, seed + number) for number, name in
              enumerate(n for n in names for _ in range(repeat))]
     plan = ParallelPlan(runs=pairs, runs_root=runs, runtime=runtime, mutant=mutant,
-                        report=report, extra=["--target", target] if target else [])
+                        report=report, extra=[*(["--target", target] if target else []),
+                                              *(["--coverage"] if measured else [])])
     out.print(f"running {len(pairs)} scenario runs, {workers} at a time, each in its own "
               f"environment")
     started = time.monotonic()
@@ -48,6 +55,11 @@ def run_parallel_command(names: list[str], *, repeat: int, seed: int, workers: i
     outcomes = run_parallel(plan, workers, on_done=done)
     code = combined_exit_code(outcomes)
     out.print(f"{len(outcomes)} runs in {time.monotonic() - started:.1f} s wall time")
+    if measured is not None:
+        from harness.cli_coverage import finish
+
+        finish([Path(o.summary["scenarios"][0]["run_dir"]) for o in outcomes
+                if o.summary and o.summary.get("scenarios")], runs, measured, out)
     if as_json:
         scenarios = [o.summary["scenarios"][0] for o in outcomes
                      if o.summary and o.summary.get("scenarios")]

@@ -62,6 +62,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -215,6 +216,7 @@ class Registry:
             term = action_for(armed.terms, armed.hits)
             if term.kind in (Kind.OFF, Kind.SLEEP):
                 return term, None
+            before_hit_reported()
             self.hits.append({"id": len(self.hits) + 1, "point": name, "action": term.kind.value,
                               "hit": armed.hits, "worker_id": self.worker_id, "pid": pid,
                               "job": job, "chunk": chunk, "ts": time.time(),
@@ -232,6 +234,28 @@ class Registry:
         with self._hit_added:
             self._hit_added.wait_for(lambda: len(self.hits) > since, timeout)
             return [dict(hit) for hit in self.hits[since:]]
+
+
+# -- hooks run before a pause or an error is reported --------------------------
+
+# A harness may SIGKILL the process the moment it sees a hit, so whatever must
+# survive the kill (``harness.coverage_launch`` saves its coverage data) runs
+# here, before the hit is visible on the control channel.
+_hit_hooks: list[Callable[[], None]] = []
+
+
+def on_hit(hook: Callable[[], None]) -> None:
+    """Call ``hook()`` in this process before each pause or error hit is reported."""
+    _hit_hooks.append(hook)
+
+
+def before_hit_reported() -> None:
+    """Run the ``on_hit`` hooks; a hook that raises is logged, never the worker's failure."""
+    for hook in list(_hit_hooks):
+        try:
+            hook()
+        except Exception:  # noqa: BLE001 - a hook must not change what the worker does
+            log.exception("failpoint hook %r failed", hook)
 
 
 # -- the process-wide state ---------------------------------------------------

@@ -4,8 +4,9 @@ Top to bottom: the verdict banner (with the first broken invariant's witness),
 the explorer's shrunk counterexample when there is one, every checker's
 verdict and witness, the timeline (a lane per worker incarnation, faults
 shaded, failpoint hits, job progress), recovery latency, external calls per
-chunk, fault coverage, the jobs' final state, how to reproduce the run (seed,
-schedule, commands) and the tail of every process log.
+chunk, fault coverage, the worker's code coverage (after ``run --coverage``),
+the jobs' final state, how to reproduce the run (seed, schedule, commands)
+and the tail of every process log.
 
 ``render_run`` returns the page; ``write_run_report`` saves it, by default as
 ``report.html`` inside the run folder. An explorer passes its counterexample
@@ -31,6 +32,7 @@ import yaml
 from harness.checkers.base import CheckResult, Verdict, tally_words
 from harness.runfolder import REPORT_FILE as REPORT_FILE  # re-exported
 from reports import charts
+from reports.coverage_page import coverage_section, load_summary
 from reports.html import (
     badge,
     banner,
@@ -66,6 +68,9 @@ def render_run(run_dir: Path, *, counterexample: Mapping[str, Any] | None = None
     jobs = {job: number for number, job in enumerate(timeline.jobs, start=1)}
     body = [_header(run), _banner(run)]
     entries = list(SECTIONS)
+    worker_coverage = load_summary(run.path)
+    if worker_coverage is not None:
+        entries.insert(entries.index(("jobs", "Jobs")), ("worker-coverage", "Worker coverage"))
     if counterexample:
         entries.insert(0, ("counterexample", "Counterexample"))
     body.append(toc(entries))
@@ -76,8 +81,10 @@ def render_run(run_dir: Path, *, counterexample: Mapping[str, Any] | None = None
         body.append(f'<div class="problems"><strong>This run folder is incomplete.</strong>'
                     f"<ul>{items}</ul></div>")
     body += [_checks(run), _timeline(run, timeline, colors, t0), _recovery(run, t0, jobs),
-             _calls(run, jobs), _coverage(run, t0), _jobs(run, jobs), _reproduce(run),
-             _logs(run, timeline, t0)]
+             _calls(run, jobs), _coverage(run, t0)]
+    if worker_coverage is not None:  # `crashlab run --coverage` left coverage.json
+        body.append(coverage_section(worker_coverage))
+    body += [_jobs(run, jobs), _reproduce(run), _logs(run, timeline, t0)]
     return page(f"crashlab · {run.scenario} · {_word(run)}", "\n".join(body))
 
 

@@ -33,7 +33,14 @@ from typing import Any
 
 # The action grammar and its semantics are the failpoint helper's, the same one
 # that users' workers import (the one module of the harness this package may use).
-from harness.failpoint import FailpointError, Kind, Term, action_for, parse_actions
+from harness.failpoint import (
+    FailpointError,
+    Kind,
+    Term,
+    action_for,
+    before_hit_reported,
+    parse_actions,
+)
 
 log = logging.getLogger(__name__)
 
@@ -176,6 +183,7 @@ class Failpoints:
         if term.kind is Kind.SLEEP:
             await asyncio.sleep(term.arg / 1000)
             return
+        before_hit_reported()  # e.g. coverage data saved before the harness can kill us
         record = Hit(len(self.hits) + 1, name, term.kind.value, armed.hits, self.worker_id,
                      os.getpid(), job, chunk, time.time())
         self.hits.append(record)

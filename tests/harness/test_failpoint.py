@@ -122,3 +122,25 @@ def test_points_armed_from_the_environment_count_hits_in_process() -> None:
     assert registry.enter("p", pid=1, job="j", chunk=3)[0].kind.value == "error"
     assert registry.armed() == {"p": {"actions": "1*off->error", "hits": 2}}
     assert [(h["hit"], h["chunk"]) for h in registry.hits] == [(2, 3)]
+
+
+def test_hit_hooks_run_before_a_pause_or_error_is_visible_and_cannot_break_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import harness.failpoint as failpoint
+
+    monkeypatch.setattr(failpoint, "_hit_hooks", [])
+    registry = Registry("w", "p=1*off->1*pause->error")
+    seen: list[int] = []
+    failpoint.on_hit(lambda: seen.append(len(registry.hits)))
+
+    def broken() -> None:
+        raise OSError("disk full")
+
+    failpoint.on_hit(broken)
+    assert registry.enter("p", pid=1, job="j", chunk=None)[0].kind.value == "off"
+    assert seen == []  # a hit that passes is not reported, so nothing runs
+    assert registry.enter("p", pid=1, job="j", chunk=None)[0].kind.value == "pause"
+    assert registry.enter("p", pid=1, job="j", chunk=None)[0].kind.value == "error"
+    assert seen == [0, 1]  # each ran while its hit was not yet listed
+    assert len(registry.hits) == 2

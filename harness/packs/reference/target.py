@@ -83,6 +83,31 @@ class ReferenceTarget:
     after_crash_points = frozenset(p for p in PHASES
                                    if p.startswith("recovery.") or p == "upload.verified")
     workload_kinds = frozenset({"transcribe", "upload"})
+    # `crashlab run --coverage` (harness/worker_coverage.py): the package measured, and its
+    # recovery code reported apart: takeover, leases (a lost one ends the job in _run_job),
+    # timeouts, retries, resume from what survived (chunks, the service's own record of a
+    # chunk, upload checkpoints), cleanup of what a dead worker left
+    coverage_source = ("system_under_test",)
+    coverage_recovery = (
+        "system_under_test/recovery.py",
+        "system_under_test/worker.py:Worker._next_claim",
+        "system_under_test/worker.py:Worker._run_job",
+        "system_under_test/worker.py:Worker._keep_lease",
+        "system_under_test/worker.py:Worker._housekeeping",
+        "system_under_test/worker.py:Worker._abort_abandoned_uploads",
+        "system_under_test/worker.py:Worker._janitor_pass",
+        "system_under_test/store.py:Store.orphaned_jobs",
+        "system_under_test/store.py:Store.recover",
+        "system_under_test/store.py:Store.renew",
+        "system_under_test/store.py:Store.expire_due",
+        "system_under_test/pipeline.py:JobRunner._retrying",
+        "system_under_test/transcriber.py:Transcriber.completed_text",
+        "system_under_test/upload.py:UploadRunner.abort_strays",
+        "system_under_test/upload.py:UploadRunner.verify",
+        "system_under_test/upload.py:UploadRunner.resumed",
+        "system_under_test/upload.py:UploadRunner.ours",
+        "system_under_test/upload.py:UploadRunner.abort_abandoned",
+    )
     # what a fork server imports once for all the workers it starts
     # (``harness.runtime.forkserver``): the worker, and what the openai SDK imports only
     # when its client is made and first used; a name that is not there is skipped
