@@ -123,6 +123,7 @@ class DebugSession(RunHooks):
         self.runs_root = runs_root
         self.target: Target = target or load_target()
         check_phases(scenario, self.target)
+        _refuse_the_clock(scenario, no_faults)
         self.arming = Arming()
         self.no_faults = no_faults
         self.nemesis = FaultThread(self.arming)
@@ -467,3 +468,17 @@ class DebugSession(RunHooks):
                 self.release(held)
         if self._topped_up:
             self.env.top_up(self.scenario.workers)
+
+
+def _refuse_the_clock(scenario: Scenario, no_faults: bool) -> None:
+    """``DebugError`` for what runs by the clock: a debugger holds workers at its
+    prompt for as long as it likes, and jobs that arrive or faults that fire on a
+    timer would meet a run that is not going on."""
+    if scenario.workload.rate is not None:
+        raise DebugError(f"scenario {scenario.name} submits at a rate (workload.rate): "
+                         "debug a scenario whose jobs are submitted at once")
+    timed = [f"faults.{i}" for i, f in enumerate(scenario.faults) if f.timed]
+    if timed and not no_faults:
+        raise DebugError(f"scenario {scenario.name}: {', '.join(timed)} fire by the clock "
+                         "(at_s/every_s), which a paused debugger cannot keep; pass "
+                         "--no-faults, or break at the point such a fault would hit")

@@ -166,6 +166,16 @@ def test_a_break_on_a_point_another_fault_pauses_is_refused() -> None:
         session_for("redis-lost-during-recovery", "recovery.verified")
 
 
+def test_arrivals_and_timed_faults_are_refused_naming_the_fields() -> None:
+    with pytest.raises(DebugError, match=r"workload.rate"):
+        session_for("soak-quick", "job.claimed", no_faults=True)
+    timed = resolve("soak-quick").model_copy(
+        update={"workload": resolve("baseline").workload})
+    with pytest.raises(DebugError, match=r"faults.0, faults.1, faults.2 fire by the clock"):
+        DebugSession(timed, seed=1, registry=ProcessRegistry(Path("/nonexistent")),
+                     console=Console(), source=ScriptSource([], Console()))
+
+
 def test_a_run_folder_gives_its_stored_scenario_and_seed(tmp_path: Path) -> None:
     scenario = resolve("crash-at-init")
     (tmp_path / "schedule.json").write_text(json.dumps(
