@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import io
 import re
+from collections import Counter
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +40,9 @@ OUTCOME_COLORS: Mapping[str, str] = {"new": "#2da44e", "repeat": "#d4a72c",
                                      "bad_request": "#8c959f"}
 MAX_CHUNK_TICKS = 40
 """Past this many chunks the calls chart labels jobs instead of every chunk."""
+MAX_CALL_BARS = 120
+"""Past this many chunks (a soak's thousands) each bar of the calls chart sums a run of
+consecutive chunks: the chart stays readable and quick to draw."""
 LANE_COLORS = ("#0969da", "#8250df", "#1b7c83", "#bf3989", "#4d2d00", "#116329", "#953800",
                "#0550ae", "#6639ba", "#24292f")
 NEMESIS = "nemesis"
@@ -238,8 +243,34 @@ def _legend(kinds: Mapping[str, str], rejected: bool) -> list[Patch | Line2D]:
     return handles
 
 
+@dataclass(frozen=True)
+class CallBin:
+    """Consecutive chunks of the calls chart drawn as one bar."""
+
+    first: ChunkCalls
+    size: int
+    counts: Counter[str]
+    billed_twice: bool
+
+
+def bin_chunks(chunks: Sequence[ChunkCalls], most: int = MAX_CALL_BARS) -> list[CallBin]:
+    """``chunks`` in at most ``most`` bars of equal runs (the last may be shorter); every
+    call is counted in exactly one bar, and a bar holding a chunk billed twice says so."""
+    size = max(1, -(-len(chunks) // most))
+    bins = []
+    for start in range(0, len(chunks), size):
+        run = chunks[start:start + size]
+        counts: Counter[str] = Counter()
+        for chunk in run:
+            counts.update(chunk.counts)
+        bins.append(CallBin(run[0], len(run), counts, any(c.billed_twice for c in run)))
+    return bins
+
+
 def calls_svg(chunks: Sequence[ChunkCalls], job_numbers: Mapping[str, int]) -> str:
     """Stacked bars: calls per chunk by outcome; chunks billed twice marked above."""
+    if len(chunks) > MAX_CALL_BARS:
+        return _binned_calls_svg(bin_chunks(chunks), job_numbers, len(chunks))
     with matplotlib.rc_context(_STYLE):
         fig = _figure(min(11.0, 3.4 + 0.3 * len(chunks)), 2.4)
         ax = fig.add_subplot()
@@ -270,6 +301,34 @@ def calls_svg(chunks: Sequence[ChunkCalls], job_numbers: Mapping[str, int]) -> s
         ax.set_ylabel("calls")
         fig.legend(loc="outside right upper", frameon=False)
         return to_svg(fig, "calls", "external calls per chunk, by outcome")
+
+
+def _binned_calls_svg(bins: Sequence[CallBin], job_numbers: Mapping[str, int],
+                      total: int) -> str:
+    with matplotlib.rc_context(_STYLE):
+        fig = _figure(11.0, 2.4)
+        ax = fig.add_subplot()
+        xs = list(range(len(bins)))
+        bottoms = [0] * len(bins)
+        for outcome, color in OUTCOME_COLORS.items():
+            heights = [b.counts[outcome] for b in bins]
+            if any(heights):
+                ax.bar(xs, heights, bottom=bottoms, color=color, width=0.9, label=outcome)
+                bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+        for x, group in zip(xs, bins, strict=True):
+            if group.billed_twice:
+                ax.plot([x], [bottoms[x]], marker="v", color="#cf222e", linestyle="none")
+        step = max(1, len(bins) // 12)
+        ax.set_xticks(xs[::step], [f"#{job_numbers.get(b.first.job_id or '', 0)}"
+                                   for b in bins[::step]], fontsize=7.5)
+        ax.set_xlabel(f"{total} chunks in job order, {bins[0].size} to a bar (tick: the job "
+                      "of its first chunk; red mark: a chunk billed twice)")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_ylim(0, max(bottoms, default=1) * 1.1 + 0.8)
+        ax.set_ylabel("calls")
+        fig.legend(loc="outside right upper", frameon=False)
+        return to_svg(fig, "calls", "external calls per chunk, by outcome, summed over runs "
+                                    "of chunks")
 
 
 def _chunk_label(chunk: ChunkCalls, job_numbers: Mapping[str, int], several: bool) -> str:

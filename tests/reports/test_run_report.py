@@ -5,6 +5,7 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import pytest
 
 from harness.history import load_history
 from reports import REPORT_FILE, render_index, render_run, write_index, write_run_report
-from reports.measures import recoveries
+from reports.charts import MAX_CALL_BARS, bin_chunks, calls_svg
+from reports.measures import ChunkCalls, recoveries
 from reports.rundata import format_log_line
 from tests.reports.conftest import SCENARIO, ReportRuns
 
@@ -215,3 +217,18 @@ def test_index_lists_a_run_that_died_before_recording(run_copy: Callable[[], Pat
     assert dead.name in everything and "no history.jsonl" in everything
     assert "notes" not in everything
     assert "<code>redis-latency</code>" in section(page, "scenarios")
+
+
+def test_thousands_of_chunks_are_summed_into_bars_that_keep_every_call() -> None:
+    chunks = [ChunkCalls(f"job-{i // 2}", i % 2, ("new",) if i != 777 else ("new", "new"))
+              for i in range(3001)]
+    chunks[10] = ChunkCalls("job-5", 0, ("new", "repeat", "status"))
+    bins = bin_chunks(chunks)
+    assert len(bins) <= MAX_CALL_BARS and sum(b.size for b in bins) == len(chunks)
+    total = sum((b.counts for b in bins), Counter())
+    assert total == sum((c.counts for c in chunks), Counter())
+    assert [b.first.job_id for b in bins if b.billed_twice] == \
+        [next(b for b in bins if b.first is chunks[777 - 777 % bins[0].size]).first.job_id]
+    svg = calls_svg(chunks, {f"job-{i}": i + 1 for i in range(1501)})
+    assert f"3001 chunks in job order, {bins[0].size} to a bar" in svg
+    assert svg.count("<path") < 4 * MAX_CALL_BARS  # bars, not one per chunk
