@@ -277,12 +277,7 @@ def calls_svg(chunks: Sequence[ChunkCalls], job_numbers: Mapping[str, int]) -> s
         several = len({c.job_id for c in chunks}) > 1
         labels = [_chunk_label(c, job_numbers, several) for c in chunks]
         xs = list(range(len(chunks)))
-        bottoms = [0] * len(chunks)
-        for outcome, color in OUTCOME_COLORS.items():
-            heights = [c.counts[outcome] for c in chunks]
-            if any(heights):
-                ax.bar(xs, heights, bottom=bottoms, color=color, width=0.7, label=outcome)
-                bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+        bottoms = _stacked_bars(ax, [c.counts for c in chunks], width=0.7)
         for x, chunk in zip(xs, chunks, strict=True):
             if chunk.billed_twice:
                 ax.annotate("billed twice", (x, bottoms[x]), ha="center", va="bottom",
@@ -303,18 +298,25 @@ def calls_svg(chunks: Sequence[ChunkCalls], job_numbers: Mapping[str, int]) -> s
         return to_svg(fig, "calls", "external calls per chunk, by outcome")
 
 
+def _stacked_bars(ax: Axes, counts: Sequence[Counter[str]], *, width: float) -> list[int]:
+    """One bar per entry of ``counts``, its outcomes stacked; returns each bar's top."""
+    xs = list(range(len(counts)))
+    bottoms = [0] * len(counts)
+    for outcome, color in OUTCOME_COLORS.items():
+        heights = [c[outcome] for c in counts]
+        if any(heights):
+            ax.bar(xs, heights, bottom=bottoms, color=color, width=width, label=outcome)
+            bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+    return bottoms
+
+
 def _binned_calls_svg(bins: Sequence[CallBin], job_numbers: Mapping[str, int],
                       total: int) -> str:
     with matplotlib.rc_context(_STYLE):
         fig = _figure(11.0, 2.4)
         ax = fig.add_subplot()
         xs = list(range(len(bins)))
-        bottoms = [0] * len(bins)
-        for outcome, color in OUTCOME_COLORS.items():
-            heights = [b.counts[outcome] for b in bins]
-            if any(heights):
-                ax.bar(xs, heights, bottom=bottoms, color=color, width=0.9, label=outcome)
-                bottoms = [b + h for b, h in zip(bottoms, heights, strict=True)]
+        bottoms = _stacked_bars(ax, [b.counts for b in bins], width=0.9)
         for x, group in zip(xs, bins, strict=True):
             if group.billed_twice:
                 ax.plot([x], [bottoms[x]], marker="v", color="#cf222e", linestyle="none")

@@ -7,15 +7,15 @@ zombie), the media source deleted, a chunk file corrupted or deleted, the
 transcription service answering errors, and after a kill the damage the
 dead worker leaves for its replacement.
 
-Naming convention of the phase catalog: a ``chunk.`` point is hit once per
-chunk, a ``recovery.`` point only after a crash, every other point once per
-job and attempt. Occurrences a workload cannot reach make faults that never
-fire (inconclusive examples), so they are not generated.
+Which points repeat per chunk or part and which follow only a crash are the
+target's (``ReferenceTarget.repeating_points``, ``after_crash_points``).
+Occurrences a workload cannot reach make faults that never fire
+(inconclusive examples), so they are not generated.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 
 from hypothesis import strategies as st
 
@@ -32,22 +32,14 @@ EXPLORE_SETTINGS = {"lease_ttl_ms": "600", "heartbeat_ms": "120", "poll_interval
 CHUNK_POINTS = ("chunk.before_request", "chunk.transcribed.before_commit", "chunk.committed")
 # the heartbeat point is for stalling leases, not for killing at
 NOT_FOR_KILLS = frozenset({"lease.renew"})
-PER_CHUNK_PREFIX = "chunk."
-AFTER_CRASH_PREFIX = "recovery."
 # points a job reaches before its media is cut: no chunk file to damage yet
 BEFORE_CHUNK_FILES = ("job.claimed", "chunking.started")
 
 
-def vocabulary(phases: Sequence[str], *, chunk_files: bool = True,
-               repeating: frozenset[str] | None = None,
-               after_crash: frozenset[str] | None = None) -> Vocabulary:
+def vocabulary(repeating: frozenset[str], after_crash: frozenset[str], *,
+               chunk_files: bool = True) -> Vocabulary:
     """The reference world's vocabulary; ``chunk_files`` says whether the workload's
-    jobs keep chunk files to damage (an upload job keeps none). Without ``repeating``
-    and ``after_crash``, the catalog's naming convention decides them."""
-    if repeating is None:
-        repeating = frozenset(p for p in phases if p.startswith(PER_CHUNK_PREFIX))
-    if after_crash is None:
-        after_crash = frozenset(p for p in phases if p.startswith(AFTER_CRASH_PREFIX))
+    jobs keep chunk files to damage (an upload job keeps none)."""
 
     def menu(draws: Draws) -> FaultMenu:
         return _menu(draws, chunk_files=chunk_files)
@@ -55,15 +47,15 @@ def vocabulary(phases: Sequence[str], *, chunk_files: bool = True,
     return Vocabulary(repeating, after_crash, NOT_FOR_KILLS, menu)
 
 
-def exploring(base: Scenario, phases: Sequence[str], default_settings: Mapping[str, str],
+def exploring(base: Scenario, default_settings: Mapping[str, str],
               repeating: frozenset[str], after_crash: frozenset[str]) -> Exploring:
     """The reference pack's exploration of ``base``'s workload."""
     settings = {**base.settings_for(default_settings), **EXPLORE_SETTINGS}
     chunks = max(1, round(base.workload.media_seconds / float(settings["chunk_seconds"]))) \
         if base.workload.kind == "transcribe" else 1
     return Exploring(settings=settings, chunks=chunks,
-                     vocabulary=vocabulary(phases, chunk_files=not base.needs_s3,
-                                           repeating=repeating, after_crash=after_crash))
+                     vocabulary=vocabulary(repeating, after_crash,
+                                           chunk_files=not base.needs_s3))
 
 
 def _menu(draws: Draws, *, chunk_files: bool) -> FaultMenu:

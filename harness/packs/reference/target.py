@@ -130,8 +130,7 @@ class ReferenceTarget:
 
     def exploring(self, base: Scenario) -> Exploring:
         """Faster leases, chunks from the media length, and the domain faults' menu."""
-        return explore.exploring(base, list(self.phases_for(base.workload.kind)),
-                                 self.default_settings, self.repeating_points,
+        return explore.exploring(base, self.default_settings, self.repeating_points,
                                  self.after_crash_points)
 
     def phases_for(self, kind: str) -> Mapping[str, str]:
