@@ -334,3 +334,32 @@ class MutantTarget(Protocol):
     def with_mutant(self, name: str, state_dir: Path | None = None) -> Target:
         """The same target running a copy of its worker with bug ``name`` planted."""
         ...
+
+
+@dataclass(frozen=True)
+class MutationSource:
+    """What ``crashlab mutants --generate`` may mutate in a target's worker.
+
+    ``package`` is the worker's package folder (copied, never mutated in
+    place), ``files`` the modules in it to mutate (relative to it), and
+    ``scenarios`` the catalog scenarios run against each mutant, in order
+    (the first invalid one kills it, so the likeliest killers go first).
+    """
+
+    package: Path
+    files: tuple[str, ...]
+    scenarios: tuple[str, ...]
+
+
+@runtime_checkable
+class MutableSourceTarget(Protocol):
+    """A target whose worker's source crashlab can mutate with cosmic-ray; optional."""
+
+    def mutation_source(self) -> MutationSource:
+        """The package, the modules to mutate and the scenarios that judge a mutant."""
+        ...
+
+    def with_source(self, root: Path) -> Target:
+        """The same target running the worker package found under ``root`` (put first
+        on the worker's import path) instead of the shipped one."""
+        ...

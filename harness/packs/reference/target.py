@@ -17,6 +17,7 @@ from typing import Any, cast
 import httpx
 import redis
 
+import system_under_test
 from harness.checkers.base import Checker
 from harness.checkers.registry import suite
 from harness.environment import UPLOAD_BUCKET, Environment
@@ -27,7 +28,14 @@ from harness.packs.reference import explore
 from harness.scenario import DEFAULT_SETTINGS, Scenario
 from harness.services.latency import LatencyModel
 from harness.streams import Growth
-from harness.target import JobInspection, JobSnapshot, Semantics, Wiring, WorkerSpec
+from harness.target import (
+    JobInspection,
+    JobSnapshot,
+    MutationSource,
+    Semantics,
+    Wiring,
+    WorkerSpec,
+)
 
 PREFIX = "crashlab"
 STATES = ("QUEUED", "PROCESSING", "COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED")
@@ -63,6 +71,15 @@ PHASES: dict[str, str] = {
     "upload.metadata_written": "metadata object written, completion not committed",
 }
 # phases only an upload job meets (an exploration of transcribe jobs leaves them out)
+# ``crashlab mutants --generate``: the recovery code cosmic-ray mutates, and the
+# scenarios that judge each mutant (the broadest killers first: a kill mid-job,
+# a zombie's late writes, billing after a crash, Redis lost, an upload resumed,
+# a deploy, a deadline under crashes)
+MUTATED_MODULES = ("pipeline.py", "recovery.py", "worker.py", "store.py", "lua.py",
+                   "upload.py", "upload_store.py", "upload_lua.py")
+MUTATION_SCENARIOS = ("crash-mid-transcription", "zombie-worker", "service-answered-before-crash",
+                      "redis-restart-mid-job", "upload-kill-after-checkpoint", "deploy-mid-job",
+                      "timeout-under-crashes")
 UPLOAD_PHASES = tuple(point for point in PHASES if point.startswith("upload."))
 # the worker writes this object beside each uploaded one
 METADATA_SUFFIX = ".metadata.json"
@@ -148,6 +165,15 @@ class ReferenceTarget:
         from harness.packs.reference.mutants import MUTANTS
 
         return {name: mutant.description for name, mutant in MUTANTS.items()}
+
+    def mutation_source(self) -> MutationSource:
+        """The recovery code: pipeline, recovery, worker, uploads, both stores and their
+        Lua scripts; judged by scenarios that crash, freeze, cut and deploy."""
+        return MutationSource(Path(system_under_test.__file__).parent, MUTATED_MODULES,
+                              MUTATION_SCENARIOS)
+
+    def with_source(self, root: Path) -> ReferenceTarget:
+        return ReferenceTarget(python=self.python, pythonpath=root)
 
     def with_mutant(self, name: str, state_dir: Path | None = None) -> ReferenceTarget:
         from harness.packs.reference.mutants import mutant_target
