@@ -74,12 +74,13 @@ PHASES: dict[str, str] = {
 # ``crashlab mutants --generate``: the recovery code cosmic-ray mutates, and the
 # scenarios that judge each mutant (the broadest killers first: a kill mid-job,
 # a zombie's late writes, billing after a crash, Redis lost, an upload resumed,
-# a deploy, a deadline under crashes)
+# a deploy, the retry limit; every fault anchored at a phase, so a loaded machine
+# cannot make a run inconclusive)
 MUTATED_MODULES = ("pipeline.py", "recovery.py", "worker.py", "store.py", "lua.py",
                    "upload.py", "upload_store.py", "upload_lua.py")
 MUTATION_SCENARIOS = ("crash-mid-transcription", "zombie-worker", "service-answered-before-crash",
                       "redis-restart-mid-job", "upload-kill-after-checkpoint", "deploy-mid-job",
-                      "timeout-under-crashes")
+                      "retry-limit-reached")
 UPLOAD_PHASES = tuple(point for point in PHASES if point.startswith("upload."))
 # the worker writes this object beside each uploaded one
 METADATA_SUFFIX = ".metadata.json"
