@@ -132,12 +132,20 @@ def killed_attempts(history: History,
     written by the killed process or worker; ``starts`` defaults to the ledger's."""
     if starts is None:
         starts = attempt_starts(history)
+    by_writer: dict[object, set[str]] = {}  # by pid and by worker name, the jobs it started
+    for job, attempts in starts.items():
+        for line in attempts:
+            by_writer.setdefault(("pid", line.pid), set()).add(job)
+            by_writer.setdefault(("worker", line.worker), set()).add(job)
     found = []
     for entry in history.of_kind(EntryKind.PROCESS_SIGNAL):
         if entry.get("signal") != "SIGKILL":
             continue
         pid, name, ts = int(entry.get("pid") or 0), str(entry.get("name")), entry.ts
+        mine = by_writer.get(("pid", pid), set()) | by_writer.get(("worker", name), set())
         for job, attempts in starts.items():
+            if job not in mine:  # none of its attempts was this process's
+                continue
             before = [a for a in attempts if a.ts <= ts]
             if before and written_by(before[-1], pid, name):
                 found.append(KilledAttempt(job, pid, name, ts,
