@@ -3,10 +3,12 @@
 Top to bottom: the verdict banner (with the first broken invariant's witness),
 the explorer's shrunk counterexample when there is one, every checker's
 verdict and witness, the timeline (a lane per worker incarnation, faults
-shaded, failpoint hits, job progress), recovery latency, external calls per
-chunk, fault coverage, the worker's code coverage (after ``run --coverage``),
-the jobs' final state, how to reproduce the run (seed, schedule, commands)
-and the tail of every process log.
+shaded, failpoint hits, job progress; aggregated past ``reports.crowd``'s
+thresholds), throughput and job latency over time (``reports.rates_page``),
+recovery latency (crash to resumed progress, and SIGKILL to the job finished
+elsewhere), external calls per chunk, fault coverage, the worker's code
+coverage (after ``run --coverage``), the jobs' final state, how to reproduce
+the run (seed, schedule, commands) and the tail of every process log.
 
 ``render_run`` returns the page; ``write_run_report`` saves it, by default as
 ``report.html`` inside the run folder. An explorer passes its counterexample
@@ -261,7 +263,9 @@ def _timeline_note(scale: crowd.Scale) -> str:
 
 def _recovery(run: RunFolder, spans: Sequence[JobSpan], t0: float,
               jobs: Mapping[str, int]) -> str:
-    found = recoveries(run.history, t0)
+    # crash → progress needs the worker's own events; without them (rq, arq) only the
+    # SIGKILL → finished part can say anything
+    found = recoveries(run.history, t0) if run.history.sut_events else ()
     killed = kill_recovery_part(run, spans, t0)
     if not found and not killed:
         crashes = [s for s in run.history.signals
@@ -269,7 +273,10 @@ def _recovery(run: RunFolder, spans: Sequence[JobSpan], t0: float,
         which = ", ".join(f"{s.signal} {s.name}" for s in crashes)
         note = "No worker was killed or paused in this run." if not crashes else (
             f"{len(crashes)} worker crash(es) ({which}), but no crashed worker held a job at "
-            "the time: nothing had to recover.")
+            "the time: nothing had to recover." if run.history.sut_events else
+            f"{len(crashes)} worker crash(es) ({which}); this worker writes no events of its "
+            "own, so recovery is measured from SIGKILLs through the effects ledger, and no "
+            "job was in flight at one.")
         return section("recovery", "Recovery latency", f'<p class="note">{esc(note)}</p>')
     body = ""
     if found:
@@ -322,9 +329,11 @@ def _calls(run: RunFolder, jobs: Mapping[str, int]) -> str:
     body += cards([(str(sum(outcomes.values())), "calls")]
                   + [(str(count), outcome) for outcome, count in sorted(outcomes.items())])
     if rows:
-        body += "<h3>Chunks called more than once</h3>" + table(
-            ["job", "chunk", "calls in order", "meaning"], rows, numeric=[1],
-            row_classes=classes)
+        repeated = table(["job", "chunk", "calls in order", "meaning"], rows, numeric=[1],
+                         row_classes=classes)
+        body += "<h3>Chunks called more than once</h3>" + (
+            repeated if len(rows) <= crowd.MAX_JOBS else
+            f"<details><summary>Every one ({len(rows)})</summary>{repeated}</details>")
     else:
         body += '<p class="note">Every chunk was called exactly once.</p>'
     return section("calls", "Calls per chunk", body,
