@@ -119,11 +119,12 @@ def _the_report_reads_at_soak_scale(run_dir: Path) -> None:
     assert '<g id="instants-kill_random-rate"' in rates
     t0 = run.started or 0.0
     interrupted = kill_recoveries(run.history, job_spans(run.history, run.state, t0), t0)
-    assert interrupted and all(r.took is not None for r in interrupted)
+    recovered = [r.took for r in interrupted if r.took is not None]
+    assert recovered and all(0 < took < 30 for took in recovered)  # the reference's limit
     recovery = page[page.index('<section id="recovery">'):page.index('<section id="calls">')]
     assert (f'<div class="n">{len(interrupted)}</div><div class="l">jobs in flight at a '
             "SIGKILL") in recovery
-    assert ('aria-label="recovery latency histogram' in recovery) == (len(interrupted) >= 3)
+    assert ('aria-label="recovery latency histogram' in recovery) == (len(recovered) >= 3)
     loaded = load(page_file)
     assert loaded.console == [] and "Throughput and latency" in loaded.dom
     shot = run_dir / "report.png"
