@@ -586,10 +586,13 @@ class HistoryWriter:
 
     The file is created (``HistoryError`` if it exists) unless ``append`` is
     true, in which case indices continue after the entries already there.
+    ``clock`` stamps each entry's ``ts`` (a test writes a history at chosen times).
     """
 
-    def __init__(self, path: Path, *, append: bool = False) -> None:
+    def __init__(self, path: Path, *, append: bool = False,
+                 clock: Callable[[], float] = time.time) -> None:
         self.path = path
+        self._clock = clock
         self._lock = threading.Lock()
         self._next_index = 0
         if append and path.exists():
@@ -611,7 +614,7 @@ class HistoryWriter:
         with self._lock:
             if self._closed:
                 raise HistoryError(f"history {self.path} is closed; cannot record {kind}")
-            entry = Entry(self._next_index, time.time(), str(kind), MappingProxyType(fields))
+            entry = Entry(self._next_index, self._clock(), str(kind), MappingProxyType(fields))
             line = json.dumps(entry.to_json(), default=_json_default, separators=(",", ":"))
             self._file.write(line + "\n")
             self._file.flush()

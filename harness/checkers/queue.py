@@ -19,7 +19,8 @@ A job is *in flight* at a kill when its last ``start`` before the kill was
 written by the killed process, or by the killed worker (the ledger line's
 ``worker`` is the kill's name: a forked child, such as RQ's work horse, writes
 its own pid but its worker's name, and dies with it), and it had not ended
-by then.
+by then (``harness.ledger.killed_attempts``, which the report's recovery
+histogram reads too).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from dataclasses import dataclass
 from harness.checkers.base import CheckResult, Expectations, Findings, Verdict, plural
 from harness.checkers.registry import checker
 from harness.history import EntryKind, FinalState, History
-from harness.ledger import START, LedgerLine, billed_calls, ledger_lines
+from harness.ledger import START, attempt_starts, billed_calls, killed_attempts, ledger_lines
 from harness.target import JobSnapshot
 
 TERMINAL = frozenset({"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED"})
@@ -66,11 +67,6 @@ def _where(snap: JobSnapshot) -> str:
 def _state(snap: JobSnapshot) -> str:
     native = f" ({snap.native_state})" if snap.native_state else ""
     return f"{snap.state}{native}"
-
-
-def _written_by(line: LedgerLine, kill: Kill) -> bool:
-    """Whether the killed process, or a child of the killed worker, wrote ``line``."""
-    return line.pid == kill.pid or (line.worker is not None and line.worker == kill.name)
 
 
 @checker(suite="queue", rank=1)
@@ -185,51 +181,44 @@ class RecoveryBounded:
         found = Findings(self.name)
         start = history.run_start
         limit = float(start.get("recovery_limit_s") or 0) if start is not None else 0.0
-        lines = ledger_lines(history)
-        starts: dict[str, list[LedgerLine]] = defaultdict(list)
-        for line in lines:
-            if line.what == START:
-                starts[line.job].append(line)
+        starts = attempt_starts(history)
         submits = _submits(history)
         latencies: list[str] = []
         crashed = 0
-        for kill in _kills(history):
-            for job_id, attempts in starts.items():
-                before = [a for a in attempts if a.ts <= kill.ts]
-                snap = state.jobs.get(job_id)
-                if not before or snap is None or not _written_by(before[-1], kill):
-                    continue
-                if snap.ended_at is not None and snap.ended_at <= kill.ts:
-                    continue
-                crashed += 1
-                later = [a for a in attempts if a.ts > kill.ts]
-                op = submits.get(job_id, {})
-                retries = op.get("max_retries")
-                if snap.state == "COMPLETED" and snap.ended_at is not None and later:
-                    took = snap.ended_at - kill.ts
-                    latencies.append(f"{job_id} {took:.2f} s")
-                    if limit and took > limit:
-                        found.invalid(f"job {job_id} was in flight on {kill.name} (pid "
-                                      f"{kill.pid}) when it was SIGKILLed; it finished on "
-                                      f"{later[-1].worker or 'another worker'} {took:.1f} s "
-                                      f"later, over the {limit:.0f} s limit")
-                elif snap.state in TERMINAL:
-                    if not later and retries not in (None, 0):
-                        found.invalid(f"job {job_id} was in flight on {kill.name} (pid "
-                                      f"{kill.pid}) when it was SIGKILLed and ended "
-                                      f"{_state(snap)} without another attempt, although "
-                                      f"it had {retries} retries")
+        for killed in killed_attempts(history, starts):
+            job_id, kill = killed.job, Kill(killed.pid, killed.name, killed.ts)
+            snap = state.jobs.get(job_id)
+            if snap is None or (snap.ended_at is not None and snap.ended_at <= kill.ts):
+                continue
+            crashed += 1
+            later = killed.later
+            op = submits.get(job_id, {})
+            retries = op.get("max_retries")
+            if snap.state == "COMPLETED" and snap.ended_at is not None and later:
+                took = snap.ended_at - kill.ts
+                latencies.append(f"{job_id} {took:.2f} s")
+                if limit and took > limit:
+                    found.invalid(f"job {job_id} was in flight on {kill.name} (pid "
+                                  f"{kill.pid}) when it was SIGKILLed; it finished on "
+                                  f"{later[-1].worker or 'another worker'} {took:.1f} s "
+                                  f"later, over the {limit:.0f} s limit")
+            elif snap.state in TERMINAL:
+                if not later and retries not in (None, 0):
+                    found.invalid(f"job {job_id} was in flight on {kill.name} (pid "
+                                  f"{kill.pid}) when it was SIGKILLed and ended "
+                                  f"{_state(snap)} without another attempt, although "
+                                  f"it had {retries} retries")
+            else:
+                waited = _end_ts(history) - kill.ts
+                words = (f"job {job_id} was in flight on {kill.name} (pid {kill.pid}) when "
+                         f"it was SIGKILLed and had not finished {waited:.1f} s later "
+                         f"({_state(snap)}, in {_where(snap)})")
+                if limit and waited < limit:  # the run ended before the limit was up
+                    found.unknown(f"{words}, but the run ended before the {limit:.0f} s "
+                                  f"recovery limit: raise the scenario's timeout_s to see "
+                                  f"whether it recovers in time")
                 else:
-                    waited = _end_ts(history) - kill.ts
-                    words = (f"job {job_id} was in flight on {kill.name} (pid {kill.pid}) when "
-                             f"it was SIGKILLed and had not finished {waited:.1f} s later "
-                             f"({_state(snap)}, in {_where(snap)})")
-                    if limit and waited < limit:  # the run ended before the limit was up
-                        found.unknown(f"{words}, but the run ended before the {limit:.0f} s "
-                                      f"recovery limit: raise the scenario's timeout_s to see "
-                                      f"whether it recovers in time")
-                    else:
-                        found.invalid(f"{words}; the limit is {limit:.0f} s")
+                    found.invalid(f"{words}; the limit is {limit:.0f} s")
         if _kills(history) and not starts:
             found.unknown("workers were killed but the ledger has no attempt starts to "
                           "place their jobs")

@@ -19,6 +19,10 @@ from harness.packs.rq.target import RqTarget
 from harness.procs import ProcessRegistry
 from harness.runner import check_workload, run_scenario
 from harness.scenario import SOAK_TAG, catalog, parse_scenario, resolve, runs_in_all
+from reports import write_run_report
+from reports.jobtimes import job_spans, kill_recoveries
+from reports.rundata import load_run
+from tests.reports.test_report_in_chromium import ARTIFACTS, browse, load
 
 
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -95,4 +99,36 @@ def test_the_quick_soak_loses_nothing_and_fires_every_repeat(
     kills = [e["ts"] for e in starts if e["fault"] == "kill_random"]
     assert len(kills) == 9 and all(b - a >= 1.0 for a, b in zip(kills, kills[1:], strict=False))
     assert kills[-1] - kills[0] <= scenario.time_limit_s
+    _the_report_reads_at_soak_scale(result.run_dir)
 
+
+def _the_report_reads_at_soak_scale(run_dir: Path) -> None:
+    """The soak's report: the timeline aggregated, throughput and latency with every fault
+    window shaded, the recovery of every job a kill interrupted; it opens in Chromium."""
+    page_file = write_run_report(run_dir)
+    page = page_file.read_text(encoding="utf-8")
+    run = load_run(run_dir)
+    assert run.state is not None
+    assert all(snap.ended_at is not None for snap in run.state.jobs.values()
+               if snap.state == "COMPLETED")  # the reference pack says when each job ended
+    timeline = page[page.index('<section id="timeline">'):page.index('<section id="rates">')]
+    assert "jobs in flight" in timeline and ">kill_random ×9<" in timeline
+    rates = page[page.index('<section id="rates">'):page.index('<section id="recovery">')]
+    windows = len(run.history.of_kind("fault_heal")) - 9  # every fault but the 9 kills
+    assert rates.count('<g id="window-') == 2 * windows == 6  # 2 cuts, 1 restart; 2 panels
+    assert '<g id="instants-kill_random-rate"' in rates
+    t0 = run.started or 0.0
+    interrupted = kill_recoveries(run.history, job_spans(run.history, run.state, t0), t0)
+    recovered = [r.took for r in interrupted if r.took is not None]
+    assert recovered and all(0 < took < 30 for took in recovered)  # the reference's limit
+    recovery = page[page.index('<section id="recovery">'):page.index('<section id="calls">')]
+    assert (f'<div class="n">{len(interrupted)}</div><div class="l">jobs in flight at a '
+            "SIGKILL") in recovery
+    assert ('aria-label="recovery latency histogram' in recovery) == (len(recovered) >= 3)
+    loaded = load(page_file)
+    assert loaded.console == [] and "Throughput and latency" in loaded.dom
+    shot = run_dir / "report.png"
+    done = browse(page_file, f"--screenshot={shot}", "--window-size=1400,3000")
+    assert done.returncode == 0 and shot.stat().st_size > 50_000, done.stderr[-2000:]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot.replace(ARTIFACTS / "soak-report.png")

@@ -39,6 +39,7 @@ from harness.target import (
 
 PREFIX = "crashlab"
 STATES = ("QUEUED", "PROCESSING", "COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED")
+ENDED = frozenset(STATES[2:])
 
 # The worker's failpoints, in the order a job meets them (its control channel
 # serves the same list at /points; a test keeps the two equal).
@@ -351,8 +352,13 @@ class ReferenceTarget:
                 "bucket", "s3_key", "upload_id", "bytes_sent", "next_part", "parts_done",
                 "finished_size", "object_etag", "part_size")}
             upload["parts"] = {int(n): json.loads(v) for n, v in parts.items()}
+        state = job.get("state", "MISSING")
+        # every event the job's scripts emit stamps updated_ms (Redis TIME) with it, and
+        # nothing writes an ended job again: for an ended job it is when it ended
+        updated = job.get("updated_ms")
+        ended_at = int(updated) / 1000.0 if updated and state in ENDED else None
         return JobSnapshot(
-            job_id=job_id, state=job.get("state", "MISSING"),
+            job_id=job_id, state=state, ended_at=ended_at,
             epoch=int(job.get("epoch", 0)), retry_count=int(job.get("retry_count", 0)),
             max_retries=int(job.get("max_retries", 0)),
             chunk_count=int(count) if count else None,
