@@ -122,8 +122,9 @@ class Environment:
         data_dir.mkdir(parents=True, exist_ok=True)
         # the pack's own services (the reference pack: transcription and S3)
         urls = self.target.start_services(self)
-        # the API's wiring; each worker's has its own slot's proxy (``start_worker``)
-        self.wiring = Wiring(redis_url=self.proxy.slot(API_SLOT).url_for_redis(),
+        # the API's wiring (its proxy is made with the API, if the pack has one); each
+        # worker's has its own slot's proxy (``worker_wiring``)
+        self.wiring = Wiring(redis_url="",
                              openai_base_url=urls.get("openai", ""), data_dir=data_dir,
                              s3_endpoint_url=urls.get("s3", ""), services=urls,
                              direct_redis_url=f"redis://{LOOPBACK}:{self.redis.port}/0")
@@ -147,6 +148,8 @@ class Environment:
         argv = self.target.api_argv(LOOPBACK, port)
         if argv is None:
             return  # the pack enqueues straight to Redis
+        assert self.proxy is not None
+        self.wiring = replace(self.wiring, redis_url=self.proxy.slot(API_SLOT).url_for_redis())
         env = self._aws(_child_env(self.target.environment(self.wiring, None,
                                                            self.options.worker_settings)))
         self.api = ManagedProcess("api", argv,

@@ -31,6 +31,7 @@ from harness.checkers.base import Expectations
 from harness.errors import ScenarioError
 from harness.faults import FaultSpec
 from harness.services.latency import LatencyModel
+from harness.services.redis_proxies import check_slots
 
 # Worker settings a scenario may set (the target turns them into its own variables).
 DEFAULT_SETTINGS = {"lease_ttl_ms": "1000", "heartbeat_ms": "200", "chunk_seconds": "1.0",
@@ -175,6 +176,15 @@ class Scenario(BaseModel):
         if self.time_limit_s is not None and self.time_limit_s > self.timeout_s:
             raise ValueError(f"time_limit_s ({self.time_limit_s:.0f} s) is beyond timeout_s "
                              f"({self.timeout_s:.0f} s): raise timeout_s")
+        return self
+
+    @model_validator(mode="after")
+    def _known_workers(self) -> Self:
+        count = max(self.workers, self.initial_workers or 0)
+        for index, fault in enumerate(self.faults):
+            names = getattr(fault, "workers", None)
+            if isinstance(names, list) and (why := check_slots(names, count)):
+                raise ValueError(f"faults.{index}.workers: {why}")
         return self
 
     @field_validator("settings", mode="before")

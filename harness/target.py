@@ -38,8 +38,9 @@ if TYPE_CHECKING:  # the types of the hooks' arguments; they import this module
 class Wiring:
     """Where the services of one run are, as the worker should see them."""
 
-    # usually a Toxiproxy listener in front of the data Redis: the API's in ``env.wiring``,
-    # the worker's own in the wiring a worker is started with (``env.worker_wiring``)
+    # usually a Toxiproxy listener in front of the data Redis: the API's in ``env.wiring``
+    # (empty when the pack has no API), the worker's own in the wiring a worker is started
+    # with (``env.worker_wiring``)
     redis_url: str
     openai_base_url: str
     data_dir: Path

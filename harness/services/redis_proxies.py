@@ -46,6 +46,24 @@ def slot_of(worker_id: str) -> str:
     return worker_id.split(".")[0]
 
 
+def worker_slots(names: Sequence[str]) -> list[str]:
+    """The workers among a fault's ``workers`` (all but the API)."""
+    return [name for name in names if name != API_SLOT]
+
+
+def check_slots(names: Sequence[str], workers: int) -> str | None:
+    """Why ``names`` cannot be a fault's ``workers`` in a scenario of ``workers`` workers
+    (named ``w1`` .. ``wN`` by the environment), or None."""
+    known = [API_SLOT, *(f"w{i}" for i in range(1, workers + 1))]
+    unknown = [name for name in names if name not in known]
+    if unknown:
+        return (f"no worker {', '.join(map(repr, unknown))} in this scenario; name "
+                f"{', '.join(known)}")
+    if len(set(names)) != len(names):
+        return "a worker is named twice"
+    return None
+
+
 class RedisProxies:
     """The proxies in front of one Redis, by slot; ``names`` None means every slot."""
 
