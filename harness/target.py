@@ -12,7 +12,9 @@ upload workloads and file faults need, ``MutantTarget`` the planted bugs a
 pack may ship, ``InspectableTarget`` what ``crashlab debug`` shows of a job,
 ``ExplorableTarget`` how ``crashlab explore`` draws the pack's domain faults,
 ``LatencyTarget`` how a scenario's ``service`` latency reaches the pack's
-external service, ``LeasedTarget`` how long a dead worker's job stays claimed.
+external service, ``ServiceTarget`` how it is made to ignore idempotency keys
+or its status endpoint, ``LeasedTarget`` how long a dead worker's job stays
+claimed.
 """
 
 from __future__ import annotations
@@ -348,6 +350,19 @@ class LatencyTarget(Protocol):
     def set_service_latency(self, env: Environment, model: LatencyModel) -> None:
         """Make the service the jobs call answer after latencies drawn from ``model``
         (called once per run, after ``start_services`` or a session's reset)."""
+        ...
+
+
+@runtime_checkable
+class ServiceTarget(Protocol):
+    """A target whose external service can be told to ignore idempotency keys and to
+    have no status endpoint (the scenario's ``service`` block); optional. A scenario
+    asking for either is refused (exit 3) by a target without it."""
+
+    def set_service_behaviour(self, env: Environment, *, honour_keys: bool,
+                              status_endpoint: bool) -> None:
+        """Make the service honour or ignore idempotency keys, and answer its status
+        endpoint or not (called once per run, like ``set_service_latency``)."""
         ...
 
 

@@ -180,6 +180,12 @@ class ReferenceTarget:
         """The transcription service answers each chunk after a drawn latency."""
         env.transcription.set_latency(model)
 
+    def set_service_behaviour(self, env: Environment, *, honour_keys: bool,
+                              status_endpoint: bool) -> None:
+        """The transcription service ignores idempotency keys, or its status endpoint."""
+        env.transcription.set_behaviour(honour_keys=honour_keys,
+                                        status_endpoint=status_endpoint)
+
     def submit_workload(self, env: Environment, scenario: Scenario, seed: int,
                         indices: Sequence[int] | None = None) -> None:
         """Submit the scenario's jobs through the worker's API; job ``i`` gets seed
