@@ -93,9 +93,10 @@ class JobSnapshot:
     # next_part, parts_done, finished_size, parts {number: {etag, size, offset, ...}}); parts
     # is empty once the job completed and cleaned up
     upload: dict[str, Any] | None = None
-    # the indexes beside the state sets, as the reference worker keeps them (None: the
-    # target does not say): how often the id is in the queue list, the lease's value
-    # ("<worker>|<epoch>") or None when there is no lease, the deadline set's score (ms)
+    # the indexes beside the state sets, as the reference worker keeps them: how often the
+    # id is in the queue list (None: the target reports none of the three), the lease's
+    # value ("<worker>|<epoch>"; None: no lease), the deadline set's score (ms; None: not
+    # in it)
     queued: int | None = None
     lease: str | None = None
     deadline_ms: int | None = None

@@ -11,7 +11,8 @@ All keys share the ``crashlab:`` prefix so a harness can flush exactly them.
                                              reply was lost (diagnostics: job_id, worker_id,
                                              epoch, op, item, ts_ms); each changed nothing
     crashlab:deadlines               ZSET    job id -> absolute deadline (ms, Redis TIME) of
-                                             jobs submitted with a timeout
+                                             live jobs submitted with a timeout (an ending
+                                             removes the job)
     crashlab:state:<STATE>           SET     ids of the jobs in that state (one set per JobState);
                                              a job is in exactly one of them
     crashlab:job:<id>                HASH    the job (fields: ``JobField``)

@@ -43,6 +43,11 @@ local function move(job_key, prefix, job_id, from_state, to_state)
   redis.call('SREM', prefix .. ':state:' .. from_state, job_id)
   redis.call('SADD', prefix .. ':state:' .. to_state, job_id)
   redis.call('HSET', job_key, 'state', to_state)
+  -- a job that ends has no deadline left to watch (the monitor would find it ended anyway,
+  -- but only once the deadline passed: until then the set would list a finished job)
+  if to_state ~= 'QUEUED' and to_state ~= 'PROCESSING' then
+    redis.call('ZREM', prefix .. ':deadlines', job_id)
+  end
   -- an upload that ends any other way than COMPLETED leaves a multipart upload to abort,
   -- whoever ended it (a worker, the API, the timeout monitor, a takeover past max_retries)
   if (to_state == 'FAILED' or to_state == 'TIMED_OUT' or to_state == 'CANCELLED')
