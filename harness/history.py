@@ -26,7 +26,8 @@ these kinds and the checkers read nothing else:
                      its writer will have written in all, and whether the
                      writer marks the source finished; {op: "finish", job_id,
                      size} is the writer marking it finished through the API
-    fault_start      {fault_id, fault, params}       ``fault`` is the kind name
+    fault_start      {fault_id, fault, params}       ``fault`` is the kind name; a
+                     Redis fault adds ``cut``, the proxies' slots it acted on
     fault_heal       {fault_id}
     fault_skipped    {fault_id, reason}              planned but did not fire
     fault_planned    {fault_id, fault, params}       a fault added to the schedule
@@ -49,6 +50,10 @@ these kinds and the checkers read nothing else:
                      a write the worker's fencing check refused (a zombie or a
                      worker past the deadline tried, and changed nothing);
                      copied from the worker's rejected-writes stream at the end
+    retried_write    {job_id, worker_id, epoch, op, item, ts_ms}
+                     a write that found its own effect already in place and
+                     changed nothing: the retry of a command whose reply was
+                     lost (``lost_reply``); copied from the worker's stream
     s3_object        {job_id, bucket, key, exists, size, sha256, etag, token,
                       first_difference, metadata_key, metadata}
                      an upload job's object as S3 holds it at the end of the
@@ -126,6 +131,7 @@ class EntryKind(StrEnum):
     SUT_EVENT = "sut_event"
     EXTERNAL_CALL = "external_call"
     REJECTED_WRITE = "rejected_write"
+    RETRIED_WRITE = "retried_write"
     S3_OBJECT = "s3_object"
     S3_UPLOADS = "s3_uploads"
     RUN_END = "run_end"
@@ -707,32 +713,11 @@ class FinalState:
 
 
 def snapshot_from_json(raw: Mapping[str, Any]) -> JobSnapshot:
-    """The inverse of ``JobSnapshot.to_json`` (chunk indices back to ints)."""
+    """The inverse of ``JobSnapshot.to_json``; ``HistoryError`` when it is malformed."""
     try:
-        chunk_count = raw.get("chunk_count")
-        return JobSnapshot(
-            job_id=str(raw["job_id"]), state=str(raw["state"]), epoch=int(raw.get("epoch", 0)),
-            retry_count=int(raw["retry_count"]), max_retries=int(raw["max_retries"]),
-            chunk_count=None if chunk_count is None else int(chunk_count),
-            chunks_done=int(raw.get("chunks_done", 0)), progress=float(raw.get("progress", 0)),
-            native_state=raw.get("native_state"),
-            ended_at=None if raw.get("ended_at") is None else float(raw["ended_at"]),
-            error=raw.get("error"), transcript=raw.get("transcript"),
-            committed_chunks={int(k): dict(v) for k, v in
-                              (raw.get("committed_chunks") or {}).items()},
-            state_sets=[str(s) for s in raw.get("state_sets") or ()],
-            kind=str(raw.get("kind") or "transcribe"), upload=_upload_checkpoint(raw),
-        )
+        return JobSnapshot.from_json(raw)
     except (KeyError, TypeError, ValueError) as exc:
         raise HistoryError(f"job snapshot {raw.get('job_id')!r} is malformed: {exc!r}") from exc
-
-
-def _upload_checkpoint(raw: Mapping[str, Any]) -> dict[str, Any] | None:
-    upload = raw.get("upload")
-    if upload is None:
-        return None
-    parts = {int(number): dict(part) for number, part in (upload.get("parts") or {}).items()}
-    return {**upload, "parts": parts}
 
 
 def save_state(path: Path, jobs: Mapping[str, JobSnapshot] | Iterable[JobSnapshot],

@@ -50,7 +50,8 @@ from harness.runfolder import SCHEDULE_FILE as SCHEDULE_FILE  # re-exported
 from harness.runtime.base import EventSink, Runtime
 from harness.runtime.process import ProcessRuntime
 from harness.scenario import Scenario
-from harness.target import LatencyTarget, Target
+from harness.service_behaviour import check_service, configure_service
+from harness.target import Target
 
 log = logging.getLogger(__name__)
 
@@ -401,8 +402,7 @@ class Run:
                              **hooks.run_start(self))
             hooks.opened(self)
             self._env = env = self._environment(cleanup, settings)
-            if scenario.service.has_latency and isinstance(target, LatencyTarget):
-                target.set_service_latency(env, scenario.service.latency(self.seed))
+            configure_service(target, env, scenario.service, self.seed)
             self._ctx = FaultContext(env, random.Random(self.seed), history.record,
                                      phase_timeout=scenario.phase_timeout_s)
             cleanup.callback(lambda: heal_all(self.faults, self.ctx), "heal faults")
@@ -520,9 +520,7 @@ def check_workload(scenario: Scenario, target: Target) -> None:
                             f"{', '.join(sorted(target.workload_kinds))}, not "
                             f"{scenario.workload.kind!r}")
     check_repeats(scenario, target)
-    if scenario.service.has_latency and not isinstance(target, LatencyTarget):
-        raise ScenarioError(f"scenario {scenario.name}: service: {target.name} has no "
-                            "external service that takes a latency")
+    check_service(scenario, target)
 
 
 def analyze(run_dir: Path) -> tuple[list[CheckResult], dict[str, Any] | None]:

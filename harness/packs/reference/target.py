@@ -102,6 +102,9 @@ class ReferenceTarget:
     after_crash_points = frozenset(p for p in PHASES
                                    if p.startswith("recovery.") or p == "upload.verified")
     workload_kinds = frozenset({"transcribe", "upload"})
+    # the lease keeper stops here before each renewal: a ``lost_reply`` holds it there so
+    # the reply it loses is the job's own (``harness.faults.lost_reply``)
+    background_points = ("lease.renew",)
     # `crashlab run --coverage` (harness/worker_coverage.py): the package measured, and its
     # recovery code reported apart: takeover, leases (a lost one ends the job in _run_job),
     # timeouts, retries, resume from what survived (chunks, the service's own record of a
@@ -205,6 +208,12 @@ class ReferenceTarget:
         """The transcription service answers each chunk after a drawn latency."""
         env.transcription.set_latency(model)
 
+    def set_service_behaviour(self, env: Environment, *, honour_keys: bool,
+                              status_endpoint: bool) -> None:
+        """The transcription service ignores idempotency keys, or its status endpoint."""
+        env.transcription.set_behaviour(honour_keys=honour_keys,
+                                        status_endpoint=status_endpoint)
+
     def submit_workload(self, env: Environment, scenario: Scenario, seed: int,
                         indices: Sequence[int] | None = None) -> None:
         """Submit the scenario's jobs through the worker's API; job ``i`` gets seed
@@ -223,12 +232,14 @@ class ReferenceTarget:
                            chunk_seconds=float(env.options.worker_settings["chunk_seconds"]))
 
     def collect(self, env: Environment, history: HistoryWriter) -> None:
-        """The worker's event stream and refused writes, the service's call log and
-        (with upload jobs) what S3 holds, into the history."""
+        """The worker's event stream, refused and retried writes, the service's call log
+        and (with upload jobs) what S3 holds, into the history."""
         for stream_id, event in env.events():
             history.record("sut_event", stream_id=stream_id, **event)
         for rejected in self.read_rejected(env.client):
             history.record("rejected_write", **rejected)
+        for retried in self.read_retried(env.client):
+            history.record("retried_write", **retried)
         for call in env.transcription.calls():
             fields = {k: v for k, v in call.items() if k not in ("ts", "index", "kind")}
             history.record("external_call", call_ts=call.get("ts"), **fields)
@@ -340,9 +351,12 @@ class ReferenceTarget:
         pipe.hgetall(f"{key}:chunks")
         pipe.hgetall(f"{key}:parts")
         pipe.get(f"{key}:transcript")
+        pipe.lpos(f"{PREFIX}:queue", job_id, count=0)  # every position of the id
+        pipe.get(f"{key}:lease")
+        pipe.zscore(f"{PREFIX}:deadlines", job_id)
         for state in STATES:
             pipe.sismember(f"{PREFIX}:state:{state}", job_id)
-        job, chunks, parts, transcript, *member = pipe.execute()
+        job, chunks, parts, transcript, queued, lease, deadline, *member = pipe.execute()
         sets = [state for state, inside in zip(STATES, member, strict=True) if inside]
         count = job.get("chunk_count")
         kind = job.get("kind") or "transcribe"
@@ -366,7 +380,8 @@ class ReferenceTarget:
             progress=float(job.get("progress", 0)), error=job.get("error") or None,
             transcript=transcript,
             committed_chunks={int(i): json.loads(v) for i, v in chunks.items()},
-            state_sets=sets, kind=kind, upload=upload,
+            state_sets=sets, kind=kind, upload=upload, queued=len(queued or ()),
+            lease=lease, deadline_ms=None if deadline is None else int(deadline),
         )
 
     def inspect(self, client: redis.Redis, job_id: str) -> JobInspection:
@@ -412,6 +427,11 @@ class ReferenceTarget:
     def read_rejected(self, client: redis.Redis) -> list[dict[str, Any]]:
         """Writes the worker's fencing refused (its diagnostics stream)."""
         entries = cast(list[tuple[str, dict[str, str]]], client.xrange(f"{PREFIX}:rejected"))
+        return [{**fields, "stream_id": entry_id} for entry_id, fields in entries]
+
+    def read_retried(self, client: redis.Redis) -> list[dict[str, Any]]:
+        """Writes that found their own effect in place: retries after a lost reply."""
+        entries = cast(list[tuple[str, dict[str, str]]], client.xrange(f"{PREFIX}:retried"))
         return [{**fields, "stream_id": entry_id} for entry_id, fields in entries]
 
     def reset(self, client: redis.Redis) -> None:
