@@ -19,7 +19,10 @@ Two background threads a run may start once its first workers are up:
   sequence. Each repeat is recorded as a fault of its own (``f2``, ``f2.2``,
   ``f2.3``... each ``fault_planned``, ``fault_start``, ``fault_heal``), so
   fault coverage stays exact. A timed fault whose first turn never came is
-  recorded skipped, which makes the run unknown, never valid.
+  recorded skipped, which makes the run unknown, never valid. A turn starts
+  only once the previous one is done, so a repeat can fall behind its clock;
+  when the nemesis stops it records each repeating fault's turns taken
+  against those asked for (``nemesis_turns``, ``harness.turns``).
 
 Replay: phase-anchored faults replay exactly; timed ones replay the same
 plan (the same offsets and jitter, from the seed) but not the same
@@ -40,8 +43,10 @@ from harness.environment import Environment
 from harness.errors import CrashlabError, ScenarioError
 from harness.faults import Fault, FaultContext, build_fault, fault_colour
 from harness.faults.registry import FaultSpecModel
+from harness.history import EntryKind
 from harness.scenario import Scenario
 from harness.target import LeasedTarget, Target
+from harness.turns import Turns, count_turns
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +144,9 @@ class _Timed:
     index: int
     first: Fault
     spec: FaultSpecModel
-    fired: list[Fault] = field(default_factory=list)
+    fired: list[Fault] = field(default_factory=list)  # the repeats built (f2.2, f2.3...)
+    starts: list[float] = field(default_factory=list)  # monotonic start of each turn
+    turns_fired: int = 0
 
 
 class TimedNemesis:
@@ -160,6 +167,9 @@ class TimedNemesis:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self.started_at = 0.0
+        self.stopped_at: float | None = None
+        self.turns: tuple[Turns, ...] = ()  # of each repeating fault, once stopped
+        self._counted = False
 
     def owns(self, fault: Fault) -> bool:
         return any(t.first is fault for t in self.timed)
@@ -173,10 +183,29 @@ class TimedNemesis:
             thread.start()
 
     def stop(self) -> None:
-        """Let no fault start any more and wait for those under way to finish."""
+        """Let no fault start any more, wait for those under way to finish, and (the
+        first time) record each repeating fault's turns."""
+        if self.stopped_at is None and self.started_at:
+            self.stopped_at = time.monotonic()
         self.stopping.set()
         for thread in self._threads:
             thread.join(timeout=self.phase_timeout + 60)
+        if self.stopped_at is not None and not self._counted:
+            self._counted = True
+            self.turns = self._count_turns(self.stopped_at - self.started_at)
+            for turns in self.turns:
+                self.record(EntryKind.NEMESIS_TURNS, **turns.to_json())
+
+    def _count_turns(self, window_s: float) -> tuple[Turns, ...]:
+        counted = []
+        with self._lock:
+            for t in self.timed:
+                if t.spec.every_s is not None:
+                    counted.append(count_turns(
+                        t.first.fault_id, t.spec.kind, at_s=t.spec.at_s, every_s=t.spec.every_s,
+                        times=t.spec.times, window_s=window_s, fired=t.turns_fired,
+                        starts=[start - self.started_at for start in t.starts]))
+        return tuple(counted)
 
     def all_fired(self) -> list[Fault]:
         """Every fault instance the nemesis built (for healing)."""
@@ -197,6 +226,8 @@ class TimedNemesis:
                                        f"(at_s {spec.at_s or 0:g})")
                 return
             fault = timed.first if turn == 1 else self._repeat(timed, turn)
+            with self._lock:
+                timed.starts.append(time.monotonic())
             try:
                 fired = ctx.fire(fault)
             except Exception as exc:  # noqa: BLE001 - recorded; the other faults go on
@@ -209,6 +240,7 @@ class TimedNemesis:
                                 reason=ctx.skip_reason())
             with self._lock:
                 self.fired += int(fired)
+                timed.turns_fired += int(fired)
             turn += 1
             if spec.every_s is None or (spec.times is not None and turn > spec.times):
                 return

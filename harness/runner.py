@@ -27,7 +27,7 @@ from typing import Any
 import redis
 
 from harness.checkers import run_checkers
-from harness.checkers.base import CheckResult, Expectations, Verdict, combine, tally, tally_words
+from harness.checkers.base import CheckResult, Expectations, combine
 from harness.cleanup import Cleanup
 from harness.environment import Environment, EnvironmentOptions, record_nothing
 from harness.errors import ScenarioError, SetupError
@@ -44,6 +44,7 @@ from harness.history import (
 from harness.nemesis import Arrivals, TimedNemesis, check_repeats
 from harness.packs_registry import load_target
 from harness.procs import ProcessRegistry
+from harness.result import RunResult as RunResult  # re-exported
 from harness.runfolder import DEFAULT_ROOT, new_run_dir
 from harness.runfolder import RESULTS_FILE as RESULTS_FILE  # re-exported
 from harness.runfolder import SCHEDULE_FILE as SCHEDULE_FILE  # re-exported
@@ -51,6 +52,7 @@ from harness.runtime.base import EventSink, Runtime
 from harness.runtime.process import ProcessRuntime
 from harness.scenario import Scenario
 from harness.target import LatencyTarget, Target
+from harness.turns import Turns
 
 log = logging.getLogger(__name__)
 
@@ -59,35 +61,6 @@ PROGRESS_EVERY_S = 5.0
 
 RUNTIMES = ("process", "docker")
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class RunResult:
-    scenario: str
-    run_dir: Path
-    seed: int
-    verdict: Verdict
-    checks: tuple[CheckResult, ...]
-    faults_planned: int
-    faults_fired: int
-    duration_s: float
-
-    @property
-    def tally(self) -> str:
-        """``12 held, 1 unknown, 3 not applicable``."""
-        return tally_words(c.verdict for c in self.checks)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "scenario": self.scenario, "run_dir": str(self.run_dir), "seed": self.seed,
-            "verdict": str(self.verdict),
-            "checkers": {c.checker: str(c.verdict) for c in self.checks},
-            "counts": tally(c.verdict for c in self.checks),
-            "checks": [c.to_json() for c in self.checks],
-            "faults": {"planned": self.faults_planned, "fired": self.faults_fired},
-            "duration_s": round(self.duration_s, 3),
-            "replay": f"crashlab replay {self.run_dir}",
-        }
 
 
 @dataclass(frozen=True)
@@ -425,7 +398,8 @@ class Run:
         self.say("checking")
         planned, fired = hooks.counted(self)
         return judge_run(run_dir, scenario.name, self.seed, expectations, planned, fired,
-                         started, target=target)
+                         started, target=target,
+                         turns=self.nemesis.turns if self.nemesis is not None else ())
 
     def _environment(self, cleanup: Cleanup, settings: dict[str, str]) -> Environment:
         session = self.session
@@ -477,11 +451,12 @@ def save_final_state(env: Environment, history: HistoryWriter, run_dir: Path,
 
 def judge_run(run_dir: Path, scenario: str, seed: int, expectations: Expectations,
               planned: int, fired: int, started: float, *,
-              target: Target | None = None) -> RunResult:
-    """Check the saved run, write ``results.json``; ``started`` is its monotonic start."""
+              target: Target | None = None, turns: tuple[Turns, ...] = ()) -> RunResult:
+    """Check the saved run, write ``results.json``; ``started`` is its monotonic start,
+    ``turns`` the repeating faults' (``harness.turns``)."""
     checks = tuple(judge(run_dir, expectations, target=target))
     result = RunResult(scenario, run_dir, seed, combine(c.verdict for c in checks), checks,
-                       planned, fired, time.monotonic() - started)
+                       planned, fired, time.monotonic() - started, turns)
     (run_dir / RESULTS_FILE).write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
 
