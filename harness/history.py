@@ -37,6 +37,10 @@ these kinds and the checkers read nothing else:
                       window_s}
                      a repeating fault's turns, once the nemesis stopped: taken
                      (started) against asked for by its clock (``harness.turns``)
+    supervisor_restart {name, replaces, code, delay_s}
+                     a worker that failed by itself (exit ``code`` > 0) started
+                     again as ``name`` by the run's supervisor (``supervise_s``,
+                     ``harness.supervisor``)
     failpoint_hit    {worker, point, hit, job, chunk, pid, action}
     sut_event        {stream_id, event, job_id, worker_id, epoch, seq, ts_ms,
                       recovery, data}
@@ -127,6 +131,7 @@ class EntryKind(StrEnum):
     FAULT_SKIPPED = "fault_skipped"
     FAULT_PLANNED = "fault_planned"
     NEMESIS_TURNS = "nemesis_turns"
+    SUPERVISOR_RESTART = "supervisor_restart"
     FAILPOINT_HIT = "failpoint_hit"
     SUT_EVENT = "sut_event"
     EXTERNAL_CALL = "external_call"

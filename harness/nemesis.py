@@ -5,10 +5,11 @@ Two background threads a run may start once its first workers are up:
 * ``Arrivals`` submits the workload at ``workload.rate`` jobs per second,
   ``burst`` at a time, with exponential gaps between arrivals drawn from the
   run's seed (a Poisson process), while the faults run. A submit the API
-  refuses (Redis cut off behind it) is recorded (``op submit_refused``) and
-  tried again, as a client would; only an accepted submit is a job. Without
-  a rate the workload is submitted at once, before the faults, as it always
-  was.
+  refuses (Redis cut off behind it), or that fails in Redis for a pack that
+  enqueues straight to Redis (Redis restarting), is recorded (``op
+  submit_refused``) and tried again, as a client would; only an accepted
+  submit is a job. Without a rate the workload is submitted at once, before
+  the faults, as it always was.
 * ``TimedNemesis`` fires each *timed* fault (``at_s`` and/or ``every_s`` on
   any fault kind, ``FaultSpecModel``) on its own thread: first at ``at_s``
   after the workload starts, then every ``every_s`` (plus or minus a seeded
@@ -22,7 +23,9 @@ Two background threads a run may start once its first workers are up:
   recorded skipped, which makes the run unknown, never valid. A turn starts
   only once the previous one is done, so a repeat can fall behind its clock;
   when the nemesis stops it records each repeating fault's turns taken
-  against those asked for (``nemesis_turns``, ``harness.turns``).
+  against those asked for (``nemesis_turns``, ``harness.turns``). With
+  ``supervise_s`` it runs the scenario's process manager (``harness.supervisor``)
+  for as long as the faults run.
 
 Replay: phase-anchored faults replay exactly; timed ones replay the same
 plan (the same offsets and jitter, from the seed) but not the same
@@ -39,12 +42,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import redis
+
 from harness.environment import Environment
 from harness.errors import CrashlabError, ScenarioError
 from harness.faults import Fault, FaultContext, build_fault, fault_colour
 from harness.faults.registry import FaultSpecModel
 from harness.history import EntryKind
 from harness.scenario import Scenario
+from harness.supervisor import Supervisor
 from harness.target import LeasedTarget, Target
 from harness.turns import Turns, count_turns
 
@@ -120,7 +126,7 @@ class Arrivals:
             try:
                 self.target.submit_workload(self.env, self.scenario, self.seed, [index])
                 return True
-            except CrashlabError as exc:
+            except (CrashlabError, redis.RedisError) as exc:  # a pack enqueues to Redis itself
                 if time.monotonic() >= deadline:
                     raise
                 self.env.sink("op", op="submit_refused", job_index=index, reason=str(exc)[:300])
@@ -153,7 +159,7 @@ class TimedNemesis:
     """The timed faults of a run, each on its own thread; see the module docstring."""
 
     def __init__(self, faults: list[Fault], env: Environment, record: Record, seed: int,
-                 phase_timeout: float) -> None:
+                 phase_timeout: float, *, supervise_s: float | None = None) -> None:
         self.env = env
         self.record = record
         self.seed = seed
@@ -170,12 +176,16 @@ class TimedNemesis:
         self.stopped_at: float | None = None
         self.turns: tuple[Turns, ...] = ()  # of each repeating fault, once stopped
         self._counted = False
+        # the scenario's process manager, which runs as long as the faults do
+        self.supervisor = None if supervise_s is None else Supervisor(env, supervise_s)
 
     def owns(self, fault: Fault) -> bool:
         return any(t.first is fault for t in self.timed)
 
     def start(self) -> None:
         self.started_at = time.monotonic()
+        if self.supervisor is not None:
+            self.supervisor.start()
         for timed in self.timed:
             thread = threading.Thread(target=self._run, args=(timed,), daemon=True,
                                       name=f"crashlab-nemesis-{timed.first.fault_id}")
@@ -190,6 +200,8 @@ class TimedNemesis:
         self.stopping.set()
         for thread in self._threads:
             thread.join(timeout=self.phase_timeout + 60)
+        if self.supervisor is not None:
+            self.supervisor.stop()
         if self.stopped_at is not None and not self._counted:
             self._counted = True
             self.turns = self._count_turns(self.stopped_at - self.started_at)

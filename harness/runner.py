@@ -221,7 +221,7 @@ class RunHooks:
         and wait for the jobs; returns why the run ended."""
         ctx, scenario = run.ctx, run.scenario
         nemesis = TimedNemesis(run.faults, run.env, run.history.record, run.seed,
-                               scenario.phase_timeout_s)
+                               scenario.phase_timeout_s, supervise_s=scenario.supervise_s)
         run.cleanup.callback(nemesis.stop, "timed faults")
         run.cleanup.callback(lambda: heal_all(nemesis.all_fired(), ctx), "heal timed faults")
         run.nemesis = nemesis
@@ -245,7 +245,6 @@ class RunHooks:
         if run.arrivals is not None:
             run.wait(run.arrivals.done.is_set, "jobs arriving", scenario.timeout_s)
             run.arrivals.join()
-        run.fired += nemesis.fired
         heal_all([*run.faults, *nemesis.all_fired()], ctx)
         run.env.top_up(scenario.workers)
         if run.wait(lambda: run.env.wait_terminal(0.0), "waiting for jobs to settle",
@@ -259,7 +258,7 @@ class RunHooks:
     def counted(self, run: Run) -> tuple[int, int]:
         """Faults planned (a timed fault's repeats each count) and fired, for the result."""
         repeats = 0 if run.nemesis is None else run.nemesis.planned - len(run.nemesis.timed)
-        return len(run.faults) + repeats, run.fired
+        return len(run.faults) + repeats, run.fired + (run.nemesis.fired if run.nemesis else 0)
 
     def hold(self, run: Run) -> None:
         """The history and final state are saved; everything still runs."""

@@ -12,7 +12,9 @@ events, so they hold for any library:
                          once, as the pack promises (``run_start.effects``) or the
                          scenario demands (``expect.effects``)
     recovery_bounded     a job whose worker was killed mid-attempt finished elsewhere
-                         within the pack's ``recovery_limit_s``, or ended for a reason
+                         within the pack's ``recovery_limit_s``, or ended for a reason;
+                         when a later kill struck it again, its next attempt started
+                         within the limit (each kill is bounded on its own)
     retries_within_max   no job ran more attempts than its retries allow
 
 A job is *in flight* at a kill when its last ``start`` before the kill was
@@ -193,7 +195,8 @@ class RecoveryBounded:
         submits = _submits(history)
         latencies: list[str] = []
         crashed = 0
-        for kill in _kills(history):
+        kills = _kills(history)
+        for number, kill in enumerate(kills):
             for job_id, attempts in starts.items():
                 before = [a for a in attempts if a.ts <= kill.ts]
                 snap = state.jobs.get(job_id)
@@ -205,7 +208,16 @@ class RecoveryBounded:
                 later = [a for a in attempts if a.ts > kill.ts]
                 op = submits.get(job_id, {})
                 retries = op.get("max_retries")
-                if snap.state == "COMPLETED" and snap.ended_at is not None and later:
+                again = _next_hit(kills[number + 1:], later, snap.ended_at)
+                if again is not None:  # taken up again, then killed again: bounded to the retake
+                    took = again.ts - kill.ts
+                    latencies.append(f"{job_id} {took:.2f} s to its next attempt")
+                    if limit and took > limit:
+                        found.invalid(f"job {job_id} was in flight on {kill.name} (pid "
+                                      f"{kill.pid}) when it was SIGKILLed; its next attempt "
+                                      f"started {took:.1f} s later, over the {limit:.0f} s "
+                                      f"limit")
+                elif snap.state == "COMPLETED" and snap.ended_at is not None and later:
                     took = snap.ended_at - kill.ts
                     latencies.append(f"{job_id} {took:.2f} s")
                     if limit and took > limit:
@@ -238,6 +250,20 @@ class RecoveryBounded:
         timing = f" ({', '.join(latencies)})" if latencies else ""
         return found.result(f"{plural(crashed, 'job')} in flight at a kill, each recovered "
                             f"within {limit:.0f} s or ended for a reason{timing}")
+
+
+def _next_hit(kills: list[Kill], later: list[LedgerLine],
+              ended: float | None) -> LedgerLine | None:
+    """When one of the later ``kills`` struck one of a job's ``later`` attempts in flight
+    (before the job ``ended``), the first of those attempts: the recovery from the
+    earlier kill ended when it started. None when no later kill struck the job."""
+    for kill in kills:
+        if ended is not None and ended <= kill.ts:
+            break
+        before = [a for a in later if a.ts <= kill.ts]
+        if before and _written_by(before[-1], kill):
+            return later[0]
+    return None
 
 
 @checker(suite="queue", rank=5)
