@@ -34,6 +34,14 @@ these kinds and the checkers read nothing else:
                      while the run was going (an operator's ``kill`` or
                      ``sever`` in ``crashlab debug``); from here on it is part
                      of ``History.schedule`` like the faults of ``run_start``
+    nemesis_turns    {fault_id, fault, every_s, asked, taken, fired, median_gap_s,
+                      window_s}
+                     a repeating fault's turns, once the nemesis stopped: taken
+                     (started) against asked for by its clock (``harness.turns``)
+    supervisor_restart {name, replaces, code, delay_s}
+                     a worker that failed by itself (exit ``code`` > 0) started
+                     again as ``name`` by the run's supervisor (``supervise_s``,
+                     ``harness.supervisor``)
     failpoint_hit    {worker, point, hit, job, chunk, pid, action}
     sut_event        {stream_id, event, job_id, worker_id, epoch, seq, ts_ms,
                       recovery, data}
@@ -127,6 +135,8 @@ class EntryKind(StrEnum):
     FAULT_HEAL = "fault_heal"
     FAULT_SKIPPED = "fault_skipped"
     FAULT_PLANNED = "fault_planned"
+    NEMESIS_TURNS = "nemesis_turns"
+    SUPERVISOR_RESTART = "supervisor_restart"
     FAILPOINT_HIT = "failpoint_hit"
     SUT_EVENT = "sut_event"
     EXTERNAL_CALL = "external_call"

@@ -174,6 +174,10 @@ class Scenario(BaseModel):
     time_limit_s: float | None = Field(None, gt=0, le=3600,
                                        description="timed faults stop repeating this long "
                                                    "after the workload starts")
+    supervise_s: float | None = Field(None, ge=0, le=600,
+                                      description="while the faults run, start a worker that "
+                                                  "failed by itself (exit code > 0) again this "
+                                                  "long after, as a process manager would")
     timeout_s: float = Field(90, gt=0, le=3600, description="budget for jobs to settle")
     phase_timeout_s: float = Field(30, gt=0, le=600,
                                    description="how long a fault waits for its phase")

@@ -12,7 +12,9 @@ events, so they hold for any library:
                          once, as the pack promises (``run_start.effects``) or the
                          scenario demands (``expect.effects``)
     recovery_bounded     a job whose worker was killed mid-attempt finished elsewhere
-                         within the pack's ``recovery_limit_s``, or ended for a reason
+                         within the pack's ``recovery_limit_s``, or ended for a reason;
+                         when a later kill struck it again, its next attempt started
+                         within the limit (each kill is bounded on its own)
     retries_within_max   no job ran more attempts than its retries allow
 
 A job is *in flight* at a kill when its last ``start`` before the kill was
@@ -31,7 +33,15 @@ from dataclasses import dataclass
 from harness.checkers.base import CheckResult, Expectations, Findings, Verdict, plural
 from harness.checkers.registry import checker
 from harness.history import EntryKind, FinalState, History
-from harness.ledger import START, attempt_starts, billed_calls, killed_attempts, ledger_lines
+from harness.ledger import (
+    START,
+    KilledAttempt,
+    LedgerLine,
+    attempt_starts,
+    billed_calls,
+    killed_attempts,
+    ledger_lines,
+)
 from harness.target import JobSnapshot
 
 TERMINAL = frozenset({"COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED"})
@@ -185,7 +195,8 @@ class RecoveryBounded:
         submits = _submits(history)
         latencies: list[str] = []
         crashed = 0
-        for killed in killed_attempts(history, starts):
+        killed_list = killed_attempts(history, starts)
+        for killed in killed_list:
             job_id, kill = killed.job, Kill(killed.pid, killed.name, killed.ts)
             snap = state.jobs.get(job_id)
             if snap is None or (snap.ended_at is not None and snap.ended_at <= kill.ts):
@@ -194,7 +205,16 @@ class RecoveryBounded:
             later = killed.later
             op = submits.get(job_id, {})
             retries = op.get("max_retries")
-            if snap.state == "COMPLETED" and snap.ended_at is not None and later:
+            again = _next_hit(killed, killed_list, snap.ended_at)
+            if again is not None:  # taken up again, then killed again: bounded to the retake
+                took = again.ts - kill.ts
+                latencies.append(f"{job_id} {took:.2f} s to its next attempt")
+                if limit and took > limit:
+                    found.invalid(f"job {job_id} was in flight on {kill.name} (pid "
+                                  f"{kill.pid}) when it was SIGKILLed; its next attempt "
+                                  f"started {took:.1f} s later, over the {limit:.0f} s "
+                                  f"limit")
+            elif snap.state == "COMPLETED" and snap.ended_at is not None and later:
                 took = snap.ended_at - kill.ts
                 latencies.append(f"{job_id} {took:.2f} s")
                 if limit and took > limit:
@@ -227,6 +247,21 @@ class RecoveryBounded:
         timing = f" ({', '.join(latencies)})" if latencies else ""
         return found.result(f"{plural(crashed, 'job')} in flight at a kill, each recovered "
                             f"within {limit:.0f} s or ended for a reason{timing}")
+
+
+def _next_hit(killed: KilledAttempt, every: list[KilledAttempt],
+              ended: float | None) -> LedgerLine | None:
+    """When a later SIGKILL struck the same job again in one of its attempts after
+    ``killed`` (before the job ``ended``), the first of those attempts: the recovery from
+    the earlier kill ended when it started. None when no later kill struck the job."""
+    for other in every:
+        if other.job != killed.job or other.ts <= killed.ts:
+            continue
+        if ended is not None and ended <= other.ts:
+            continue
+        if killed.later:
+            return killed.later[0]
+    return None
 
 
 @checker(suite="queue", rank=5)

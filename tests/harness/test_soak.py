@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -82,7 +83,9 @@ def test_soaks_are_left_out_of_run_all(tmp_path: Path) -> None:
 def test_the_quick_soak_loses_nothing_and_fires_every_repeat(
         tmp_path: Path, registry: ProcessRegistry) -> None:
     scenario = resolve("soak-quick")
-    result = run_scenario(scenario, seed=3, registry=registry, runs_root=tmp_path)
+    said: list[str] = []
+    result = run_scenario(scenario, seed=3, registry=registry, runs_root=tmp_path,
+                          progress=said.append)
     assert result.verdict is Verdict.VALID, [c.witness for c in result.checks
                                              if c.verdict is not Verdict.VALID]
     # every repeat of every timed fault is a planned fault, and each fired
@@ -99,6 +102,20 @@ def test_the_quick_soak_loses_nothing_and_fires_every_repeat(
     kills = [e["ts"] for e in starts if e["fault"] == "kill_random"]
     assert len(kills) == 9 and all(b - a >= 1.0 for a, b in zip(kills, kills[1:], strict=False))
     assert kills[-1] - kills[0] <= scenario.time_limit_s
+    # each repeating fault's turns: all nine kills and both cuts, none skipped
+    turns = {t.fault: t for t in result.turns}
+    assert set(turns) == {"kill_random", "sever_redis"}
+    assert (turns["kill_random"].taken, turns["kill_random"].fired) == (9, 9)
+    assert turns["kill_random"].asked == 9 and turns["sever_redis"].asked == 2
+    # the progress lines of the long waits: jobs finished of submitted, faults, elapsed
+    lines = [re.search(r"jobs (\d+)/(\d+) finished \(of 120\), faults fired (\d+), "
+                       r"(\d+) s$", line) for line in said]
+    figures = [tuple(int(n) for n in m.groups()) for m in lines if m is not None]
+    assert len(figures) >= 3, said
+    for done, submitted, fired, _ in figures:
+        assert done <= submitted <= 120 and fired <= repeats
+    for field in range(4):  # none goes back as the run goes on
+        assert [f[field] for f in figures] == sorted(f[field] for f in figures), figures
     _the_report_reads_at_soak_scale(result.run_dir)
 
 
