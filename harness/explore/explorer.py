@@ -197,8 +197,7 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
         print_blob=False,
     )(given(schedules(list(_phases(target, base.workload.kind)), chunks=plan.chunks,
                       jobs=base.workload.jobs, max_faults=max_faults, max_workers=max_workers,
-                      vocabulary=plan.vocabulary,
-                      max_retries=base.workload.max_retries))(one))
+                      vocabulary=plan.vocabulary))(one))
     test = hypothesis_seed(seed)(test)
     try:
         test()
