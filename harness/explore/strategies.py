@@ -70,7 +70,7 @@ class FaultMenu:
 def core_menu(draws: Draws) -> FaultMenu:
     """A queue library's worker: process and Redis faults only."""
     return FaultMenu(single=[draws.freeze, draws.sever, draws.restart, draws.random_kill,
-                             draws.deploy],
+                             draws.deploy, lost_reply(draws)],
                      crash=draws.hits.map(lambda hit: (Draws.kill(hit, restart=True),)))
 
 
@@ -191,3 +191,11 @@ def schedules(phases: Sequence[str], *, chunks: int, jobs: int = 1, max_faults: 
         faults=st.tuples(first, later).map(
             lambda parts: (*parts[0], *(f for group in parts[1] for f in group))[:max_faults]),
     )
+
+
+def lost_reply(draws: Draws) -> st.SearchStrategy[FaultSpec]:
+    """The next Redis reply to a worker stopped at a hit is lost (``faults.lost_reply``)."""
+    from harness.faults.lost_reply import LostReplySpec
+
+    return draws.hits.map(lambda hit: LostReplySpec(kind="lost_reply", point=hit[0],
+                                                    occurrence=hit[1]))

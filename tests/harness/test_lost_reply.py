@@ -10,6 +10,7 @@ import pytest
 
 from harness.checkers.base import Verdict
 from harness.errors import ScenarioError
+from harness.faults.lost_reply import LostReplySpec
 from harness.procs import ProcessRegistry
 from harness.runner import run_scenario
 from harness.scenario import parse_scenario, resolve
@@ -63,3 +64,19 @@ def test_the_api_cannot_be_the_worker_that_loses_a_reply() -> None:
     with pytest.raises(ScenarioError, match=r"faults.0.lost_reply.workers: .*API has no "):
         parse_scenario("name: x\ndescription: d\nfaults:\n  - {kind: lost_reply, "
                        "point: chunk.committed, workers: [api]}\n", "x.yaml")
+
+
+def test_exploration_draws_lost_replies_at_the_points_a_worker_reaches() -> None:
+    from hypothesis import find, settings
+
+    from harness.explore.strategies import schedules
+    from harness.packs.reference.explore import vocabulary
+    from harness.packs.reference.target import PHASES
+
+    vocab = vocabulary(frozenset(p for p in PHASES if p.startswith("chunk.")),
+                       frozenset(p for p in PHASES if p.startswith("recovery.")))
+    found = find(schedules(list(PHASES), chunks=3, vocabulary=vocab),
+                 lambda s: any(f.kind == "lost_reply" for f in s.faults),
+                 settings=settings(max_examples=2000, database=None))
+    lost = next(f for f in found.faults if f.kind == "lost_reply")
+    assert isinstance(lost, LostReplySpec) and lost.point in PHASES and lost.occurrence >= 1

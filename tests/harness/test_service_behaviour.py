@@ -12,6 +12,8 @@ import pytest
 
 from harness.checkers.base import Verdict
 from harness.errors import ScenarioError
+from harness.packs.reference.mutants import Mutant, Patch, materialize
+from harness.packs.reference.target import ReferenceTarget
 from harness.packs_registry import load_target
 from harness.procs import ProcessRegistry
 from harness.runner import run_scenario
@@ -55,6 +57,26 @@ def test_with_keys_ignored_the_status_check_keeps_each_chunk_billed_once(
     # the chunk the service answered before the kill was asked about, not sent again
     asked = [c for c in calls(result.run_dir) if c["outcome"] == "status"]
     assert asked and asked[0]["chunk_index"] == 2 and asked[0]["text"]
+
+
+def test_a_worker_that_skips_the_status_check_is_caught_when_keys_are_ignored(
+    tmp_path: Path, registry: ProcessRegistry
+) -> None:
+    """The planted bug the scenario is for; with keys honoured the service would hide it
+    (``crashlab mutants`` explores ``baseline``, whose service honours keys, so it is not
+    among the shipped mutants)."""
+    skip = Mutant("redo-without-status-check", "sends a chunk again without asking",
+                  "service-ignores-idempotency",
+                  (Patch("pipeline.py", "        if claim.epoch > 1:\n", "        if False:\n"),))
+    planted = ReferenceTarget(pythonpath=materialize(skip, tmp_path / "mutant"))
+    result = run_scenario(resolve("service-ignores-idempotency"), seed=4, registry=registry,
+                          runs_root=tmp_path, target=planted)
+    verdicts = {c.checker: c.verdict for c in result.checks}
+    assert verdicts["external_work_per_chunk"] is Verdict.INVALID
+    assert billed(result.run_dir)[2] == 2
+    honoured = run_scenario(resolve("service-answered-before-crash"), seed=4,
+                            registry=registry, runs_root=tmp_path, target=planted)
+    assert honoured.verdict is Verdict.VALID  # the keys hide the bug
 
 
 def test_a_job_released_by_a_stop_is_not_billed_again_by_its_next_worker(

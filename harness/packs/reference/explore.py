@@ -19,7 +19,7 @@ from collections.abc import Mapping
 
 from hypothesis import strategies as st
 
-from harness.explore.strategies import Draws, Exploring, FaultMenu, Hit, Vocabulary
+from harness.explore.strategies import Draws, Exploring, FaultMenu, Hit, Vocabulary, lost_reply
 from harness.faults import FaultSpec
 from harness.packs.reference.faults.files import CorruptChunkSpec, DeleteSourceSpec
 from harness.packs.reference.faults.pause_past_lease import PausePastLeaseSpec
@@ -96,7 +96,8 @@ def _menu(draws: Draws, *, chunk_files: bool) -> FaultMenu:
     # A chunk file exists to damage only once the media was cut, so damage on
     # its own comes only after a fault.
     single: list[st.SearchStrategy[FaultSpec]] = [zombie, delete, draws.sever, draws.restart,
-                                                   service, draws.random_kill, draws.deploy]
+                                                   service, draws.random_kill, draws.deploy,
+                                                   lost_reply(draws)]
     if draws.after_crash and chunk_files:
         single.append(corrupt)
     return FaultMenu(single=single, crash=draws.hits.flatmap(crash_at))

@@ -146,16 +146,6 @@ MUTANTS: dict[str, Mutant] = {m.name: m for m in (
                "if false then\n"),),
     ),
     Mutant(
-        "redo-without-status-check",
-        "a worker that takes over a job sends its uncommitted chunks again without asking "
-        "the service whether it already did them, so a service that ignores idempotency "
-        "keys bills a chunk twice",
-        "service-ignores-idempotency",
-        (Patch("pipeline.py",
-               "        if claim.epoch > 1:\n",
-               "        if False:\n"),),
-    ),
-    Mutant(
         "shutdown-skips-release",
         "on SIGTERM the worker cancels its running jobs and exits without handing them "
         "back, so a deploy leaves each job to its lease and the takeover counts a retry",
