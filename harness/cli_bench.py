@@ -135,7 +135,8 @@ def _scaling_detail(figure: dict[str, Any]) -> str:
     text = (f"{series('jobs')} jobs: run x{series('run_ratio')}, check "
             f"x{series('check_ratio')} (linear x{series('linear_ratio')}); run "
             f"{series('run_s')} s, check {series('check_s')} s; peak RSS "
-            f"{series('rss_peak_mb')} MB; history {series('history_entries')} entries")
+            f"{series('rss_peak_mb')} MB; history {series('history_entries')} entries; "
+            f"arrivals kept {series('arrival_rate')} of {figure['rate']:g} jobs/s")
     if any(row.get("report_s") is not None for row in rows):
         text += f"; report {series('report_s')} s"
     if figure.get("verdict") != "valid":

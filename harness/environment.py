@@ -107,6 +107,7 @@ class Environment:
         self._incarnations: dict[str, int] = {}
         self._workers_lock = threading.Lock()  # timed faults replace workers from threads
         self._terminal: set[str] = set()  # terminal states are final: not read again
+        self._finished_seen = 0  # for progress lines while Redis is down
         self._client: redis.Redis | None = None
         self._owned: list[tuple[str, Callable[[], object]]] = []
 
@@ -428,13 +429,16 @@ class Environment:
         """Between the runs of a session: no job is submitted any more."""
         self.jobs.clear()
         self._terminal.clear()
+        self._finished_seen = 0
 
     def finished(self) -> int:
-        """How many submitted jobs are terminal (for progress lines)."""
+        """How many submitted jobs are terminal (for progress lines); while Redis is down,
+        the count last seen."""
         try:
-            return sum(self.is_terminal(job_id) for job_id in list(self.jobs))
+            self._finished_seen = sum(self.is_terminal(job_id) for job_id in list(self.jobs))
         except redis.RedisError:
-            return len(self._terminal)
+            self._finished_seen = max(self._finished_seen, len(self._terminal))
+        return self._finished_seen
 
     def wait_terminal(self, timeout: float, job_ids: list[str] | None = None) -> bool:
         """Whether every job (default: all submitted) reached a terminal state in time."""

@@ -10,8 +10,11 @@ the final state) and the check (loading the history, every checker, the
 results file). Beside them: the peak resident memory of the harness's own
 process during the run and the check (sampled every 0.1 s; the workers,
 Redis and the services are processes of their own and not counted), the
-history's size, and, when the caller gives a renderer, the time to render
-the run's report and its size.
+history's size, how long the submits took and the rate they kept (a
+loaded machine cannot always submit as fast as asked: each reference job is
+a media file written and an API call), and, when the caller gives a
+renderer, the time to render the run's report, its size and the memory it
+took.
 
 Every figure is also given as a ratio to the smallest size's, beside the
 ratio of the job counts: linear is 5 and 10 for 200, 1,000 and 2,000. With a
@@ -24,6 +27,7 @@ costs (starting services, settling) still weigh.
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -168,11 +172,27 @@ def _one_size(jobs: int, rate: float, registry: ProcessRegistry, root: Path, pro
 def _row(jobs: int, result: RunResult, *, run_s: float, check_s: float,
          rss: int) -> dict[str, Any]:
     history = result.run_dir / HISTORY_FILE
-    with history.open("rb") as handle:
-        entries = sum(1 for _ in handle)
+    entries, submits = history_counts(history)
+    arrival_s = submits[-1] - submits[0] if len(submits) > 1 else 0.0
     return {"jobs": jobs, "run_s": round(run_s, 2), "check_s": round(check_s, 3),
             "rss_peak_mb": round(rss / MB, 1), "history_bytes": history.stat().st_size,
             "history_entries": entries, "verdict": str(result.verdict),
+            # how long the submits took, first to last, and the rate they kept: below the
+            # asked rate when submitting (a media file and an API call each) fell behind
+            "arrival_s": round(arrival_s, 2),
+            "arrival_rate": round((len(submits) - 1) / arrival_s, 2) if arrival_s else None,
             "faults_planned": result.faults_planned, "faults_fired": result.faults_fired,
             "turns": [t.to_json() for t in result.turns],
             "run_dir": str(result.run_dir)}
+
+
+def history_counts(path: Path) -> tuple[int, list[float]]:
+    """A history file's entry count and the times of its submits, in order."""
+    entries = 0
+    submits: list[float] = []
+    with path.open("rb") as handle:
+        for line in handle:
+            entries += 1
+            if b'"op":"submit"' in line:
+                submits.append(float(json.loads(line)["ts"]))
+    return entries, submits

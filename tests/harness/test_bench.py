@@ -120,6 +120,9 @@ def test_quick_scaling_figure_comes_from_real_runs_of_growing_size(tmp_path: Pat
                    .splitlines()]
         submits = [e for e in history if e["kind"] == "op" and e.get("op") == "submit"]
         assert len(submits) == row["jobs"]  # a real run of that many jobs
+        spread = submits[-1]["ts"] - submits[0]["ts"]
+        assert row["arrival_s"] == pytest.approx(spread, abs=0.006)
+        assert row["arrival_rate"] == pytest.approx((row["jobs"] - 1) / spread, rel=0.01)
         assert (row["history_entries"], row["history_bytes"]) == (
             len(history), (run_dir / "history.jsonl").stat().st_size)
         assert row["verdict"] == "valid"
@@ -185,7 +188,8 @@ def test_summary_table_keeps_every_figure_name_whole_in_80_columns() -> None:
         "scaling": {"verdict": "valid", "sizes": [
             {"jobs": n, "run_s": 2.0 * n, "check_s": 0.1 * n, "run_ratio": n / 200,
              "check_ratio": n / 200, "linear_ratio": n / 200, "rss_peak_mb": 100,
-             "history_entries": 10 * n, "report_s": None} for n in (200, 1000, 2000)]},
+             "history_entries": 10 * n, "report_s": None, "arrival_rate": 9.5}
+            for n in (200, 1000, 2000)], "rate": 10.0},
     }
     figures = {name: {"value": 1.177, "unit": "on/off run time", "target": "ratio <= 1.05",
                       "met": False, **details[name]} for name in FIGURES}

@@ -77,6 +77,28 @@ def test_soaks_are_left_out_of_run_all(tmp_path: Path) -> None:
     assert soak.workload.arrival_s == pytest.approx(300, rel=0.01)
 
 
+@pytest.mark.parametrize("pack", ["rq", "arq"])
+def test_each_queue_pack_has_a_soak_and_a_quick_soak_within_its_lease(pack: str) -> None:
+    from harness.packs_registry import load_target
+    from harness.project import catalog_for
+
+    target = load_target(pack)
+    shipped = catalog_for(pack)
+    soak, quick = shipped[f"{pack}-soak"], shipped[f"{pack}-soak-quick"]
+    everything = {s.name for s in runs_in_all(shipped)}
+    for scenario in (soak, quick):
+        assert SOAK_TAG in scenario.tags and scenario.name not in everything
+        check_workload(scenario, target)  # every repeat outlasts the pack's lease
+        kinds = {f.kind for f in scenario.faults}
+        assert {"kill_random", "sever_redis", "restart_redis"} <= kinds
+        assert scenario.workload.rate is not None and scenario.workers >= 3
+        assert scenario.supervise_s is not None  # these libraries' workers exit on a cut
+    assert soak.time_limit_s == 300 and soak.workload.arrival_s == pytest.approx(300)
+    assert any(f.every_s is not None for f in soak.faults if f.kind == "kill_random")
+    assert quick.time_limit_s is not None and quick.time_limit_s <= 60
+    assert quick.workload.arrival_s <= 60
+
+
 @pytest.mark.slow
 @pytest.mark.chaos
 @pytest.mark.timeout(240)
