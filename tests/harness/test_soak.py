@@ -123,7 +123,12 @@ def test_the_quick_soak_loses_nothing_and_fires_every_repeat(
     assert submits[0] < starts[0]["index"] < submits[-1]
     kills = [e["ts"] for e in starts if e["fault"] == "kill_random"]
     assert len(kills) == 9 and all(b - a >= 1.0 for a, b in zip(kills, kills[1:], strict=False))
-    assert kills[-1] - kills[0] <= scenario.time_limit_s
+    # every turn began inside the time limit: each repeat (f1.2 ... f1.9; the first is
+    # planned with the scenario) is planned as its turn begins, and its start is
+    # recorded once the kill found its victim, which a loaded machine can delay
+    planned = [e["ts"] for e in history if e["kind"] == "fault_planned"
+               and e.get("fault") == "kill_random"]
+    assert len(planned) == 8 and planned[-1] - kills[0] <= scenario.time_limit_s
     # each repeating fault's turns: all nine kills and both cuts, none skipped
     turns = {t.fault: t for t in result.turns}
     assert set(turns) == {"kill_random", "sever_redis"}
