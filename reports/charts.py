@@ -69,13 +69,28 @@ def lane_colors(names: Sequence[str]) -> dict[str, str]:
     return {name: LANE_COLORS[i % len(LANE_COLORS)] for i, name in enumerate(names)}
 
 
-def to_svg(fig: Figure, salt: str, label: str) -> str:
-    """The figure as an ``<svg>`` element ready to inline (``label`` is its accessible name)."""
+@dataclass(frozen=True)
+class TimeFrame:
+    """Where a chart's time axis sits, so that the charts below it line up with it: the
+    axes' left and right edges as fractions of the figure's width, and the seconds
+    they show."""
+
+    left: float
+    right: float
+    seconds: tuple[float, float]
+
+
+def to_svg(fig: Figure, salt: str, label: str, *, tight: bool = True) -> str:
+    """The figure as an ``<svg>`` element ready to inline (``label`` is its accessible name).
+
+    ``tight`` crops it to what is drawn; a chart on a shared time axis keeps its whole
+    width instead, so that charts of the same width, shown at the same size, put the
+    same second at the same place."""
     buffer = io.StringIO()
     rc: dict[Any, Any] = {"svg.fonttype": "none", "svg.hashsalt": salt}
     with matplotlib.rc_context(rc):
-        fig.savefig(buffer, format="svg", bbox_inches="tight", pad_inches=0.05,
-                    metadata={"Date": None})
+        fig.savefig(buffer, format="svg", bbox_inches="tight" if tight else None,
+                    pad_inches=0.05, metadata={"Date": None})
     text = buffer.getvalue()
     text = text[text.index("<svg"):]
     text = re.sub(r"<metadata>.*?</metadata>\s*", "", text, flags=re.S)
@@ -83,6 +98,26 @@ def to_svg(fig: Figure, salt: str, label: str) -> str:
     text = text.replace("xlink:href=", "href=")
     text = re.sub(r"\n\s+", "\n", text)
     return text.replace("<svg", f'<svg role="img" aria-label="{label}"', 1)
+
+
+def lay_out(fig: Figure) -> None:
+    """Place the axes by the figure's constrained layout now (it only measures the text;
+    nothing is drawn), so their positions can be read; turn the layout off afterwards
+    to save the figure as measured."""
+    engine = fig.get_layout_engine()
+    if engine is not None:
+        engine.execute(fig)
+
+
+def fit_legend(fig: Figure, handles: Sequence[Any], ncols: int = 6) -> None:
+    """A legend below the axes, in as many columns (at most ``ncols``) as fit the figure's
+    width: a chart saved at its whole width would cut off a wider one."""
+    for columns in range(ncols, 0, -1):
+        legend = fig.legend(handles=handles, loc="outside lower center", ncols=columns,
+                            frameon=False)
+        if columns == 1 or legend.get_window_extent().width <= fig.bbox.width * 0.98:
+            return
+        legend.remove()
 
 
 def figure(width: float, height: float) -> Figure:
@@ -94,6 +129,13 @@ def timeline_svg(timeline: Timeline, colors: Mapping[str, str],
                  scale: crowd.Scale | None = None) -> str:
     """Worker lanes over a nemesis lane, fault windows shaded, and job progress below;
     ``scale`` says which parts a big run aggregates (``reports.crowd``)."""
+    return timeline_chart(timeline, colors, scale)[0]
+
+
+def timeline_chart(timeline: Timeline, colors: Mapping[str, str],
+                   scale: crowd.Scale | None = None) -> tuple[str, TimeFrame]:
+    """``timeline_svg`` and where its time axis sits (``TimeFrame``), for the charts that
+    share it (``reports.rate_charts``)."""
     scale = scale or crowd.Scale()
     with matplotlib.rc_context(STYLE):
         kinds = scale.fault_kinds
@@ -140,10 +182,16 @@ def timeline_svg(timeline: Timeline, colors: Mapping[str, str],
             handles[0:1] = crowd.busy_legend()
         if scale.counts is not None:
             handles += crowd.counts_legend(any(scale.counts.other))
-        fig.legend(handles=handles, loc="outside lower center", ncols=6, frameon=False)
+        fit_legend(fig, handles)
         what = "one lane per worker incarnation" if scale.slots is None else \
             "one row per worker slot"
-        return to_svg(fig, "timeline", f"timeline: {what}, faults and job progress")
+        lay_out(fig)
+        fig.set_layout_engine("none")  # saved where it was measured, as the charts below it
+        box = lanes_ax.get_position()
+        left_s, right_s = lanes_ax.get_xlim()
+        frame = TimeFrame(float(box.x0), float(box.x1), (float(left_s), float(right_s)))
+        return (to_svg(fig, "timeline", f"timeline: {what}, faults and job progress",
+                       tight=False), frame)
 
 
 def _draw_lanes(ax: Axes, timeline: Timeline, colors: Mapping[str, str],

@@ -24,7 +24,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
-from reports.charts import STYLE, figure, to_svg
+from reports.charts import STYLE, TimeFrame, figure, fit_legend, lay_out, to_svg
 from reports.jobtimes import Histogram, JobSpan, RateBin
 from reports.timeline import FaultMark
 
@@ -61,7 +61,10 @@ def shade_faults(ax: Axes, faults: Sequence[FaultMark], panel: str) -> None:
 
 
 def rates_svg(bins: Sequence[RateBin], spans: Sequence[JobSpan], faults: Sequence[FaultMark],
-              x_range: tuple[float, float]) -> str:
+              x_range: tuple[float, float], frame: TimeFrame | None = None) -> str:
+    """The two panels over ``x_range`` seconds; with the timeline's ``frame`` they take its
+    seconds and its axes' left and right edges instead, so a second lies at the same
+    place in both charts."""
     with matplotlib.rc_context(STYLE):
         fig = figure(11.0, 4.6)
         grid = fig.add_gridspec(2, 1, height_ratios=[1, 1.15])
@@ -96,11 +99,20 @@ def rates_svg(bins: Sequence[RateBin], spans: Sequence[JobSpan], faults: Sequenc
         for ax, panel in ((rate_ax, "rate"), (latency_ax, "latency")):
             shade_faults(ax, faults, panel)
             ax.grid(axis="both", color="#eaeef2", linewidth=0.5)
-        rate_ax.set_xlim(*x_range)
-        fig.legend(handles=_legend(bins, faults, dots=0 < len(ended) <= MAX_DOTS),
-                   loc="outside lower center", ncols=6, frameon=False)
-        return to_svg(fig, "rates", "jobs ended per second and job latency over time, "
-                                    "faults shaded")
+        rate_ax.set_xlim(*(x_range if frame is None else frame.seconds))
+        fit_legend(fig, _legend(bins, faults, dots=0 < len(ended) <= MAX_DOTS))
+        label = "jobs ended per second and job latency over time, faults shaded"
+        if frame is None:
+            return to_svg(fig, "rates", label)
+        lay_out(fig)
+        for ax in (rate_ax, latency_ax):
+            # the layout keeps each panel's height; its edges become the timeline's (or
+            # stay further in, if its own labels need more room than the timeline left)
+            box = ax.get_position()
+            left = max(frame.left, box.x0)
+            ax.set_position((left, box.y0, min(frame.right, box.x1) - left, box.height))
+        fig.set_layout_engine("none")
+        return to_svg(fig, "rates", label, tight=False)
 
 
 def _legend(bins: Sequence[RateBin], faults: Sequence[FaultMark], *,

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Sequence
 
+from reports.charts import TimeFrame
 from reports.html import cards, chart, esc, offset, seconds, section, table
 from reports.jobtimes import (
     JobSpan,
@@ -33,7 +34,10 @@ LISTED = 8
 """How many values a sentence lists before it says "and N more"."""
 
 
-def rates_section(timeline: Timeline, spans: Sequence[JobSpan]) -> str:
+def rates_section(timeline: Timeline, spans: Sequence[JobSpan],
+                  frame: TimeFrame | None = None) -> str:
+    """Throughput and latency over time; on the timeline's time axis when its ``frame``
+    is given (the run's report), else from the first worker to the run's end."""
     title = "Throughput and latency"
     ended = [s for s in spans if s.ended is not None]
     if not spans:
@@ -55,8 +59,8 @@ def rates_section(timeline: Timeline, spans: Sequence[JobSpan]) -> str:
     bins = rate_bins(spans, start, end, width)
     latencies = [s.latency for s in ended if s.latency is not None]
     span_s = max(end - start, width)
-    body = chart(rates_svg(bins, spans, timeline.faults, (min(left, start), timeline.t_end
-                                                           + 0.2)))
+    body = chart(rates_svg(bins, spans, timeline.faults,
+                           (min(left, start), timeline.t_end + 0.2), frame))
     body += cards([(f"{len(ended) / span_s:.2f}/s", "jobs ended per second, whole run"),
                    (f"{max(b.rate for b in bins):.2f}/s", f"busiest {width:g} s"),
                    (seconds(nearest_rank(latencies, 0.5)), "latency p50, whole run"),

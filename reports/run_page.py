@@ -91,9 +91,10 @@ def render_run(run_dir: Path, *, counterexample: Mapping[str, Any] | None = None
         items = "".join(f"<li>{esc(problem)}</li>" for problem in run.problems)
         body.append(f'<div class="problems"><strong>This run folder is incomplete.</strong>'
                     f"<ul>{items}</ul></div>")
-    body += [_checks(run), _timeline(run, timeline, colors, t0, scale),
-             rates_section(timeline, spans), _recovery(run, spans, t0, jobs), _calls(run, jobs),
-             _coverage(run, t0)]
+    timeline_part, frame = _timeline(run, timeline, colors, t0, scale)
+    body += [_checks(run), timeline_part,
+             rates_section(timeline, spans, frame), _recovery(run, spans, t0, jobs),
+             _calls(run, jobs), _coverage(run, t0)]
     if worker_coverage is not None:  # `crashlab run --coverage` left coverage.json
         body.append(coverage_section(worker_coverage))
     body += [_jobs(run, jobs), _reproduce(run), _logs(run, timeline, t0)]
@@ -221,10 +222,11 @@ def _witness(check: CheckResult) -> str:
 
 
 def _timeline(run: RunFolder, timeline: Timeline, colors: Mapping[str, str], t0: float,
-              scale: crowd.Scale) -> str:
+              scale: crowd.Scale) -> tuple[str, charts.TimeFrame | None]:
+    """The timeline's section, and where its time axis sits (None without a chart)."""
     if not timeline.lanes and not timeline.progress:
         return section("timeline", "Timeline", '<p class="note">No worker was started in '
-                       "this run.</p>")
+                       "this run.</p>"), None
     routine = scale.counts is None
     events = key_events(run.history, t0, routine=routine)
     rows = [[offset(t), f"<code>{esc(who)}</code>", esc(what)] for t, who, what in events]
@@ -237,11 +239,12 @@ def _timeline(run: RunFolder, timeline: Timeline, colors: Mapping[str, str], t0:
         lanes = f"{len(timeline.lanes)} worker incarnations in {len(scale.slots)} rows: " + \
             ", ".join(f"{slot.name} started {len(slot.lanes)} times, {slot.killed} SIGKILLed"
                       for slot in scale.slots)
-    body = (chart(charts.timeline_svg(timeline, colors, scale))
+    svg, frame = charts.timeline_chart(timeline, colors, scale)
+    body = (chart(svg)
             + f'<p class="note">{esc(lanes)}.</p>'
             + f"<details><summary>Key events ({len(rows)}{esc(left_out)})</summary>"
             + table(["time", "who", "what"], rows, numeric=[0]) + "</details>")
-    return section("timeline", "Timeline", body, _timeline_note(scale))
+    return section("timeline", "Timeline", body, _timeline_note(scale)), frame
 
 
 def _timeline_note(scale: crowd.Scale) -> str:

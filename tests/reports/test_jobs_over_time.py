@@ -226,3 +226,29 @@ def test_a_soak_sized_report_aggregates_and_folds_its_long_tables(tmp_path: Path
     assert '<div class="n">300</div><div class="l">COMPLETED' in jobs
     assert "<details><summary>Every job (300)</summary>" in jobs
     assert "Every planned fault" in section(page, "coverage")
+
+
+def _axes_spans(page: str, label: str) -> tuple[str, list[tuple[float, float]]]:
+    """The width of the chart whose accessible name starts with ``label``, and the left and
+    right edge of each of its axes' backgrounds, in SVG points."""
+    start = page.index(f'aria-label="{label}')
+    svg = page[page.rindex("<svg", 0, start):page.index("</svg>", start)]
+    width = re.search(r'width="([^"]+)"', svg)
+    assert width is not None
+    edges = re.findall(r'<g id="axes_\d+">\s*<g id="patch_\d+">\s*<path d="M ([\d.]+) [\d.]+'
+                       r'\s*L ([\d.]+)', svg)
+    return width.group(1), [(float(a), float(b)) for a, b in edges]
+
+
+@pytest.mark.parametrize("size", ["small", "soak"])
+def test_throughput_shares_the_timelines_time_axis(tmp_path: Path, size: str) -> None:
+    # lane labels of a big run ("w1 (12 starts)") and a right axis push the timeline's
+    # axes in; the throughput panels below must sit at the same place on the page
+    run = seven_jobs() if size == "small" else soak(jobs=MAX_JOBS + 20, workers=3, rate=4,
+                                                    kill_every=1.5)
+    page = render_run(run.save(tmp_path / "run"))
+    timeline_width, timeline = _axes_spans(page, "timeline:")
+    rates_width, rates = _axes_spans(page, "jobs ended per second")
+    assert timeline_width == rates_width
+    assert len(timeline) == 2 and len(rates) == 2
+    assert {edges for edges in timeline} == {edges for edges in rates}
