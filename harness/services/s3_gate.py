@@ -10,6 +10,13 @@ itself with S3's own error (``503 SlowDown`` or ``500 InternalError`` with
 its XML body and a request id) and never reach moto, as S3 refuses a request
 it is too busy for: nothing is stored.
 
+A request can also be *held* (``hold``): the next one of the given operations
+waits in the gate, its whole body received, until ``release``. The S3 lost
+reply uses that to put its toxic on the worker's proxy after the request has
+passed it and before the answer comes back: the ``100 Continue`` the gate
+sends before the body (botocore asks for it on every upload) must get
+through, and only the final answer be lost.
+
 Every request is logged (``calls``): operation, part number, the status it
 got and whether the gate answered it; the reference pack copies the log
 into the history (``s3_call``), so a run shows each refused call and the
@@ -48,6 +55,7 @@ _HOP = frozenset({"connection", "keep-alive", "proxy-connection", "proxy-authent
                   "proxy-authorization", "te", "trailer", "transfer-encoding", "upgrade",
                   "expect", "content-length"})
 UPSTREAM_TIMEOUT_S = 60.0
+HOLD_MAX_S = 30.0  # a held request goes on by itself after this long
 
 
 def operation(method: str, path: str) -> tuple[str, int | None]:
@@ -105,6 +113,10 @@ class S3Gate:
         self._calls: list[dict[str, Any]] = []
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._holding = False
+        self._hold: frozenset[str] | None = None  # of these operations (None: any)
+        self._held = threading.Event()  # a held request arrived
+        self._release = threading.Event()
 
     @property
     def port(self) -> int:
@@ -169,13 +181,32 @@ class S3Gate:
             rule, self._rule = self._rule, None
         return 0 if rule is None else rule.fired
 
+    def hold(self, operations: frozenset[str] | None = None) -> None:
+        """Hold the next request (of ``operations``; None: any) in the gate, once its
+        body is in."""
+        with self._lock:
+            self._held.clear()
+            self._release.clear()
+            self._holding, self._hold = True, operations
+
+    def wait_held(self, timeout: float) -> bool:
+        """Whether the held request arrived within ``timeout`` seconds."""
+        return self._held.wait(timeout)
+
+    def release(self) -> None:
+        """Let the held request (if any) go on to S3; hold nothing more."""
+        with self._lock:
+            self._holding, self._hold = False, None
+            self._release.set()
+
     def calls(self) -> list[dict[str, Any]]:
         """Every request so far: {seq, call_ts, method, operation, part, status, refused}."""
         with self._lock:
             return [dict(call) for call in self._calls]
 
     def reset(self) -> None:
-        """No rule and an empty call log (between the runs of a session)."""
+        """No rule, nothing held and an empty call log (between the runs of a session)."""
+        self.release()
         with self._lock:
             self._rule = None
             self._calls.clear()
@@ -191,6 +222,14 @@ class S3Gate:
             if rule.left is not None:
                 rule.left -= 1
             return rule.status
+
+    def _wait_if_held(self, op: str) -> None:
+        with self._lock:
+            if not self._holding or (self._hold is not None and op not in self._hold):
+                return
+            self._holding = False  # only the next one
+            self._held.set()
+        self._release.wait(HOLD_MAX_S)
 
     def _log(self, method: str, op: str, part: int | None, status: int, refused: bool) -> None:
         with self._lock:
@@ -237,8 +276,13 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         op, part = operation(self.command, self.path)
-        body = self._body()
         try:
+            body = self._body()
+            expected = self.headers.get("Content-Length")
+            if expected is not None and len(body) != int(expected):
+                self.close_connection = True  # cut mid-body: the request never arrived
+                return
+            self.owner._wait_if_held(op)
             status = self.owner._refusal(op)
             if status is not None:
                 self._refuse(status)
