@@ -36,6 +36,7 @@ import logging
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -285,11 +286,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.owner._wait_if_held(op)
             status = self.owner._refusal(op)
             if status is not None:
-                self._refuse(status)
+                # logged before the answer is written: a client that has it sees it logged
                 self.owner._log(self.command, op, part, status, refused=True)
+                self._refuse(status)
                 return
-            status = self._forward(body)
-            self.owner._log(self.command, op, part, status, refused=False)
+            self._forward(body, lambda status: self.owner._log(self.command, op, part, status,
+                                                               refused=False))
         except OSError:  # the client went away (a cut, a lost reply), or moto did
             self.close_connection = True
 
@@ -308,7 +310,7 @@ class _Handler(BaseHTTPRequestHandler):
         if self.command != "HEAD":
             self.wfile.write(xml)
 
-    def _forward(self, body: bytes) -> int:
+    def _forward(self, body: bytes, answered: Callable[[int], None]) -> None:
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP}
         headers["Content-Length"] = str(len(body))
         upstream = http.client.HTTPConnection(LOOPBACK, self.owner.upstream_port,
@@ -318,6 +320,7 @@ class _Handler(BaseHTTPRequestHandler):
             answer = upstream.getresponse()
             data = answer.read()
             length = answer.getheader("Content-Length")
+            answered(answer.status)
             self.send_response_only(answer.status, answer.reason)
             for name, value in answer.getheaders():
                 if name.lower() not in _HOP:
@@ -329,6 +332,5 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             if self.command != "HEAD" and answer.status not in (204, 304):
                 self.wfile.write(data)
-            return answer.status
         finally:
             upstream.close()
