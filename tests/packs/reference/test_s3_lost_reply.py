@@ -40,11 +40,35 @@ def test_a_part_whose_answer_is_lost_is_sent_again_and_checkpointed_once(
     assert {c.checker: c.verdict for c in result.checks}["upload_byte_exact"] is Verdict.VALID
 
 
+def test_a_create_sent_twice_after_a_lost_answer_leaves_no_upload_in_progress(
+    tmp_path: Path, registry: ProcessRegistry
+) -> None:
+    result = run_scenario(resolve("upload-s3-lost-create-reply"), seed=1, registry=registry,
+                          runs_root=tmp_path)
+    assert result.verdict is Verdict.VALID, [c.witness for c in result.checks if not c.ok]
+    history = entries(result.run_dir)
+    lost = next(e for e in history if e["kind"] == "fault_start")
+    assert (lost["fault"], lost["worker"], lost["part"]) == ("s3_lost_reply", "w1", None)
+    ops = [e["operation"] for e in history if e["kind"] == "s3_call"]
+    # the listing before it passed untouched; S3 made two uploads, the worker aborted one
+    assert ops[:3] == ["ListMultipartUploads", "CreateMultipartUpload",
+                       "CreateMultipartUpload"]
+    assert ops.count("AbortMultipartUpload") == 1
+    pending = next(e for e in history if e["kind"] == "s3_uploads")
+    assert pending["uploads"] == []
+
+
 def test_an_s3_fault_outside_an_upload_workload_is_refused() -> None:
     with pytest.raises(ScenarioError, match=r"s3_lost_reply acts on the traffic of upload "
                                             r"jobs; give the scenario workload: \{kind: upload\}"):
         parse_scenario("name: x\ndescription: d\nfaults:\n  - {kind: s3_lost_reply}\n",
                        "x.yaml")
+
+
+def test_an_operation_s3_does_not_have_is_refused() -> None:
+    with pytest.raises(ScenarioError, match=r"faults.0.s3_lost_reply.operation"):
+        parse_scenario("name: x\ndescription: d\nworkload: {kind: upload}\nfaults:\n"
+                       "  - {kind: s3_lost_reply, operation: CopyObject}\n", "x.yaml")
 
 
 def test_the_api_is_not_a_worker_that_talks_to_s3() -> None:

@@ -13,6 +13,10 @@ until Toxiproxy's byte counts show the drop, records it, and removes the toxic,
 so the retry gets its answer. (``harness.faults.lost_reply`` does the same to
 Redis; why this toxic and not another is written there.)
 
+With ``operation`` the request held is the worker's next one of that S3
+operation (``CreateMultipartUpload`` after ``job.claimed``, whose retry makes
+a second upload), and requests of other operations before it pass untouched.
+
 The history shows the applied request and its retry: two ``s3_call`` entries
 for the same part, both answered 200 by S3.
 """
@@ -28,6 +32,7 @@ from harness.faults.base import FaultContext
 from harness.faults.kill_at_phase import pause_actions
 from harness.faults.lost_reply import POLL_S, _dropped
 from harness.faults.registry import fault_kind
+from harness.packs.reference.faults.s3_errors import OPERATIONS
 from harness.packs.reference.faults.s3_proxy import S3FaultSpec, s3_gate, s3_proxies
 from harness.services.redis_proxies import slot_of
 from harness.services.toxiproxy import ToxiproxyError
@@ -40,6 +45,9 @@ class S3LostReplySpec(S3FaultSpec):
     point: str = Field("upload.part.before_upload",
                        description="failpoint; the worker's next S3 reply after it is lost")
     occurrence: int = Field(1, ge=1, description="at the N-th hit of the point")
+    operation: Literal[OPERATIONS] | None = Field(  # type: ignore[valid-type]
+        None, description="lose the reply of the worker's next request of this S3 operation "
+                          "(e.g. CreateMultipartUpload); default: its next request")
     within_ms: int = Field(10_000, ge=1, le=600_000,
                            description="how long to wait for the worker's next S3 reply")
 
@@ -67,12 +75,13 @@ class S3LostReply:
         gate = s3_gate(ctx)
         slot = self._slot = slot_of(worker.worker_id)
         proxy = proxies.slot(slot)
-        gate.hold()  # the worker's next request waits in the gate, all of it received
+        # the worker's next request (of the operation) waits in the gate, all of it received
+        gate.hold(None if self.spec.operation is None else frozenset({self.spec.operation}))
         ctx.disarm(worker, self.spec.point)  # the control channel bypasses S3
         if not gate.wait_held(self.spec.within_ms / 1000):
             gate.release()
-            ctx.missed = (f"worker {worker.worker_id} sent nothing to S3 within "
-                          f"{self.spec.within_ms} ms of leaving {self.spec.point}")
+            ctx.missed = (f"worker {worker.worker_id} sent no {self.spec.operation or 'request'}"
+                          f" to S3 within {self.spec.within_ms} ms of leaving {self.spec.point}")
             return False
         before = _dropped(proxy.bytes_counted())
         proxy.add_limit_data(0, stream="downstream", name=TOXIC)
