@@ -58,6 +58,20 @@ def test_a_create_sent_twice_after_a_lost_answer_leaves_no_upload_in_progress(
     assert pending["uploads"] == []
 
 
+def test_a_completion_whose_answer_is_lost_completes_the_job_once(
+    tmp_path: Path, registry: ProcessRegistry
+) -> None:
+    result = run_scenario(resolve("upload-s3-lost-complete-reply"), seed=1, registry=registry,
+                          runs_root=tmp_path)
+    assert result.verdict is Verdict.VALID, [c.witness for c in result.checks if not c.ok]
+    history = entries(result.run_dir)
+    assert next(e for e in history if e["kind"] == "fault_start")["dropped_bytes"] > 0
+    ops = [e["operation"] for e in history if e["kind"] == "s3_call"]
+    assert ops.count("CompleteMultipartUpload") == 2
+    done = [e for e in history if e["kind"] == "sut_event" and e["event"] == "job_completed"]
+    assert len(done) == 1
+
+
 def test_an_s3_fault_outside_an_upload_workload_is_refused() -> None:
     with pytest.raises(ScenarioError, match=r"s3_lost_reply acts on the traffic of upload "
                                             r"jobs; give the scenario workload: \{kind: upload\}"):
