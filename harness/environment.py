@@ -4,7 +4,9 @@
 the data Redis, Toxiproxy in front of it (the worker only ever sees a proxy,
 one per worker and one for the API: ``harness.services.redis_proxies``, so the
 harness can sever one worker or all), the transcription service, a moto S3
-server when the run has upload jobs, and the target's API; then starts and
+server when the run has upload jobs (the pack puts the S3 gate and a Toxiproxy
+proxy per worker in front of it: ``s3_gate``, ``s3_proxy``), and the target's
+API; then starts and
 signals worker incarnations through a ``Runtime``. Everything it starts is
 stopped by ``close()``, which the runner calls on every exit path; processes
 also die with the harness (PDEATHSIG) and are found by the registry if the
@@ -36,6 +38,7 @@ from harness.runtime.base import Runtime, WorkerHandle
 from harness.services.redis_proxies import API_SLOT, RedisProxies
 from harness.services.redis_server import RedisServer
 from harness.services.s3 import S3Server
+from harness.services.s3_gate import S3Gate
 from harness.services.toxiproxy import ToxiproxyServer
 from harness.services.transcription_server import TranscriptionService
 from harness.streams import Growth, SourceWriter, first_difference, sha256, source_bytes
@@ -99,6 +102,10 @@ class Environment:
         self.writers: dict[str, SourceWriter] = {}
         self._contents: dict[str, bytes] = {}
         self.proxy: RedisProxies | None = None  # every slot's proxy; faults name slots
+        # the workers' way to S3, when the pack made one: a Toxiproxy proxy per worker
+        # slot in front of the gate (error replies) in front of the moto server
+        self.s3_gate: S3Gate | None = None
+        self.s3_proxy: RedisProxies | None = None
         self.api: ManagedProcess | None = None
         self.api_url = ""
         self.workers: dict[str, Worker] = {}
@@ -221,9 +228,24 @@ class Environment:
         return worker
 
     def worker_wiring(self, worker_id: str) -> Wiring:
-        """The wiring of worker ``worker_id``'s incarnations: Redis through its own proxy."""
+        """The wiring of worker ``worker_id``'s incarnations: Redis (and S3, when the pack
+        put proxies in front of it) through its own proxies."""
         assert self.proxy is not None, "the environment has not started"
-        return replace(self.wiring, redis_url=self.proxy.slot(worker_id).url_for_redis())
+        wiring = replace(self.wiring, redis_url=self.proxy.slot(worker_id).url_for_redis())
+        if self.s3_proxy is not None:
+            s3_url = f"http://{LOOPBACK}:{self.s3_proxy.slot(worker_id).listen_port}"
+            wiring = replace(wiring, s3_endpoint_url=s3_url,
+                             services={**wiring.services, "s3": s3_url})
+        return wiring
+
+    def heal_proxies(self) -> None:
+        """Every Redis and S3 proxy enabled and clean, and the S3 gate answering again."""
+        if self.proxy is not None:
+            self.proxy.heal()
+        if self.s3_proxy is not None:
+            self.s3_proxy.heal()
+        if self.s3_gate is not None:
+            self.s3_gate.reset()
 
     def wait_ready(self, worker: Worker, interval: float = 0.02) -> None:
         """Until the worker's control channel answers (asked every ``interval`` s);
@@ -346,8 +368,14 @@ class Environment:
             writer.stop()
 
     def _aws(self, env: dict[str, str]) -> dict[str, str]:
-        """A child's environment, cut off from real AWS when this run has an S3 server."""
-        return self.s3.client_env(env) if self.s3 is not None else env
+        """A child's environment, cut off from real AWS when this run has an S3 server
+        (its endpoint: the one the target's wiring gave it, a worker's own proxy)."""
+        if self.s3 is None:
+            return env
+        isolated = self.s3.client_env(env)
+        if env.get("CRASHLAB_S3_ENDPOINT_URL"):
+            isolated["AWS_ENDPOINT_URL_S3"] = env["CRASHLAB_S3_ENDPOINT_URL"]
+        return isolated
 
     def observe_uploads(self, wait: float = ABORT_WAIT_S) -> tuple[list[dict[str, Any]],
                                                                      dict[str, Any]]:

@@ -71,6 +71,15 @@ these kinds and the checkers read nothing else:
                      when equal), ``metadata`` the parsed metadata object
                      at ``metadata_key`` beside it (null when absent, or when
                      the target writes none: then ``metadata_key`` is null)
+    s3_call          {seq, call_ts, method, operation, part, status, refused}
+                     one request of the workers to S3 as the S3 gate saw it
+                     (``harness.services.s3_gate``): the S3 ``operation``
+                     (UploadPart, CompleteMultipartUpload, ...), the part
+                     number of an UploadPart, the HTTP status it was answered
+                     with, and whether the gate refused it itself (an
+                     ``s3_errors`` fault: it never reached S3); a request cut
+                     or whose reply was lost on the way back still shows here
+                     with the status S3 answered
     s3_uploads       {bucket, uploads, waited_s}
                      the multipart uploads still in progress at the end
                      (``uploads``: [{key, upload_id}]), after waiting up to a
@@ -144,6 +153,7 @@ class EntryKind(StrEnum):
     RETRIED_WRITE = "retried_write"
     S3_OBJECT = "s3_object"
     S3_UPLOADS = "s3_uploads"
+    S3_CALL = "s3_call"
     RUN_END = "run_end"
 
 

@@ -122,8 +122,7 @@ class Session:
 
     def reset(self) -> None:
         self.runtime.stop_all(grace=1.0)
-        if self.env.proxy is not None:
-            self.env.proxy.heal()
+        self.env.heal_proxies()
         if not self.env.redis.is_running():
             self.env.redis.restart()
         if self.env.transcription.is_running():

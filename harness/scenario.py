@@ -203,6 +203,11 @@ class Scenario(BaseModel):
             names = getattr(fault, "workers", None)
             if isinstance(names, list) and (why := check_slots(names, count)):
                 raise ValueError(f"faults.{index}.workers: {why}")
+            # a fault on one kind of job's traffic (the S3 faults: uploads) says so
+            needs = getattr(fault, "workload_kind", None)
+            if needs is not None and needs != self.workload.kind:
+                raise ValueError(f"faults.{index}: {fault.kind} acts on the traffic of "
+                                 f"{needs} jobs; give the scenario workload: {{kind: {needs}}}")
         return self
 
     @field_validator("settings", mode="before")

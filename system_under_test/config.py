@@ -82,6 +82,10 @@ class Settings(BaseSettings):
                                                  "MinIO (empty: AWS itself)")
     s3_region: str = Field("us-east-1", description="S3 region")
     s3_attempts: int = Field(5, ge=1, le=20, description="tries per S3 call (botocore retries)")
+    s3_outage_s: float = Field(
+        60.0, ge=0, le=3600,
+        description="how long an S3 call is tried again, after botocore's own tries, while S3 "
+                    "is busy (503 SlowDown), failing (500) or unreachable; then the job fails")
     s3_timeout_s: float = Field(30.0, gt=0, description="connect and read timeout of an S3 call")
     upload_root: Path | None = Field(
         None, description="upload sources must be files under it (default: DATA_DIR/streams)")

@@ -4,7 +4,15 @@ boto3 is blocking, so each method hands its call to ``asyncio.to_thread``.
 The endpoint is configurable (``CRASHLAB_S3_ENDPOINT_URL``: a moto server in
 demos and tests, MinIO, or empty for AWS itself); credentials come from the
 usual AWS chain (environment, profile, instance role). botocore retries
-throttling, 5xx and dropped connections itself (``CRASHLAB_S3_ATTEMPTS``).
+throttling, 5xx and dropped connections itself (``CRASHLAB_S3_ATTEMPTS`` tries
+in all, with its backoff); a call still failing that way after them, S3 busy
+(``503 SlowDown``), failing (``500``) or out of reach, is tried again with a
+backoff of its own for up to ``CRASHLAB_S3_OUTAGE_S`` (the lease is kept by
+the heartbeat meanwhile), so an outage of S3 shorter than that delays an
+upload instead of failing it. Every S3 call the worker makes is safe to
+repeat: a part sent again under its number replaces itself with the same
+bytes, and the others are reads, an idempotent completion (settled by
+``HEAD``), an abort, or the same metadata object again.
 
 The answers a resume depends on are turned into values, not exceptions:
 ``NoSuchUpload`` (the upload was completed or aborted) is ``None`` from
@@ -17,6 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -28,10 +38,28 @@ import botocore.exceptions
 from system_under_test.config import Settings
 from system_under_test.errors import S3Error
 
+log = logging.getLogger(__name__)
+
 TOKEN_HEADER = "crashlab-token"  # user metadata on the object: x-amz-meta-crashlab-token
 _NO_UPLOAD = "NoSuchUpload"
 _NO_OBJECT = ("404", "NoSuchKey", "NotFound")
+# S3 error codes that say "not now" rather than "no": the request may succeed later
+_TRANSIENT_CODES = frozenset({"SlowDown", "InternalError", "ServiceUnavailable",
+                              "RequestTimeout", "Throttling", "ThrottlingException",
+                              "RequestThrottled", "503", "500", "502", "504"})
+RETRY_FIRST_S = 0.2  # the first wait before a call is tried again; doubled each time
+RETRY_MAX_S = 5.0
 T = TypeVar("T")
+
+
+def _transient(exc: Exception) -> bool:
+    """Whether a failed S3 call may succeed if tried again later: S3 busy or failing,
+    or the connection to it refused, dropped or timed out."""
+    if isinstance(exc, botocore.exceptions.ClientError):
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+        return status >= 500 or _code(exc) in _TRANSIENT_CODES
+    return isinstance(exc, (botocore.exceptions.ConnectionError,
+                            botocore.exceptions.HTTPClientError))
 
 
 @dataclass(frozen=True)
@@ -45,15 +73,26 @@ def _code(exc: botocore.exceptions.ClientError) -> str:
     return str(exc.response.get("Error", {}).get("Code", ""))
 
 
+def _error(operation: str, target: str, exc: Exception) -> S3Error:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        message = str(exc.response.get("Error", {}).get("Message", ""))
+        return S3Error(operation, target, _code(exc), message)
+    return S3Error(operation, target, type(exc).__name__, str(exc))
+
+
 class ObjectStore:
-    def __init__(self, settings: Settings, client: Any = None) -> None:
+    def __init__(self, settings: Settings, client: Any = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.outage_s = settings.s3_outage_s
+        self.clock = clock
         if client is not None:  # made elsewhere (a test's client for its own S3 server)
             self.client: Any = client
             return
         endpoint = settings.s3_endpoint_url or None
         config = botocore.config.Config(
             connect_timeout=settings.s3_timeout_s, read_timeout=settings.s3_timeout_s,
-            retries={"max_attempts": settings.s3_attempts, "mode": "standard"},
+            # total_max_attempts counts the first try (max_attempts would not)
+            retries={"total_max_attempts": settings.s3_attempts, "mode": "standard"},
             # a custom endpoint (moto, MinIO) serves buckets as paths, AWS as host names
             s3={"addressing_style": "path" if endpoint else "auto"},
         )
@@ -64,13 +103,20 @@ class ObjectStore:
         self.client.close()
 
     async def _call(self, operation: str, target: str, call: Callable[[], T]) -> T:
-        try:
-            return await asyncio.to_thread(call)
-        except botocore.exceptions.ClientError as exc:
-            message = str(exc.response.get("Error", {}).get("Message", ""))
-            raise S3Error(operation, target, _code(exc), message) from exc
-        except botocore.exceptions.BotoCoreError as exc:
-            raise S3Error(operation, target, type(exc).__name__, str(exc)) from exc
+        """``call`` in a thread; a transient failure is tried again for up to ``outage_s``."""
+        started, delay = self.clock(), RETRY_FIRST_S
+        while True:
+            try:
+                return await asyncio.to_thread(call)
+            except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+                error = _error(operation, target, exc)
+                waited = self.clock() - started
+                if not _transient(exc) or waited + delay > self.outage_s:
+                    raise error from exc
+                log.warning("%s; trying again in %.1fs (S3 out for %.1fs of at most %.0fs)",
+                            error, delay, waited, self.outage_s)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
 
     async def create(self, bucket: str, key: str, token: str) -> str:
         """Start a multipart upload whose object will carry ``token``; returns its id."""

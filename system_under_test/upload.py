@@ -4,7 +4,9 @@
 it top to bottom:
 
 1. open: a job without an upload creates one (with a fresh token stored on
-   the object-to-be) and commits its id; a job that has one (taken over after
+   the object-to-be), commits its id, and aborts any other upload of the
+   object in progress (a create the SDK sent twice after a lost answer makes
+   two); a job that has one (taken over after
    a crash, or released) reloads its checkpoint and checks every committed
    part against ``ListParts``, sending a part again under its own number if
    S3 does not hold it as committed (same bytes, same ETag: safe).
@@ -100,7 +102,7 @@ class UploadRunner:
                                                                         checkpoint.key))
             if owner == claim.job_id:
                 await self.abort_strays(checkpoint)
-            checkpoint = await self.begin(claim, checkpoint)
+            checkpoint = await self.begin(claim, checkpoint, owner == claim.job_id)
             if claim.recovering:
                 await self.resumed(claim, checkpoint, reuploaded=[], uncommitted=[],
                                    completed=False)
@@ -112,7 +114,9 @@ class UploadRunner:
 
     # -- 1. open --------------------------------------------------------------
 
-    async def begin(self, claim: Claim, checkpoint: Checkpoint) -> Checkpoint:
+    async def begin(self, claim: Claim, checkpoint: Checkpoint, owned: bool) -> Checkpoint:
+        """Create the upload and commit its id; with ``owned`` (the job owns the object),
+        abort any other upload of it in progress (see ``abort_strays``)."""
         token = uuid.uuid4().hex
         upload_id = await self.s3.create(checkpoint.bucket, checkpoint.key, token)
         await self.at("upload.created", claim)
@@ -130,18 +134,25 @@ class UploadRunner:
             raise
         if reply in _DISAGREE:
             raise JobFailure(f"the upload of job {claim.job_id} was started twice ({reply})")
+        if owned:
+            # a create whose answer was lost and that the SDK sent again made two uploads;
+            # only the one committed is this job's, the other would be left in progress
+            await self.abort_strays(checkpoint, keep=upload_id)
         log.info("job %s: multipart upload %s started for s3://%s/%s", claim.job_id, upload_id,
                  checkpoint.bucket, checkpoint.key)
         await self.at("upload.started", claim)
         return await self.jobs._read(lambda: self.store.checkpoint(claim.job_id))
 
-    async def abort_strays(self, checkpoint: Checkpoint) -> None:
-        """Abort uploads of this job's object that a predecessor created but never committed.
+    async def abort_strays(self, checkpoint: Checkpoint, keep: str | None = None) -> None:
+        """Abort uploads of this job's object that were created but never committed (by a
+        predecessor that crashed, or by a create sent twice), all but ``keep``.
 
         Called only while the job owns the object (the API refuses a second live
         job for it), so every upload in progress for it is one of ours.
         """
         for upload_id in await self.s3.pending_uploads(checkpoint.bucket, checkpoint.key):
+            if upload_id == keep:
+                continue
             if await self.s3.abort(checkpoint.bucket, checkpoint.key, upload_id):
                 metrics.UPLOAD_ABORTS.inc()
                 log.warning("job %s: aborted upload %s, created before a crash and never "

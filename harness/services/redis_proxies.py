@@ -1,5 +1,9 @@
 """The Redis proxies of one run: one Toxiproxy proxy per worker and one for the API.
 
+The same per-slot proxies stand in front of the S3 server when a run has one
+(``RedisProxies(server, port, prefix="s3-")``: the workers' S3 traffic, cut,
+slowed or its replies lost by the reference pack's S3 faults).
+
 Every process of the target reaches the data Redis through a proxy of its own
 *slot*: ``api`` for the worker's API, the worker's id (``w1``, ``w2``, ...) for a
 worker. Every incarnation of a worker shares its slot's proxy, as a restarted
@@ -32,6 +36,7 @@ API_SLOT = "api"
 """The slot of the worker's API (a pack that enqueues straight to Redis has none)."""
 SLOT_NAME = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
 PREFIX = "redis-"  # a slot's proxy is called redis-<slot> on the Toxiproxy server
+S3_PREFIX = "s3-"  # and its S3 proxy, when the run has one, s3-<slot>
 
 
 @dataclass(frozen=True)
@@ -67,9 +72,11 @@ def check_slots(names: Sequence[str], workers: int) -> str | None:
 class RedisProxies:
     """The proxies in front of one Redis, by slot; ``names`` None means every slot."""
 
-    def __init__(self, server: ToxiproxyServer, upstream_port: int) -> None:
+    def __init__(self, server: ToxiproxyServer, upstream_port: int, *,
+                 prefix: str = PREFIX) -> None:
         self._server = server
         self._upstream = upstream_port
+        self.prefix = prefix  # a slot's proxy is called <prefix><slot> on the server
         self._proxies: dict[str, Proxy] = {}
         self._lock = threading.RLock()
         # what a fault on all slots holds, for the slots made while it lasts
@@ -83,7 +90,7 @@ class RedisProxies:
         with self._lock:
             proxy = self._proxies.get(name)
             if proxy is None:
-                proxy = self._server.create_proxy(PREFIX + name, self._upstream)
+                proxy = self._server.create_proxy(self.prefix + name, self._upstream)
                 self._proxies[name] = proxy
                 for toxic in self._all_toxics:
                     proxy.add_toxic(toxic.type, dict(toxic.attributes), stream=toxic.stream)

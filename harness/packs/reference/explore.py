@@ -5,7 +5,9 @@ settings, the chunks per job and a ``Vocabulary`` whose menu adds the
 reference world's faults to the core's: a worker paused past its lease (a
 zombie), the media source deleted, a chunk file corrupted or deleted, the
 transcription service answering errors, and after a kill the damage the
-dead worker leaves for its replacement.
+dead worker leaves for its replacement. An upload workload's menu has the S3
+faults too (cut, latency, 503/500 answers, the lost reply), each started at a
+point whose next step is an S3 call, and its "chunks" are the upload's parts.
 
 Which points repeat per chunk or part and which follow only a crash are the
 target's (``ReferenceTarget.repeating_points``, ``after_crash_points``).
@@ -23,7 +25,11 @@ from harness.explore.strategies import Draws, Exploring, FaultMenu, Hit, Vocabul
 from harness.faults import FaultSpec
 from harness.packs.reference.faults.files import CorruptChunkSpec, DeleteSourceSpec
 from harness.packs.reference.faults.pause_past_lease import PausePastLeaseSpec
+from harness.packs.reference.faults.s3_errors import S3ErrorsSpec
+from harness.packs.reference.faults.s3_lost_reply import S3LostReplySpec
+from harness.packs.reference.faults.s3_toxic import S3ToxicSpec
 from harness.packs.reference.faults.service_errors import ServiceErrorsSpec
+from harness.packs.reference.faults.sever_s3 import SeverS3Spec
 from harness.scenario import Scenario
 
 # Faster leases than the catalog's: every takeover waits for one
@@ -34,6 +40,11 @@ CHUNK_POINTS = ("chunk.before_request", "chunk.transcribed.before_commit", "chun
 NOT_FOR_KILLS = frozenset({"lease.renew"})
 # points a job reaches before its media is cut: no chunk file to damage yet
 BEFORE_CHUNK_FILES = ("job.claimed", "chunking.started")
+# upload points whose next step is an S3 call (a part, the completion, the metadata);
+# the first two are passed once per part
+S3_POINTS = ("upload.part.before_upload", "upload.part.committed", "upload.before_complete",
+             "upload.completed_in_s3")
+PER_PART = frozenset({"upload.part.before_upload", "upload.part.committed"})
 
 
 def vocabulary(repeating: frozenset[str], after_crash: frozenset[str], *,
@@ -51,8 +62,11 @@ def exploring(base: Scenario, default_settings: Mapping[str, str],
               repeating: frozenset[str], after_crash: frozenset[str]) -> Exploring:
     """The reference pack's exploration of ``base``'s workload."""
     settings = {**base.settings_for(default_settings), **EXPLORE_SETTINGS}
-    chunks = max(1, round(base.workload.media_seconds / float(settings["chunk_seconds"]))) \
-        if base.workload.kind == "transcribe" else 1
+    if base.workload.kind == "transcribe":
+        chunks = max(1, round(base.workload.media_seconds / float(settings["chunk_seconds"])))
+    else:  # an upload's parts (the last may be short; an empty source still sends one)
+        part = int(settings["upload_part_bytes"])
+        chunks = max(1, -(-base.workload.size_bytes // part))
     return Exploring(settings=settings, chunks=chunks,
                      vocabulary=vocabulary(repeating, after_crash,
                                            chunk_files=not base.needs_s3))
@@ -100,4 +114,36 @@ def _menu(draws: Draws, *, chunk_files: bool) -> FaultMenu:
                                                    lost_reply(draws)]
     if draws.after_crash and chunk_files:
         single.append(corrupt)
+    if not chunk_files:
+        single += _s3_faults(draws)
     return FaultMenu(single=single, crash=draws.hits.flatmap(crash_at))
+
+
+def _s3_faults(draws: Draws) -> list[st.SearchStrategy[FaultSpec]]:
+    """The S3 faults of an upload workload, each at a point whose next step is an S3 call
+    (none if the workload's points have none of them)."""
+    points = [p for p in S3_POINTS if p in draws.points]
+    if not points:
+        return []
+
+    def hits() -> st.SearchStrategy[Hit]:
+        def at(point: str) -> st.SearchStrategy[Hit]:
+            last = max(1, min(draws.chunks, 3)) if point in PER_PART else 1
+            return st.tuples(st.just(point), st.integers(1, last))
+
+        return st.sampled_from(points).flatmap(at)
+
+    lost = hits().map(lambda hit: S3LostReplySpec(kind="s3_lost_reply", point=hit[0],
+                                                  occurrence=hit[1]))
+    errors = st.builds(lambda hit, status, count: S3ErrorsSpec(
+        kind="s3_errors", status=status, count=count, duration_ms=30_000, point=hit[0],
+        occurrence=hit[1], operations=["UploadPart", "CompleteMultipartUpload", "PutObject"]),
+        hits(), st.sampled_from([503, 500]), st.integers(1, 8))
+    sever = st.builds(lambda hit, ms: SeverS3Spec(kind="sever_s3", point=hit[0],
+                                                  occurrence=hit[1], duration_ms=ms),
+                      hits(), st.sampled_from([300, 1500, 4000]))
+    slow = st.builds(lambda hit, ms: S3ToxicSpec(kind="s3_toxic", toxic="latency",
+                                                 latency_ms=ms, duration_ms=1500,
+                                                 point=hit[0], occurrence=hit[1]),
+                     hits(), st.sampled_from([100, 400]))
+    return [lost, errors, sever, slow]

@@ -27,6 +27,8 @@ from harness.history import HistoryWriter
 from harness.packs.reference import explore
 from harness.scenario import DEFAULT_SETTINGS, Scenario
 from harness.services.latency import LatencyModel
+from harness.services.redis_proxies import S3_PREFIX, RedisProxies
+from harness.services.s3_gate import S3Gate
 from harness.streams import Growth
 from harness.target import (
     JobInspection,
@@ -198,6 +200,11 @@ class ReferenceTarget:
             client.create_bucket(Bucket=UPLOAD_BUCKET)
             client.close()
             urls["s3"] = env.s3.endpoint_url
+            # the workers reach S3 through proxies of their own in front of the gate
+            # (``harness.services.s3_gate``): the S3 faults' way in
+            env.s3_gate = S3Gate(env.s3.port).start()
+            env.own("s3-gate", env.s3_gate.stop)
+            env.s3_proxy = RedisProxies(env.toxiproxy, env.s3_gate.port, prefix=S3_PREFIX)
         return urls
 
     def lease_s(self, settings: Mapping[str, str]) -> float:
@@ -233,7 +240,7 @@ class ReferenceTarget:
 
     def collect(self, env: Environment, history: HistoryWriter) -> None:
         """The worker's event stream, refused and retried writes, the service's call log
-        and (with upload jobs) what S3 holds, into the history."""
+        and (with upload jobs) the workers' S3 calls and what S3 holds, into the history."""
         for stream_id, event in env.events():
             history.record("sut_event", stream_id=stream_id, **event)
         for rejected in self.read_rejected(env.client):
@@ -243,6 +250,9 @@ class ReferenceTarget:
         for call in env.transcription.calls():
             fields = {k: v for k, v in call.items() if k not in ("ts", "index", "kind")}
             history.record("external_call", call_ts=call.get("ts"), **fields)
+        if env.s3_gate is not None:
+            for s3_call in env.s3_gate.calls():
+                history.record("s3_call", **s3_call)
         if env.s3 is not None:
             objects, pending = env.observe_uploads()
             for seen in objects:
