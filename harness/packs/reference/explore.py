@@ -1,7 +1,8 @@
 """How exploration attacks the reference worker: its faster leases and domain faults.
 
 ``ReferenceTarget.exploring`` gives the explorer (``harness.explore``) the
-settings, the chunks per job and a ``Vocabulary`` whose menu adds the
+settings, the chunks per job, the workloads ``explore --workloads`` draws
+(``harness.packs.reference.workloads``) and a ``Vocabulary`` whose menu adds the
 reference world's faults to the core's: a worker paused past its lease (a
 zombie), the media source deleted, a chunk file corrupted or deleted, the
 transcription service answering errors, and after a kill the damage the
@@ -24,6 +25,7 @@ from harness.faults import FaultSpec
 from harness.packs.reference.faults.files import CorruptChunkSpec, DeleteSourceSpec
 from harness.packs.reference.faults.pause_past_lease import PausePastLeaseSpec
 from harness.packs.reference.faults.service_errors import ServiceErrorsSpec
+from harness.packs.reference.workloads import workloads
 from harness.scenario import Scenario
 
 # Faster leases than the catalog's: every takeover waits for one
@@ -55,7 +57,8 @@ def exploring(base: Scenario, default_settings: Mapping[str, str],
         if base.workload.kind == "transcribe" else 1
     return Exploring(settings=settings, chunks=chunks,
                      vocabulary=vocabulary(repeating, after_crash,
-                                           chunk_files=not base.needs_s3))
+                                           chunk_files=not base.needs_s3),
+                     workloads=workloads(base.workload, settings))
 
 
 def _menu(draws: Draws, *, chunk_files: bool) -> FaultMenu:
