@@ -41,6 +41,8 @@ MAX_JOBS = 10_000
 MAX_LISTED_JOBS = 1000
 """The most jobs a workload lists one by one (``media_seconds_per_job``)."""
 MAX_UPLOAD_BYTES = 256 * 1024 * 1024
+DEFAULT_MEDIA_SECONDS = 4.0
+DEFAULT_SIZE_BYTES = 600_000
 # a job's media: the reference API refuses empty media (400), so a length is above 0
 MediaSeconds = Annotated[float, Field(gt=0, le=600)]
 SizeBytes = Annotated[int, Field(ge=0, le=MAX_UPLOAD_BYTES)]
@@ -71,10 +73,13 @@ class Workload(BaseModel):
     work_ms: int = Field(300, ge=0, le=600_000, description="how long a task job works")
     result_ttl_s: int | None = Field(None, ge=0, le=86400,
                                      description="how long the library keeps a result")
-    media_seconds: MediaSeconds = 4.0
+    media_seconds: MediaSeconds | None = Field(
+        None, description=f"transcribe: every job's media length (default "
+                          f"{DEFAULT_MEDIA_SECONDS:g} s)")
     max_retries: int | None = Field(None, ge=0, le=100)
     timeout_s: float | None = Field(None, gt=0, le=86400, description="per-job deadline")
-    size_bytes: int = Field(600_000, ge=0, le=MAX_UPLOAD_BYTES)
+    size_bytes: SizeBytes | None = Field(
+        None, description=f"upload: every job's source size (default {DEFAULT_SIZE_BYTES})")
     media_seconds_per_job: list[MediaSeconds] | None = Field(
         None, min_length=1, max_length=MAX_LISTED_JOBS,
         description="transcribe: each job's media length (instead of media_seconds)")
@@ -113,7 +118,7 @@ class Workload(BaseModel):
             if self.kind != kind:
                 raise ValueError(f"{name} is for {kind} jobs, and this workload's kind is "
                                  f"{self.kind!r}: remove it or set kind: {kind}")
-            if single in self.model_fields_set:
+            if getattr(self, single) is not None:
                 raise ValueError(f"give {single} or {name}, not both")
             if self.duration_s is not None:
                 raise ValueError(f"{name} lists the jobs one by one: it cannot go with "
@@ -127,12 +132,16 @@ class Workload(BaseModel):
     def media_of(self, index: int) -> float:
         """Job ``index``'s media length (``media_seconds_per_job``, else ``media_seconds``)."""
         listed = self.media_seconds_per_job
-        return self.media_seconds if listed is None else listed[index % len(listed)]
+        if listed is not None:
+            return listed[index % len(listed)]
+        return DEFAULT_MEDIA_SECONDS if self.media_seconds is None else self.media_seconds
 
     def size_of(self, index: int) -> int:
         """Job ``index``'s source size (``size_bytes_per_job``, else ``size_bytes``)."""
         listed = self.size_bytes_per_job
-        return self.size_bytes if listed is None else listed[index % len(listed)]
+        if listed is not None:
+            return listed[index % len(listed)]
+        return DEFAULT_SIZE_BYTES if self.size_bytes is None else self.size_bytes
 
     @property
     def arrival_s(self) -> float:

@@ -53,8 +53,10 @@ def exploring(base: Scenario, default_settings: Mapping[str, str],
               repeating: frozenset[str], after_crash: frozenset[str]) -> Exploring:
     """The reference pack's exploration of ``base``'s workload."""
     settings = {**base.settings_for(default_settings), **EXPLORE_SETTINGS}
-    chunks = max(1, round(base.workload.media_seconds / float(settings["chunk_seconds"]))) \
-        if base.workload.kind == "transcribe" else 1
+    # the chunks every job has (per-item faults wait for no more than the shortest makes)
+    work, chunk_s = base.workload, float(settings["chunk_seconds"])
+    chunks = max(1, min(round(work.media_of(i) / chunk_s) for i in range(work.jobs))) \
+        if work.kind == "transcribe" else 1
     return Exploring(settings=settings, chunks=chunks,
                      vocabulary=vocabulary(repeating, after_crash,
                                            chunk_files=not base.needs_s3),

@@ -85,7 +85,10 @@ def transcribe_workloads(base: Workload,
 def upload_workloads(base: Workload, part_bytes: int) -> st.SearchStrategy[DrawnWorkload]:
     """Sources of 0..``MAX_PARTS`` parts of ``part_bytes``, on a boundary or a byte off."""
     # (whole parts, bytes past them): 0 parts and 0 bytes is the empty source
-    size = st.tuples(st.integers(0, MAX_PARTS), st.sampled_from([0, 1, -1]))
+    # no part, one, two as often as any count up to MAX_PARTS: the boundaries a worker's
+    # first and last part meet
+    parts = st.sampled_from([0, 1, 2]) | st.integers(0, MAX_PARTS)
+    size = st.tuples(parts, st.sampled_from([0, 1, -1]))
     growth = st.none() | st.tuples(st.integers(1, 6), st.integers(20, 200))
 
     def build(sizes: list[tuple[int, int]], grows: tuple[int, int] | None) -> DrawnWorkload:
