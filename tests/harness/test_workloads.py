@@ -19,7 +19,7 @@ from harness.packs.reference.target import PHASES, ReferenceTarget
 from harness.packs.reference.workloads import MAX_CHUNKS, MAX_JOBS, MAX_PARTS
 from harness.procs import ProcessRegistry
 from harness.runner import SCHEDULE_FILE, run_scenario
-from harness.scenario import Scenario, parse_scenario, resolve
+from harness.scenario import DEFAULT_SETTINGS, Scenario, parse_scenario, resolve
 from system_under_test.media import chunk_bounds
 
 TARGET = ReferenceTarget()
@@ -51,6 +51,7 @@ def test_drawn_transcribe_workloads_are_valid_and_their_faults_reachable(
         assert 1 <= items <= MAX_CHUNKS
         assert len(chunk_bounds(work.media_of(index), chunk_seconds)) == items
     assert 1 <= int(drawn.settings["chunk_concurrency"]) <= 4
+    assert 1 <= int(drawn.settings["concurrency"]) <= 3
     # a per-chunk fault waits for no chunk the shortest job lacks
     for fault in schedule.faults:
         occurrence = getattr(fault, "occurrence", 1)
@@ -101,7 +102,8 @@ def test_the_smallest_draw_is_one_job_of_one_chunk() -> None:
 
     assert TRANSCRIBE.workloads is not None
     smallest = find(TRANSCRIBE.workloads, lambda drawn: True)
-    assert smallest.items == (1,) and smallest.settings == {"chunk_concurrency": "1"}
+    assert smallest.items == (1,)
+    assert smallest.settings == {"chunk_concurrency": "1", "concurrency": "1"}
     # and a long job shrinks to the shortest that is long
     long = find(TRANSCRIBE.workloads, lambda drawn: max(drawn.items) > 10)
     assert long.items == (11,)
@@ -189,3 +191,18 @@ def test_schedules_alone_still_work_without_a_workload() -> None:
         assert 1 <= len(schedule.faults) <= 3
 
     check()
+
+
+def test_the_catalog_has_a_long_job_beside_others_and_many_small_jobs() -> None:
+    chunk_s = float(DEFAULT_SETTINGS["chunk_seconds"])
+    long = resolve("long-job-beside-others")
+    lengths = [len(chunk_bounds(long.workload.media_of(i), chunk_s))
+               for i in range(long.workload.jobs)]
+    assert max(lengths) > 10 and len(lengths) > 1 and int(long.settings["concurrency"]) > 1
+    # the crash reaches only the long job: past every commit the short ones make together
+    kill = long.faults[0]
+    assert kill.kind == "kill_at_phase" and kill.occurrence > sum(sorted(lengths)[:-1])
+    small = resolve("many-small-jobs")
+    sizes = [len(chunk_bounds(small.workload.media_of(i), chunk_s))
+             for i in range(small.workload.jobs)]
+    assert len(sizes) >= 10 and max(sizes) <= 2 and small.faults[0].kind == "kill_at_phase"

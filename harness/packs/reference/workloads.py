@@ -2,8 +2,9 @@
 
 Transcribe jobs: 1 to ``MAX_JOBS`` jobs, each of 1 to ``MAX_CHUNKS`` chunks
 whose last chunk is whole or half as long (the media is made of half-second
-words, ``harness.audio``), and 1 to ``MAX_CHUNK_CONCURRENCY`` chunk requests
-of a job in flight at once (``chunk_concurrency``). Upload jobs: sources of
+words, ``harness.audio``), 1 to ``MAX_CHUNK_CONCURRENCY`` chunk requests
+of a job in flight at once (``chunk_concurrency``) and 1 to
+``MAX_JOB_CONCURRENCY`` jobs a worker runs at once (``concurrency``). Upload jobs: sources of
 0 bytes up to ``MAX_PARTS`` parts, each on a part boundary or one byte either
 side of it, written at once or growing. How many workers run them is the
 schedule's draw (``explore --max-workers``).
@@ -30,6 +31,7 @@ from harness.scenario import Workload
 MAX_JOBS = 8
 MAX_CHUNKS = 40
 MAX_CHUNK_CONCURRENCY = 4
+MAX_JOB_CONCURRENCY = 3
 MAX_PARTS = 20
 LONG_JOB = 10
 """A job of more chunks than this is labelled long in the spread."""
@@ -67,7 +69,8 @@ def transcribe_workloads(base: Workload,
     chunks = st.integers(1, LONG_JOB + 2) | st.integers(1, MAX_CHUNKS)
     job = st.tuples(chunks, partial)
 
-    def build(jobs: list[tuple[int, bool]], concurrency: int) -> DrawnWorkload:
+    def build(jobs: list[tuple[int, bool]], chunk_concurrency: int,
+              concurrency: int) -> DrawnWorkload:
         media = [chunks * chunk_seconds - (SEGMENT_SECONDS if short else 0.0)
                  for chunks, short in jobs]
         workload = Workload.model_validate({**_kept(base), "kind": "transcribe",
@@ -76,10 +79,11 @@ def transcribe_workloads(base: Workload,
                        + (f", over {LONG_JOB} chunks" if chunks > LONG_JOB else "")
                        for chunks, short in jobs)
         return DrawnWorkload(workload, tuple(chunks for chunks, _ in jobs),
-                             {"chunk_concurrency": str(concurrency)}, shapes)
+                             {"chunk_concurrency": str(chunk_concurrency),
+                              "concurrency": str(concurrency)}, shapes)
 
     return st.builds(build, st.lists(job, min_size=1, max_size=MAX_JOBS),
-                     st.integers(1, MAX_CHUNK_CONCURRENCY))
+                     st.integers(1, MAX_CHUNK_CONCURRENCY), st.integers(1, MAX_JOB_CONCURRENCY))
 
 
 def upload_workloads(base: Workload, part_bytes: int) -> st.SearchStrategy[DrawnWorkload]:
