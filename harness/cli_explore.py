@@ -76,8 +76,9 @@ def explore_command(
     """Search crash schedules with Hypothesis; save the smallest failing one for replay.
 
     With --workloads each example draws its workload too (the reference worker:
-    1-8 jobs of 1-40 chunks, partial last chunks, chunk concurrency 1-4; uploads
-    on and around part boundaries, growing sources), shrunk with the faults.
+    1-8 jobs of 1-40 chunks, partial last chunks, 1-4 chunks of a job and 1-3 jobs
+    of a worker at once; uploads on and around part boundaries, growing sources),
+    shrunk with the faults; exploration.json's "workloads" is the spread tried.
     """
     from harness.explore.explorer import explore
     from harness.runner import RunResult
