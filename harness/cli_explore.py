@@ -56,6 +56,11 @@ def choose_target(flag: str | None) -> tuple[str, Project]:
     return project.target_name(flag), project
 
 
+WorkloadsOption = Annotated[bool, typer.Option(
+    "--workloads", help="draw each example's workload as well (job count, lengths, "
+                        "concurrency; the target's own), instead of the scenario's")]
+
+
 def explore_command(
     scenario: Annotated[str, typer.Argument(help="catalog name or scenario file: the workload")],
     examples: Annotated[int, typer.Option(min=1, help="schedules to try")] = 50,
@@ -66,8 +71,15 @@ def explore_command(
     runs: Annotated[Path, typer.Option(help="folder for run folders")] = DEFAULT_ROOT,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary")] = False,
     target_flag: TargetOption = None,
+    workloads: WorkloadsOption = False,
 ) -> None:
-    """Search crash schedules with Hypothesis; save the smallest failing one for replay."""
+    """Search crash schedules with Hypothesis; save the smallest failing one for replay.
+
+    With --workloads each example draws its workload too (the reference worker:
+    1-8 jobs of 1-40 chunks, partial last chunks, 1-4 chunks of a job and 1-3 jobs
+    of a worker at once; uploads on and around part boundaries, growing sources),
+    shrunk with the faults; exploration.json's "workloads" is the spread tried.
+    """
     from harness.explore.explorer import explore
     from harness.runner import RunResult
 
@@ -93,7 +105,7 @@ def explore_command(
     try:
         found = explore(base, examples=examples, seed=seed, registry=registry_after_reaping(),
                         runs_root=runs, max_faults=max_faults, max_workers=max_workers,
-                        progress=step, target=target)
+                        progress=step, target=target, workloads=workloads)
     except SetupError as exc:
         err.print(f"[red]setup error:[/] {exc}")
         raise typer.Exit(EXIT_SETUP) from None
@@ -106,12 +118,16 @@ def explore_command(
             out.print(f"report of the counterexample: {report}")
         except Exception as exc:  # noqa: BLE001 - the report must not hide the verdict
             err.print(f"[yellow]could not write the report:[/] {exc!r}")
+    origin = "drawn" if workloads else "the scenario's own"
+    out.print(f"workloads tried ({origin}): {found.spread.describe()}")
     if as_json:
         print(json.dumps(summary, indent=2))
     elif found.counterexample is not None:
         counter = summary["counterexample"]
         out.print(f"[red bold]counterexample[/] ({counter['faults']} fault(s)): "
                   f"{counter['schedule']}")
+        if found.workload is not None and workloads:
+            out.print(f"  on {found.workload.describe()}")
         for check in counter["failing_checks"]:
             out.print(f"  [red]{check['checker']}[/]: {check['witness']}")
         out.print(f"replay it with: [bold]{counter['replay']}[/]")
@@ -170,6 +186,7 @@ def mutants_command(
     runs: Annotated[Path, typer.Option(help="folder for run folders")] = DEFAULT_ROOT,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary")] = False,
     target_flag: TargetOption = None,
+    workloads: WorkloadsOption = False,
     generate: Annotated[bool, typer.Option(
         "--generate", help="instead of the planted bugs, let cosmic-ray mutate the worker's "
                            "recovery code and judge each mutant by scenario runs "
@@ -222,7 +239,7 @@ def mutants_command(
         out.print(f"{mutant:<38} example {found.examples:>3}: {result.verdict}")
 
     outcomes = hunt(target, chosen, examples=examples, seed=seed, registry=registry_after_reaping(),
-                    runs_root=runs, time_budget_s=budget, progress=step)
+                    runs_root=runs, time_budget_s=budget, progress=step, workloads=workloads)
     rows = [o.to_json() for o in outcomes]
     if as_json:
         print(json.dumps({"killed": sum(r["killed"] for r in rows), "mutants": len(rows),

@@ -22,7 +22,7 @@ from __future__ import annotations
 import importlib.resources
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal, Self
+from typing import Annotated, Any, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -38,6 +38,14 @@ DEFAULT_SETTINGS = {"lease_ttl_ms": "1000", "heartbeat_ms": "200", "chunk_second
                     "chunk_concurrency": "1", "poll_interval_ms": "20"}
 MAX_JOBS = 10_000
 """The most jobs one workload submits."""
+MAX_LISTED_JOBS = 1000
+"""The most jobs a workload lists one by one (``media_seconds_per_job``)."""
+MAX_UPLOAD_BYTES = 256 * 1024 * 1024
+DEFAULT_MEDIA_SECONDS = 4.0
+DEFAULT_SIZE_BYTES = 600_000
+# a job's media: the reference API refuses empty media (400), so a length is above 0
+MediaSeconds = Annotated[float, Field(gt=0, le=600)]
+SizeBytes = Annotated[int, Field(ge=0, le=MAX_UPLOAD_BYTES)]
 # and for upload workloads: small parts (the S3 server's minimum follows), quick polls
 UPLOAD_SETTINGS = {"upload_part_bytes": "65536", "upload_poll_ms": "20"}
 
@@ -46,7 +54,9 @@ class Workload(BaseModel):
     """The jobs to submit. ``transcribe`` jobs are audio of ``media_seconds``; ``upload``
     jobs are files of ``size_bytes``, written at once or ``growing`` in ``grow_steps``
     appends ``grow_interval_ms`` apart and then finished (``finishes``) or left to go
-    stale (``stale_after_s``, ``on_stale``)."""
+    stale (``stale_after_s``, ``on_stale``). ``media_seconds_per_job`` and
+    ``size_bytes_per_job`` give each job its own length instead (one entry a job; the
+    job count follows), as a generated workload does (``harness.explore.workloads``)."""
 
     model_config = ConfigDict(extra="forbid")
     # transcribe and upload: the reference pack's; task: a queue library's job (rq, arq)
@@ -63,10 +73,19 @@ class Workload(BaseModel):
     work_ms: int = Field(300, ge=0, le=600_000, description="how long a task job works")
     result_ttl_s: int | None = Field(None, ge=0, le=86400,
                                      description="how long the library keeps a result")
-    media_seconds: float = Field(4.0, gt=0, le=600)
+    media_seconds: MediaSeconds | None = Field(
+        None, description=f"transcribe: every job's media length (default "
+                          f"{DEFAULT_MEDIA_SECONDS:g} s)")
     max_retries: int | None = Field(None, ge=0, le=100)
     timeout_s: float | None = Field(None, gt=0, le=86400, description="per-job deadline")
-    size_bytes: int = Field(600_000, ge=0, le=256 * 1024 * 1024)
+    size_bytes: SizeBytes | None = Field(
+        None, description=f"upload: every job's source size (default {DEFAULT_SIZE_BYTES})")
+    media_seconds_per_job: list[MediaSeconds] | None = Field(
+        None, min_length=1, max_length=MAX_LISTED_JOBS,
+        description="transcribe: each job's media length (instead of media_seconds)")
+    size_bytes_per_job: list[SizeBytes] | None = Field(
+        None, min_length=1, max_length=MAX_LISTED_JOBS,
+        description="upload: each job's source size (instead of size_bytes)")
     growing: bool = False
     grow_steps: int = Field(8, ge=1, le=10_000)
     grow_interval_ms: int = Field(150, ge=1, le=60_000)
@@ -88,6 +107,41 @@ class Workload(BaseModel):
         if self.burst > 1 and self.rate is None:
             raise ValueError("burst groups the arrivals of a rate: give rate as well")
         return self
+
+    @model_validator(mode="after")
+    def _per_job(self) -> Self:
+        for name, kind, single in (("media_seconds_per_job", "transcribe", "media_seconds"),
+                                   ("size_bytes_per_job", "upload", "size_bytes")):
+            listed: list[Any] | None = getattr(self, name)
+            if listed is None:
+                continue
+            if self.kind != kind:
+                raise ValueError(f"{name} is for {kind} jobs, and this workload's kind is "
+                                 f"{self.kind!r}: remove it or set kind: {kind}")
+            if getattr(self, single) is not None:
+                raise ValueError(f"give {single} or {name}, not both")
+            if self.duration_s is not None:
+                raise ValueError(f"{name} lists the jobs one by one: it cannot go with "
+                                 f"duration_s (give jobs and rate instead)")
+            if "jobs" in self.model_fields_set and self.jobs != len(listed):
+                raise ValueError(f"{name} has {len(listed)} entries for {self.jobs} jobs: "
+                                 f"give one a job (or leave jobs out)")
+            self.jobs = len(listed)
+        return self
+
+    def media_of(self, index: int) -> float:
+        """Job ``index``'s media length (``media_seconds_per_job``, else ``media_seconds``)."""
+        listed = self.media_seconds_per_job
+        if listed is not None:
+            return listed[index % len(listed)]
+        return DEFAULT_MEDIA_SECONDS if self.media_seconds is None else self.media_seconds
+
+    def size_of(self, index: int) -> int:
+        """Job ``index``'s source size (``size_bytes_per_job``, else ``size_bytes``)."""
+        listed = self.size_bytes_per_job
+        if listed is not None:
+            return listed[index % len(listed)]
+        return DEFAULT_SIZE_BYTES if self.size_bytes is None else self.size_bytes
 
     @property
     def arrival_s(self) -> float:

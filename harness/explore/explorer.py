@@ -2,9 +2,11 @@
 
 One exploration is one Hypothesis test over ``strategies.schedules``. Each
 example becomes a scenario (the base scenario's workload and settings, the
-generated workers and faults) run by ``runner.run_scenario`` in a shared
-``Session``, so services start once. An invalid verdict fails the example;
-Hypothesis shrinks it to the smallest schedule that still fails and runs
+generated workers and faults; with ``workloads``, a workload drawn by the
+target, ``harness.explore.workloads``, and faults that workload reaches) run
+by ``runner.run_scenario`` in a shared ``Session``, so services start once.
+An invalid verdict fails the example; Hypothesis shrinks it to the smallest
+schedule (and workload) that still fails and runs
 that one last, so the last invalid run folder *is* the counterexample: it is
 recorded in ``exploration.json`` with the command that replays it. Examples
 whose faults did not all fire are inconclusive, not failures.
@@ -30,7 +32,9 @@ from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from hypothesis.errors import Flaky
 
 from harness.checkers.base import Verdict
+from harness.errors import SetupError
 from harness.explore.strategies import Exploring, Schedule, Vocabulary, schedules
+from harness.explore.workloads import DrawnWorkload, Example, WorkloadSpread, fixed, with_schedules
 from harness.packs_registry import load_target
 from harness.procs import ProcessRegistry, default_state_dir
 from harness.runfolder import COUNTEREXAMPLE_FILE as COUNTEREXAMPLE_FILE  # re-exported
@@ -63,6 +67,9 @@ class Exploration:
     duration_s: float = 0.0
     flaky: bool = False  # the counterexample did not reproduce when Hypothesis re-ran it
     runs: list[str] = field(default_factory=list)
+    workload: DrawnWorkload | None = None  # the counterexample's
+    drawn_workloads: bool = False  # workloads drawn (explore --workloads), not the base's
+    spread: WorkloadSpread = field(default_factory=WorkloadSpread)
 
     @property
     def verdict(self) -> Verdict:
@@ -80,9 +87,11 @@ class Exploration:
             "schedules_per_minute": round(self.examples / self.duration_s * 60, 1)
             if self.duration_s else None,
             "duration_s": round(self.duration_s, 1),
+            "workloads": {"drawn": self.drawn_workloads, **self.spread.to_json()},
             "counterexample": None if counter is None else {
                 "run_dir": str(counter.run_dir),
                 "schedule": self.schedule.describe() if self.schedule else None,
+                "workload": self.workload.to_json() if self.workload else None,
                 "faults": len(self.schedule.faults) if self.schedule else None,
                 "failing_checks": [c.to_json() for c in counter.checks
                                    if c.verdict is Verdict.INVALID],
@@ -125,6 +134,16 @@ def _phases(target: Target, kind: str) -> Mapping[str, str]:
     return target.phases() if phases_for is None else phases_for(kind)
 
 
+def _schedules_for(phases: list[str], plan: Exploring, *, max_faults: int, max_workers: int,
+                   ) -> Callable[[DrawnWorkload], Any]:
+    """The schedules for a drawn workload: per-item faults at occurrences every job reaches."""
+    def for_workload(drawn: DrawnWorkload) -> Any:
+        return schedules(phases, chunks=drawn.chunks, jobs=drawn.workload.jobs,
+                         max_faults=max_faults, max_workers=max_workers,
+                         vocabulary=plan.vocabulary)
+    return for_workload
+
+
 class _OutOfTime(BaseException):
     """Ends an exploration at its time budget (a BaseException: Hypothesis lets it pass)."""
 
@@ -133,20 +152,28 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
             runs_root: Path = DEFAULT_ROOT, target: Target | None = None,
             database_key: str = "", use_database: bool = True, max_faults: int = 3,
             time_budget_s: float | None = None, shrink_runs: int = 60, max_workers: int = 2,
+            workloads: bool = False,
             progress: Callable[[Exploration, RunResult], None] | None = None) -> Exploration:
     """Search ``examples`` schedules on ``base``'s workload; see the module docstring.
 
     With ``time_budget_s``, no new example starts once the budget is spent;
     shrinking stops after ``shrink_runs`` runs past the first failure. The
     workload (media, job seeds) is the same in every example: ``seed`` is
-    both Hypothesis's seed and the runs' seed, so only the schedule varies.
+    both Hypothesis's seed and the runs' seed, so only the schedule varies;
+    with ``workloads`` the target draws each example's workload too (job
+    counts, lengths, concurrency), shrunk with the faults.
     Without ``use_database``, known failures are not replayed first (a fresh
     search, for measuring how fast one is found).
     """
     target = target or load_target()
     folder = new_run_dir(f"explore-{base.name}", runs_root, point_latest=False)
-    found = Exploration(base.name, folder, seed)
+    found = Exploration(base.name, folder, seed, drawn_workloads=workloads)
     plan = exploring(target, base)
+    if workloads and plan.workloads is None:
+        raise SetupError(f"target {target.name!r} draws no workloads: explore it without "
+                         f"--workloads (on the scenario's own workload)")
+    drawn = plan.workloads if workloads and plan.workloads is not None \
+        else fixed(base.workload, plan.chunks)
     settings_ = dict(plan.settings)
     session = Session(folder / "session", target, registry, settings_,
                       s3=base.needs_s3).start()
@@ -155,7 +182,8 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
         DirectoryBasedExampleDatabase(default_state_dir() / "hypothesis"),
         f"{target.name}/{base.name}/{database_key}/".encode())
 
-    def one(schedule: Schedule) -> None:
+    def one(example: Example) -> None:
+        schedule, workload = example.schedule, example.workload
         if time_budget_s is not None and time.monotonic() - started > time_budget_s:
             raise _OutOfTime(f"stopped at its {time_budget_s:.0f}s budget")
         if found.examples_to_first_failure is not None and \
@@ -166,7 +194,8 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
         scenario = base.model_copy(update={
             "name": f"{base.name}-x{found.examples + 1}", "workers": schedule.workers,
             "initial_workers": None, "faults": list(schedule.faults),
-            "settings": settings_, "phase_timeout_s": 5.0, "timeout_s": plan.timeout_s,
+            "workload": workload.workload, "settings": {**settings_, **workload.settings},
+            "phase_timeout_s": 5.0, "timeout_s": plan.timeout_s,
             "expect": base.expect.model_copy(update={
                 "terminal_states": ["COMPLETED", "FAILED"], "retry_count": None,
                 "failure_reason": None, "min_rejected_writes": None})})
@@ -175,6 +204,7 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
         point_at_latest(runs_root, result.run_dir)  # runs/latest: always a run folder
         found.examples += 1
         found.runs.append(str(result.run_dir))
+        found.spread.add(workload, schedule.workers)
         if result.verdict is Verdict.UNKNOWN:
             found.inconclusive += 1
         if progress is not None:
@@ -185,6 +215,7 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
                 found.examples_to_first_failure = found.examples
                 found.seconds_to_first_failure = round(time.monotonic() - started, 1)
             found.counterexample, found.schedule = result, schedule
+            found.workload = workload
             witnesses = "; ".join(f"{c.checker}: {c.witness}" for c in result.checks
                                   if c.verdict is Verdict.INVALID)
             raise AssertionError(witnesses)
@@ -195,9 +226,9 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
         else [Phase.generate, Phase.shrink], verbosity=Verbosity.quiet,
         suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
         print_blob=False,
-    )(given(schedules(list(_phases(target, base.workload.kind)), chunks=plan.chunks,
-                      jobs=base.workload.jobs, max_faults=max_faults, max_workers=max_workers,
-                      vocabulary=plan.vocabulary))(one))
+    )(given(with_schedules(drawn, _schedules_for(list(_phases(target, base.workload.kind)), plan,
+                                           max_faults=max_faults, max_workers=max_workers))
+            )(one))
     test = hypothesis_seed(seed)(test)
     try:
         test()

@@ -2,8 +2,9 @@
 
 For every mutant a target ships (``MutantTarget``; the reference pack's are
 in ``harness/packs/reference/mutants.py``), a patched copy of its worker is
-explored on the target's ``baseline`` workload with Hypothesis, with a
-budget of examples and seconds. A mutant is *killed* when the exploration
+explored on the target's ``baseline`` workload with Hypothesis (with
+``workloads``, on workloads drawn around it), with a budget of examples and
+seconds. A mutant is *killed* when the exploration
 finds an invalid schedule; the result records how many examples and seconds
 that took and how many faults the shrunk schedule has.
 """
@@ -54,7 +55,7 @@ class MutantOutcome:
 
 def hunt(target: MutantTarget, names: list[str], *, examples: int, seed: int,
          registry: ProcessRegistry, runs_root: Path = DEFAULT_ROOT,
-         time_budget_s: float = 300.0,
+         time_budget_s: float = 300.0, workloads: bool = False,
          progress: Callable[[str, Exploration, RunResult], None] | None = None,
          ) -> list[MutantOutcome]:
     mutants = target.mutants()
@@ -70,6 +71,6 @@ def hunt(target: MutantTarget, names: list[str], *, examples: int, seed: int,
         found = explore(base, examples=examples, seed=seed, registry=registry,
                         runs_root=runs_root, target=planted,
                         use_database=False, time_budget_s=time_budget_s,
-                        progress=step)
+                        workloads=workloads, progress=step)
         outcomes.append(MutantOutcome(name, mutants[name], found))
     return outcomes

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from hypothesis import strategies as st
 
@@ -25,6 +26,9 @@ from harness.faults.kill_random import KillRandomSpec
 from harness.faults.restart_redis import RestartRedisSpec
 from harness.faults.sever_redis import SeverRedisSpec
 from harness.faults.stop import StopSpec
+
+if TYPE_CHECKING:
+    from harness.explore.workloads import DrawnWorkload
 
 Hit = tuple[str, int]  # a failpoint and which of its hits
 
@@ -94,12 +98,15 @@ class Vocabulary:
 @dataclass(frozen=True)
 class Exploring:
     """How a pack wants its runs explored (``Target.exploring``; else ``plain_exploring``):
-    the worker settings, the items per job (``chunks``), the example's time limit."""
+    the worker settings, the items per job (``chunks``), the example's time limit, and
+    the workloads it draws with ``explore --workloads`` (``harness.explore.workloads``;
+    None: it draws none)."""
 
     settings: Mapping[str, str]
     vocabulary: Vocabulary
     chunks: int = 1
     timeout_s: float = 20.0
+    workloads: st.SearchStrategy[DrawnWorkload] | None = None
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """How exploration attacks the reference worker: its faster leases and domain faults.
 
 ``ReferenceTarget.exploring`` gives the explorer (``harness.explore``) the
-settings, the chunks per job and a ``Vocabulary`` whose menu adds the
+settings, the chunks per job, the workloads ``explore --workloads`` draws
+(``harness.packs.reference.workloads``) and a ``Vocabulary`` whose menu adds the
 reference world's faults to the core's: a worker paused past its lease (a
 zombie), the media source deleted, a chunk file corrupted or deleted, the
 transcription service answering errors, and after a kill the damage the
@@ -30,6 +31,7 @@ from harness.packs.reference.faults.s3_lost_reply import S3LostReplySpec
 from harness.packs.reference.faults.s3_toxic import S3ToxicSpec
 from harness.packs.reference.faults.service_errors import ServiceErrorsSpec
 from harness.packs.reference.faults.sever_s3 import SeverS3Spec
+from harness.packs.reference.workloads import workloads
 from harness.scenario import Scenario
 
 # Faster leases than the catalog's: every takeover waits for one
@@ -62,14 +64,19 @@ def exploring(base: Scenario, default_settings: Mapping[str, str],
               repeating: frozenset[str], after_crash: frozenset[str]) -> Exploring:
     """The reference pack's exploration of ``base``'s workload."""
     settings = {**base.settings_for(default_settings), **EXPLORE_SETTINGS}
-    if base.workload.kind == "transcribe":
-        chunks = max(1, round(base.workload.media_seconds / float(settings["chunk_seconds"])))
-    else:  # an upload's parts (the last may be short; an empty source still sends one)
+    # the chunks (an upload's parts) every job has: per-item faults wait for no more
+    # than the shortest job makes
+    work = base.workload
+    if work.kind == "transcribe":
+        chunk_s = float(settings["chunk_seconds"])
+        chunks = max(1, min(round(work.media_of(i) / chunk_s) for i in range(work.jobs)))
+    else:  # the last part may be short; an empty source still sends one
         part = int(settings["upload_part_bytes"])
-        chunks = max(1, -(-base.workload.size_bytes // part))
+        chunks = max(1, min(-(-work.size_of(i) // part) for i in range(work.jobs)))
     return Exploring(settings=settings, chunks=chunks,
                      vocabulary=vocabulary(repeating, after_crash,
-                                           chunk_files=not base.needs_s3))
+                                           chunk_files=not base.needs_s3),
+                     workloads=workloads(base.workload, settings))
 
 
 def _menu(draws: Draws, *, chunk_files: bool) -> FaultMenu:

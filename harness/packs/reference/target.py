@@ -224,17 +224,18 @@ class ReferenceTarget:
     def submit_workload(self, env: Environment, scenario: Scenario, seed: int,
                         indices: Sequence[int] | None = None) -> None:
         """Submit the scenario's jobs through the worker's API; job ``i`` gets seed
-        ``seed * 1000 + i`` (its media or its source bytes)."""
+        ``seed * 1000 + i`` (its media or its source bytes) and its own length
+        (``Workload.media_of``, ``size_of``)."""
         work = scenario.workload
         for index in range(work.jobs) if indices is None else indices:
             if work.kind == "upload":
                 growth = (Growth(work.grow_steps, work.grow_interval_ms / 1000, work.finishes)
                           if work.growing else None)
-                env.submit_upload(seed * 1000 + index, work.size_bytes, growth=growth,
+                env.submit_upload(seed * 1000 + index, work.size_of(index), growth=growth,
                                   max_retries=work.max_retries, timeout_s=work.timeout_s,
                                   stale_after_s=work.stale_after_s, on_stale=work.on_stale)
             else:
-                env.submit(seed * 1000 + index, work.media_seconds,
+                env.submit(seed * 1000 + index, work.media_of(index),
                            max_retries=work.max_retries, timeout_s=work.timeout_s,
                            chunk_seconds=float(env.options.worker_settings["chunk_seconds"]))
 
