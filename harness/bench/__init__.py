@@ -1,6 +1,6 @@
 """Benchmarks of the harness itself: how fast it explores, recovers, reports and judges.
 
-``run_bench`` measures the six figures of ``crashlab bench`` (listed in
+``run_bench`` measures the figures of ``crashlab bench`` (listed in
 ``suite``) on the process runtime and returns one record; ``append_record``
 keeps it in a JSON lines file so runs can be compared.
 """
