@@ -36,22 +36,26 @@ def bench_command(
         "--only", help="measure only this figure (repeatable): schedules_per_minute, "
         "parallel_schedules, inconclusive_share, recovery_latency, takeover_latency, "
         "event_latency, recovery_overhead, recovery_round_trips, recovery_overhead_instant, "
-        "checker_speed")]
+        "checker_speed, scaling (measured only when named: several minutes, --quick under "
+        "two)")]
     = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the record as JSON")] = False,
 ) -> None:
     """Measure the harness's speed against its targets; append a JSON lines record.
 
-    Ten figures: exploration rate with one explorer and with two, the share of
-    inconclusive examples, recovery, takeover and event latency, the recovery
-    machinery's overhead (at a 50 ms service, in Redis round trips per chunk,
-    and at an instant service), and checker speed.
+    Ten figures by default: exploration rate with one explorer and with two,
+    the share of inconclusive examples, recovery, takeover and event latency,
+    the recovery machinery's overhead (at a 50 ms service, in Redis round trips
+    per chunk, and at an instant service), and checker speed; and when named
+    (--only scaling), run and check time, memory and report size of runs of
+    200, 1,000 and 2,000 jobs.
     """
-    from harness.bench import FIGURES, BenchOptions, append_record, run_bench
+    from harness.bench import DEFAULT_FIGURES, BenchOptions, append_record, run_bench
     from harness.cli_explore import registry_after_reaping
     from harness.errors import CrashlabError
+    from reports import write_run_report
 
-    chosen = tuple(dict.fromkeys(only)) if only else FIGURES
+    chosen = tuple(dict.fromkeys(only)) if only else DEFAULT_FIGURES
     try:
         options = (BenchOptions.quick_run(seed, chosen) if quick
                    else BenchOptions(seed=seed, only=chosen))
@@ -61,7 +65,8 @@ def bench_command(
     progress = err if as_json else console
     try:
         record = run_bench(options, registry_after_reaping(), workdir=keep,
-                           say=lambda message: progress.print(f"[dim]bench:[/] {message}"))
+                           say=lambda message: progress.print(f"[dim]bench:[/] {message}"),
+                           render=write_run_report)
     except SetupError as exc:
         err.print(f"[red]setup error:[/] {exc}")
         raise typer.Exit(EXIT_SETUP) from None
@@ -126,7 +131,29 @@ def _detail(name: str, figure: dict[str, Any]) -> str:
     if name == "checker_speed":
         return (f"{figure['entries']} entries, {figure['checkers']} checkers; with loading "
                 f"the file {figure['with_load_entries_per_s']} entries/s")
+    if name == "scaling":
+        return _scaling_detail(figure)
     if name == "schedules_per_minute":
         return (f"{figure['examples']} schedules ({figure['inconclusive']} inconclusive) in "
                 f"{figure['duration_s']} s; {figure['conclusive_per_minute']} conclusive/min")
     return ""
+
+
+def _scaling_detail(figure: dict[str, Any]) -> str:
+    """``200/1000/2000 jobs: run x1/4.6/9.1, check x1/5.0/10.2 (linear x1/5/10); ...``."""
+    rows = figure["sizes"]
+
+    def series(key: str) -> str:
+        return "/".join(f"{row.get(key):g}" if row.get(key) is not None else "-"
+                        for row in rows)
+
+    text = (f"{series('jobs')} jobs: run x{series('run_ratio')}, check "
+            f"x{series('check_ratio')} (linear x{series('linear_ratio')}); run "
+            f"{series('run_s')} s, check {series('check_s')} s; peak RSS "
+            f"{series('rss_peak_mb')} MB; history {series('history_entries')} entries; "
+            f"arrivals kept {series('arrival_rate')} of {figure['rate']:g} jobs/s")
+    if any(row.get("report_s") is not None for row in rows):
+        text += f"; report {series('report_s')} s"
+    if figure.get("verdict") != "valid":
+        text += "; not every run valid: " + "/".join(row["verdict"] for row in rows)
+    return text

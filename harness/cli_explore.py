@@ -228,8 +228,32 @@ def mutants_command(
     runs: Annotated[Path, typer.Option(help="folder for run folders")] = DEFAULT_ROOT,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary")] = False,
     target_flag: TargetOption = None,
+    generate: Annotated[bool, typer.Option(
+        "--generate", help="instead of the planted bugs, let cosmic-ray mutate the worker's "
+                           "recovery code and judge each mutant by scenario runs "
+                           "(harness/mutation_engine.py); resumes its session")] = False,
+    sample: Annotated[int, typer.Option(min=1, help="--generate: mutants to judge, drawn "
+                                                    "from every one cosmic-ray can make")] = 60,
+    scenario: Annotated[list[str] | None, typer.Option(
+        help="--generate: a scenario that judges each mutant (repeat; default: the "
+             "target's mutation scenarios)")] = None,
+    session: Annotated[Path | None, typer.Option(
+        help="--generate: the session folder (default .crashlab/mutation/<target>)")] = None,
+    fresh: Annotated[bool, typer.Option(help="--generate: start a new session")] = False,
 ) -> None:
-    """Explore each planted recovery bug; report killed/survived and time to detect."""
+    """Explore each planted recovery bug; report killed/survived and time to detect.
+
+    With --generate: a mutation score from cosmic-ray (see --sample, --budget, which is
+    then the seconds per mutant for its scenarios, --scenario, --session, --fresh).
+    """
+    if generate:
+        from harness.cli_mutate import generate as generated
+
+        if names:
+            err.print("[red]--generate takes no mutant names[/]")
+            raise typer.Exit(EXIT_SETUP)
+        generated(choose_target(target_flag)[0], sample=sample, seed=seed, budget_s=budget,
+                  scenarios=scenario, session=session, fresh=fresh, as_json=as_json)
     from harness.explore.explorer import Exploration
     from harness.explore.mutation import hunt
     from harness.runner import RunResult

@@ -13,9 +13,11 @@ import time
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 from harness.parallel import ParallelOutcome, ParallelPlan, combined_exit_code, run_parallel
 from harness.target import Target
+from harness.turns import Turns
 
 
 def run_parallel_command(names: list[str], *, repeat: int, seed: int, workers: int, runs: Path,
@@ -47,6 +49,10 @@ def run_parallel_command(names: list[str], *, repeat: int, seed: int, workers: i
                 if check.get("verdict") != "valid":
                     out.print(f"         [{colour}]{check.get('checker')}[/]: "
                               f"{check.get('witness')}")
+            for raw in first.get("turns") or ():  # a repeat behind its clock, in yellow
+                turns = Turns.from_json(raw)
+                text = escape(turns.line())
+                out.print(f"         [yellow]{text}[/]" if turns.behind else f"         {text}")
         else:
             out.print(line)
             err.print(f"[red]{outcome.scenario} (exit {outcome.exit_code}):[/] "

@@ -477,6 +477,9 @@ def _refuse_the_clock(scenario: Scenario, no_faults: bool) -> None:
     if scenario.workload.rate is not None:
         raise DebugError(f"scenario {scenario.name} submits at a rate (workload.rate): "
                          "debug a scenario whose jobs are submitted at once")
+    if scenario.supervise_s is not None:
+        raise DebugError(f"scenario {scenario.name} restarts failed workers by the clock "
+                         "(supervise_s): debug it without supervise_s")
     timed = [f"faults.{i}" for i, f in enumerate(scenario.faults) if f.timed]
     if timed and not no_faults:
         raise DebugError(f"scenario {scenario.name}: {', '.join(timed)} fire by the clock "

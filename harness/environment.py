@@ -1,8 +1,9 @@
 """One run's world: services, the worker's API, worker incarnations, workload.
 
 ``Environment`` starts everything a scenario needs on free loopback ports:
-the data Redis, Toxiproxy in front of it (the worker only ever sees the
-proxy, so the harness can sever it), the transcription service, a moto S3
+the data Redis, Toxiproxy in front of it (the worker only ever sees a proxy,
+one per worker and one for the API: ``harness.services.redis_proxies``, so the
+harness can sever one worker or all), the transcription service, a moto S3
 server when the run has upload jobs, and the target's API; then starts and
 signals worker incarnations through a ``Runtime``. Everything it starts is
 stopped by ``close()``, which the runner calls on every exit path; processes
@@ -18,7 +19,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -32,9 +33,10 @@ from harness.ports import LOOPBACK, free_port, port_open, wait_until
 from harness.procs import ManagedProcess, ProcessRegistry, log_tail
 from harness.runfolder import LEDGER_FILE
 from harness.runtime.base import Runtime, WorkerHandle
+from harness.services.redis_proxies import API_SLOT, RedisProxies
 from harness.services.redis_server import RedisServer
 from harness.services.s3 import S3Server
-from harness.services.toxiproxy import Proxy, ToxiproxyServer
+from harness.services.toxiproxy import ToxiproxyServer
 from harness.services.transcription_server import TranscriptionService
 from harness.streams import Growth, SourceWriter, first_difference, sha256, source_bytes
 from harness.target import JobSnapshot, Target, Wiring, WorkerSpec, media_target
@@ -96,7 +98,7 @@ class Environment:
                                part_min_size=min(5 << 20, part_bytes))
         self.writers: dict[str, SourceWriter] = {}
         self._contents: dict[str, bytes] = {}
-        self.proxy: Proxy | None = None
+        self.proxy: RedisProxies | None = None  # every slot's proxy; faults name slots
         self.api: ManagedProcess | None = None
         self.api_url = ""
         self.workers: dict[str, Worker] = {}
@@ -105,6 +107,7 @@ class Environment:
         self._incarnations: dict[str, int] = {}
         self._workers_lock = threading.Lock()  # timed faults replace workers from threads
         self._terminal: set[str] = set()  # terminal states are final: not read again
+        self._finished_seen = 0  # for progress lines while Redis is down
         self._client: redis.Redis | None = None
         self._owned: list[tuple[str, Callable[[], object]]] = []
 
@@ -115,12 +118,14 @@ class Environment:
         self.sink("process_start", name="redis", role="service", pid=self.redis.pid)
         self.toxiproxy.start()
         self.sink("process_start", name="toxiproxy", role="service", pid=self.toxiproxy.pid)
-        self.proxy = self.toxiproxy.create_proxy("redis", self.redis.port)
+        self.proxy = RedisProxies(self.toxiproxy, self.redis.port)
         data_dir = self.run_dir / "data"
         data_dir.mkdir(parents=True, exist_ok=True)
         # the pack's own services (the reference pack: transcription and S3)
         urls = self.target.start_services(self)
-        self.wiring = Wiring(redis_url=self.proxy.url_for_redis(),
+        # the API's wiring (its proxy is made with the API, if the pack has one); each
+        # worker's has its own slot's proxy (``worker_wiring``)
+        self.wiring = Wiring(redis_url="",
                              openai_base_url=urls.get("openai", ""), data_dir=data_dir,
                              s3_endpoint_url=urls.get("s3", ""), services=urls,
                              direct_redis_url=f"redis://{LOOPBACK}:{self.redis.port}/0")
@@ -144,6 +149,8 @@ class Environment:
         argv = self.target.api_argv(LOOPBACK, port)
         if argv is None:
             return  # the pack enqueues straight to Redis
+        assert self.proxy is not None
+        self.wiring = replace(self.wiring, redis_url=self.proxy.slot(API_SLOT).url_for_redis())
         env = self._aws(_child_env(self.target.environment(self.wiring, None,
                                                            self.options.worker_settings)))
         self.api = ManagedProcess("api", argv,
@@ -204,13 +211,19 @@ class Environment:
         control_url = f"http://{LOOPBACK}:{free_port()}"
         spec = WorkerSpec(worker_id=name, control_url=control_url, failpoints=failpoints)
         merged = {**self.options.worker_settings, **(settings or {})}
-        env = self._aws(_child_env(self.target.environment(self.wiring, spec, merged)))
+        env = self._aws(_child_env(self.target.environment(self.worker_wiring(worker_id), spec,
+                                                           merged)))
         handle = self.runtime.start_worker(name, self.target.worker_argv(), env)
         worker = Worker(name, handle, ControlClient(control_url))
         self.workers[name] = worker
         if wait_ready:
             self.wait_ready(worker)
         return worker
+
+    def worker_wiring(self, worker_id: str) -> Wiring:
+        """The wiring of worker ``worker_id``'s incarnations: Redis through its own proxy."""
+        assert self.proxy is not None, "the environment has not started"
+        return replace(self.wiring, redis_url=self.proxy.slot(worker_id).url_for_redis())
 
     def wait_ready(self, worker: Worker, interval: float = 0.02) -> None:
         """Until the worker's control channel answers (asked every ``interval`` s);
@@ -416,13 +429,16 @@ class Environment:
         """Between the runs of a session: no job is submitted any more."""
         self.jobs.clear()
         self._terminal.clear()
+        self._finished_seen = 0
 
     def finished(self) -> int:
-        """How many submitted jobs are terminal (for progress lines)."""
+        """How many submitted jobs are terminal (for progress lines); while Redis is down,
+        the count last seen."""
         try:
-            return sum(self.is_terminal(job_id) for job_id in list(self.jobs))
+            self._finished_seen = sum(self.is_terminal(job_id) for job_id in list(self.jobs))
         except redis.RedisError:
-            return len(self._terminal)
+            self._finished_seen = max(self._finished_seen, len(self._terminal))
+        return self._finished_seen
 
     def wait_terminal(self, timeout: float, job_ids: list[str] | None = None) -> bool:
         """Whether every job (default: all submitted) reached a terminal state in time."""

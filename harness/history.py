@@ -26,13 +26,22 @@ these kinds and the checkers read nothing else:
                      its writer will have written in all, and whether the
                      writer marks the source finished; {op: "finish", job_id,
                      size} is the writer marking it finished through the API
-    fault_start      {fault_id, fault, params}       ``fault`` is the kind name
+    fault_start      {fault_id, fault, params}       ``fault`` is the kind name; a
+                     Redis fault adds ``cut``, the proxies' slots it acted on
     fault_heal       {fault_id}
     fault_skipped    {fault_id, reason}              planned but did not fire
     fault_planned    {fault_id, fault, params}       a fault added to the schedule
                      while the run was going (an operator's ``kill`` or
                      ``sever`` in ``crashlab debug``); from here on it is part
                      of ``History.schedule`` like the faults of ``run_start``
+    nemesis_turns    {fault_id, fault, every_s, asked, taken, fired, median_gap_s,
+                      window_s}
+                     a repeating fault's turns, once the nemesis stopped: taken
+                     (started) against asked for by its clock (``harness.turns``)
+    supervisor_restart {name, replaces, code, delay_s}
+                     a worker that failed by itself (exit ``code`` > 0) started
+                     again as ``name`` by the run's supervisor (``supervise_s``,
+                     ``harness.supervisor``)
     failpoint_hit    {worker, point, hit, job, chunk, pid, action}
     sut_event        {stream_id, event, job_id, worker_id, epoch, seq, ts_ms,
                       recovery, data}
@@ -49,6 +58,10 @@ these kinds and the checkers read nothing else:
                      a write the worker's fencing check refused (a zombie or a
                      worker past the deadline tried, and changed nothing);
                      copied from the worker's rejected-writes stream at the end
+    retried_write    {job_id, worker_id, epoch, op, item, ts_ms}
+                     a write that found its own effect already in place and
+                     changed nothing: the retry of a command whose reply was
+                     lost (``lost_reply``); copied from the worker's stream
     s3_object        {job_id, bucket, key, exists, size, sha256, etag, token,
                       first_difference, metadata_key, metadata}
                      an upload job's object as S3 holds it at the end of the
@@ -122,10 +135,13 @@ class EntryKind(StrEnum):
     FAULT_HEAL = "fault_heal"
     FAULT_SKIPPED = "fault_skipped"
     FAULT_PLANNED = "fault_planned"
+    NEMESIS_TURNS = "nemesis_turns"
+    SUPERVISOR_RESTART = "supervisor_restart"
     FAILPOINT_HIT = "failpoint_hit"
     SUT_EVENT = "sut_event"
     EXTERNAL_CALL = "external_call"
     REJECTED_WRITE = "rejected_write"
+    RETRIED_WRITE = "retried_write"
     S3_OBJECT = "s3_object"
     S3_UPLOADS = "s3_uploads"
     RUN_END = "run_end"
@@ -586,10 +602,13 @@ class HistoryWriter:
 
     The file is created (``HistoryError`` if it exists) unless ``append`` is
     true, in which case indices continue after the entries already there.
+    ``clock`` stamps each entry's ``ts`` (a test writes a history at chosen times).
     """
 
-    def __init__(self, path: Path, *, append: bool = False) -> None:
+    def __init__(self, path: Path, *, append: bool = False,
+                 clock: Callable[[], float] = time.time) -> None:
         self.path = path
+        self._clock = clock
         self._lock = threading.Lock()
         self._next_index = 0
         if append and path.exists():
@@ -611,7 +630,7 @@ class HistoryWriter:
         with self._lock:
             if self._closed:
                 raise HistoryError(f"history {self.path} is closed; cannot record {kind}")
-            entry = Entry(self._next_index, time.time(), str(kind), MappingProxyType(fields))
+            entry = Entry(self._next_index, self._clock(), str(kind), MappingProxyType(fields))
             line = json.dumps(entry.to_json(), default=_json_default, separators=(",", ":"))
             self._file.write(line + "\n")
             self._file.flush()
@@ -704,32 +723,11 @@ class FinalState:
 
 
 def snapshot_from_json(raw: Mapping[str, Any]) -> JobSnapshot:
-    """The inverse of ``JobSnapshot.to_json`` (chunk indices back to ints)."""
+    """The inverse of ``JobSnapshot.to_json``; ``HistoryError`` when it is malformed."""
     try:
-        chunk_count = raw.get("chunk_count")
-        return JobSnapshot(
-            job_id=str(raw["job_id"]), state=str(raw["state"]), epoch=int(raw.get("epoch", 0)),
-            retry_count=int(raw["retry_count"]), max_retries=int(raw["max_retries"]),
-            chunk_count=None if chunk_count is None else int(chunk_count),
-            chunks_done=int(raw.get("chunks_done", 0)), progress=float(raw.get("progress", 0)),
-            native_state=raw.get("native_state"),
-            ended_at=None if raw.get("ended_at") is None else float(raw["ended_at"]),
-            error=raw.get("error"), transcript=raw.get("transcript"),
-            committed_chunks={int(k): dict(v) for k, v in
-                              (raw.get("committed_chunks") or {}).items()},
-            state_sets=[str(s) for s in raw.get("state_sets") or ()],
-            kind=str(raw.get("kind") or "transcribe"), upload=_upload_checkpoint(raw),
-        )
+        return JobSnapshot.from_json(raw)
     except (KeyError, TypeError, ValueError) as exc:
         raise HistoryError(f"job snapshot {raw.get('job_id')!r} is malformed: {exc!r}") from exc
-
-
-def _upload_checkpoint(raw: Mapping[str, Any]) -> dict[str, Any] | None:
-    upload = raw.get("upload")
-    if upload is None:
-        return None
-    parts = {int(number): dict(part) for number, part in (upload.get("parts") or {}).items()}
-    return {**upload, "parts": parts}
 
 
 def save_state(path: Path, jobs: Mapping[str, JobSnapshot] | Iterable[JobSnapshot],

@@ -75,9 +75,12 @@ def connection_table(env: Environment, run_dir: Path, failed: list[CheckResult])
     table.add_row("replay, stopping", f"crashlab debug {run_dir}   (stops where its kills "
                                       "strike)")
     table.add_row("redis", f"redis-cli -p {env.redis.port}   (the data Redis itself)")
-    if env.proxy is not None:
+    if env.proxy is not None and env.proxy.slots:
+        slots = env.proxy.slots
+        first = next((slot for slot in slots if slot != "api"), slots[0])
         table.add_row("redis, as workers see it",
-                      f"redis-cli -p {env.proxy.listen_port}   (through Toxiproxy, API "
+                      f"redis-cli -p {env.proxy.slot(first).listen_port}   (through {first}'s "
+                      f"proxy; one each: {env.proxy.describe()}; Toxiproxy API "
                       f"{env.toxiproxy.api_url})")
     table.add_row("worker API", f"{env.api_url}/docs")
     table.add_row("transcription service", f"{env.transcription.base_url}  (call log "

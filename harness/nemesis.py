@@ -5,10 +5,11 @@ Two background threads a run may start once its first workers are up:
 * ``Arrivals`` submits the workload at ``workload.rate`` jobs per second,
   ``burst`` at a time, with exponential gaps between arrivals drawn from the
   run's seed (a Poisson process), while the faults run. A submit the API
-  refuses (Redis cut off behind it) is recorded (``op submit_refused``) and
-  tried again, as a client would; only an accepted submit is a job. Without
-  a rate the workload is submitted at once, before the faults, as it always
-  was.
+  refuses (Redis cut off behind it), or that fails in Redis for a pack that
+  enqueues straight to Redis (Redis restarting), is recorded (``op
+  submit_refused``) and tried again, as a client would; only an accepted
+  submit is a job. Without a rate the workload is submitted at once, before
+  the faults, as it always was.
 * ``TimedNemesis`` fires each *timed* fault (``at_s`` and/or ``every_s`` on
   any fault kind, ``FaultSpecModel``) on its own thread: first at ``at_s``
   after the workload starts, then every ``every_s`` (plus or minus a seeded
@@ -19,7 +20,12 @@ Two background threads a run may start once its first workers are up:
   sequence. Each repeat is recorded as a fault of its own (``f2``, ``f2.2``,
   ``f2.3``... each ``fault_planned``, ``fault_start``, ``fault_heal``), so
   fault coverage stays exact. A timed fault whose first turn never came is
-  recorded skipped, which makes the run unknown, never valid.
+  recorded skipped, which makes the run unknown, never valid. A turn starts
+  only once the previous one is done, so a repeat can fall behind its clock;
+  when the nemesis stops it records each repeating fault's turns taken
+  against those asked for (``nemesis_turns``, ``harness.turns``). With
+  ``supervise_s`` it runs the scenario's process manager (``harness.supervisor``)
+  for as long as the faults run.
 
 Replay: phase-anchored faults replay exactly; timed ones replay the same
 plan (the same offsets and jitter, from the seed) but not the same
@@ -36,12 +42,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import redis
+
 from harness.environment import Environment
 from harness.errors import CrashlabError, ScenarioError
 from harness.faults import Fault, FaultContext, build_fault, fault_colour
 from harness.faults.registry import FaultSpecModel
+from harness.history import EntryKind
 from harness.scenario import Scenario
+from harness.supervisor import Supervisor
 from harness.target import LeasedTarget, Target
+from harness.turns import Turns, count_turns
 
 log = logging.getLogger(__name__)
 
@@ -115,7 +126,7 @@ class Arrivals:
             try:
                 self.target.submit_workload(self.env, self.scenario, self.seed, [index])
                 return True
-            except CrashlabError as exc:
+            except (CrashlabError, redis.RedisError) as exc:  # a pack enqueues to Redis itself
                 if time.monotonic() >= deadline:
                     raise
                 self.env.sink("op", op="submit_refused", job_index=index, reason=str(exc)[:300])
@@ -139,14 +150,16 @@ class _Timed:
     index: int
     first: Fault
     spec: FaultSpecModel
-    fired: list[Fault] = field(default_factory=list)
+    fired: list[Fault] = field(default_factory=list)  # the repeats built (f2.2, f2.3...)
+    starts: list[float] = field(default_factory=list)  # monotonic start of each turn
+    turns_fired: int = 0
 
 
 class TimedNemesis:
     """The timed faults of a run, each on its own thread; see the module docstring."""
 
     def __init__(self, faults: list[Fault], env: Environment, record: Record, seed: int,
-                 phase_timeout: float) -> None:
+                 phase_timeout: float, *, supervise_s: float | None = None) -> None:
         self.env = env
         self.record = record
         self.seed = seed
@@ -160,12 +173,19 @@ class TimedNemesis:
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self.started_at = 0.0
+        self.stopped_at: float | None = None
+        self.turns: tuple[Turns, ...] = ()  # of each repeating fault, once stopped
+        self._counted = False
+        # the scenario's process manager, which runs as long as the faults do
+        self.supervisor = None if supervise_s is None else Supervisor(env, supervise_s)
 
     def owns(self, fault: Fault) -> bool:
         return any(t.first is fault for t in self.timed)
 
     def start(self) -> None:
         self.started_at = time.monotonic()
+        if self.supervisor is not None:
+            self.supervisor.start()
         for timed in self.timed:
             thread = threading.Thread(target=self._run, args=(timed,), daemon=True,
                                       name=f"crashlab-nemesis-{timed.first.fault_id}")
@@ -173,10 +193,31 @@ class TimedNemesis:
             thread.start()
 
     def stop(self) -> None:
-        """Let no fault start any more and wait for those under way to finish."""
+        """Let no fault start any more, wait for those under way to finish, and (the
+        first time) record each repeating fault's turns."""
+        if self.stopped_at is None and self.started_at:
+            self.stopped_at = time.monotonic()
         self.stopping.set()
         for thread in self._threads:
             thread.join(timeout=self.phase_timeout + 60)
+        if self.supervisor is not None:
+            self.supervisor.stop()
+        if self.stopped_at is not None and not self._counted:
+            self._counted = True
+            self.turns = self._count_turns(self.stopped_at - self.started_at)
+            for turns in self.turns:
+                self.record(EntryKind.NEMESIS_TURNS, **turns.to_json())
+
+    def _count_turns(self, window_s: float) -> tuple[Turns, ...]:
+        counted = []
+        with self._lock:
+            for t in self.timed:
+                if t.spec.every_s is not None:
+                    counted.append(count_turns(
+                        t.first.fault_id, t.spec.kind, at_s=t.spec.at_s, every_s=t.spec.every_s,
+                        times=t.spec.times, window_s=window_s, fired=t.turns_fired,
+                        starts=[start - self.started_at for start in t.starts]))
+        return tuple(counted)
 
     def all_fired(self) -> list[Fault]:
         """Every fault instance the nemesis built (for healing)."""
@@ -197,6 +238,8 @@ class TimedNemesis:
                                        f"(at_s {spec.at_s or 0:g})")
                 return
             fault = timed.first if turn == 1 else self._repeat(timed, turn)
+            with self._lock:
+                timed.starts.append(time.monotonic())
             try:
                 fired = ctx.fire(fault)
             except Exception as exc:  # noqa: BLE001 - recorded; the other faults go on
@@ -209,6 +252,7 @@ class TimedNemesis:
                                 reason=ctx.skip_reason())
             with self._lock:
                 self.fired += int(fired)
+                timed.turns_fired += int(fired)
             turn += 1
             if spec.every_s is None or (spec.times is not None and turn > spec.times):
                 return

@@ -46,7 +46,7 @@ def load_target(spec: str | None = None, *, mutant: str | None = None,
         base = load_target(spec, **options)
         if not isinstance(base, MutantTarget):
             raise SetupError(f"target {spec!r} ships no planted bugs; --mutant is for a "
-                             "target with mutants (the reference pack has ten)")
+                             "target with mutants (the reference pack's: crashlab mutants)")
         try:
             return base.with_mutant(mutant)
         except CrashlabError as exc:

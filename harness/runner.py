@@ -27,7 +27,7 @@ from typing import Any
 import redis
 
 from harness.checkers import run_checkers
-from harness.checkers.base import CheckResult, Expectations, Verdict, combine, tally, tally_words
+from harness.checkers.base import CheckResult, Expectations, combine
 from harness.cleanup import Cleanup
 from harness.environment import Environment, EnvironmentOptions, record_nothing
 from harness.errors import ScenarioError, SetupError
@@ -44,13 +44,16 @@ from harness.history import (
 from harness.nemesis import Arrivals, TimedNemesis, check_repeats
 from harness.packs_registry import load_target
 from harness.procs import ProcessRegistry
+from harness.result import RunResult as RunResult  # re-exported
 from harness.runfolder import DEFAULT_ROOT, new_run_dir
 from harness.runfolder import RESULTS_FILE as RESULTS_FILE  # re-exported
 from harness.runfolder import SCHEDULE_FILE as SCHEDULE_FILE  # re-exported
 from harness.runtime.base import EventSink, Runtime
 from harness.runtime.process import ProcessRuntime
 from harness.scenario import Scenario
-from harness.target import LatencyTarget, Target
+from harness.service_behaviour import check_service, configure_service
+from harness.target import Target
+from harness.turns import Turns
 
 log = logging.getLogger(__name__)
 
@@ -59,35 +62,6 @@ PROGRESS_EVERY_S = 5.0
 
 RUNTIMES = ("process", "docker")
 Progress = Callable[[str], None]
-
-
-@dataclass(frozen=True)
-class RunResult:
-    scenario: str
-    run_dir: Path
-    seed: int
-    verdict: Verdict
-    checks: tuple[CheckResult, ...]
-    faults_planned: int
-    faults_fired: int
-    duration_s: float
-
-    @property
-    def tally(self) -> str:
-        """``12 held, 1 unknown, 3 not applicable``."""
-        return tally_words(c.verdict for c in self.checks)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "scenario": self.scenario, "run_dir": str(self.run_dir), "seed": self.seed,
-            "verdict": str(self.verdict),
-            "checkers": {c.checker: str(c.verdict) for c in self.checks},
-            "counts": tally(c.verdict for c in self.checks),
-            "checks": [c.to_json() for c in self.checks],
-            "faults": {"planned": self.faults_planned, "fired": self.faults_fired},
-            "duration_s": round(self.duration_s, 3),
-            "replay": f"crashlab replay {self.run_dir}",
-        }
 
 
 @dataclass(frozen=True)
@@ -248,7 +222,7 @@ class RunHooks:
         and wait for the jobs; returns why the run ended."""
         ctx, scenario = run.ctx, run.scenario
         nemesis = TimedNemesis(run.faults, run.env, run.history.record, run.seed,
-                               scenario.phase_timeout_s)
+                               scenario.phase_timeout_s, supervise_s=scenario.supervise_s)
         run.cleanup.callback(nemesis.stop, "timed faults")
         run.cleanup.callback(lambda: heal_all(nemesis.all_fired(), ctx), "heal timed faults")
         run.nemesis = nemesis
@@ -272,7 +246,6 @@ class RunHooks:
         if run.arrivals is not None:
             run.wait(run.arrivals.done.is_set, "jobs arriving", scenario.timeout_s)
             run.arrivals.join()
-        run.fired += nemesis.fired
         heal_all([*run.faults, *nemesis.all_fired()], ctx)
         run.env.top_up(scenario.workers)
         if run.wait(lambda: run.env.wait_terminal(0.0), "waiting for jobs to settle",
@@ -286,7 +259,7 @@ class RunHooks:
     def counted(self, run: Run) -> tuple[int, int]:
         """Faults planned (a timed fault's repeats each count) and fired, for the result."""
         repeats = 0 if run.nemesis is None else run.nemesis.planned - len(run.nemesis.timed)
-        return len(run.faults) + repeats, run.fired
+        return len(run.faults) + repeats, run.fired + (run.nemesis.fired if run.nemesis else 0)
 
     def hold(self, run: Run) -> None:
         """The history and final state are saved; everything still runs."""
@@ -401,8 +374,7 @@ class Run:
                              **hooks.run_start(self))
             hooks.opened(self)
             self._env = env = self._environment(cleanup, settings)
-            if scenario.service.has_latency and isinstance(target, LatencyTarget):
-                target.set_service_latency(env, scenario.service.latency(self.seed))
+            configure_service(target, env, scenario.service, self.seed)
             self._ctx = FaultContext(env, random.Random(self.seed), history.record,
                                      phase_timeout=scenario.phase_timeout_s)
             cleanup.callback(lambda: heal_all(self.faults, self.ctx), "heal faults")
@@ -425,7 +397,8 @@ class Run:
         self.say("checking")
         planned, fired = hooks.counted(self)
         return judge_run(run_dir, scenario.name, self.seed, expectations, planned, fired,
-                         started, target=target)
+                         started, target=target,
+                         turns=self.nemesis.turns if self.nemesis is not None else ())
 
     def _environment(self, cleanup: Cleanup, settings: dict[str, str]) -> Environment:
         session = self.session
@@ -477,11 +450,12 @@ def save_final_state(env: Environment, history: HistoryWriter, run_dir: Path,
 
 def judge_run(run_dir: Path, scenario: str, seed: int, expectations: Expectations,
               planned: int, fired: int, started: float, *,
-              target: Target | None = None) -> RunResult:
-    """Check the saved run, write ``results.json``; ``started`` is its monotonic start."""
+              target: Target | None = None, turns: tuple[Turns, ...] = ()) -> RunResult:
+    """Check the saved run, write ``results.json``; ``started`` is its monotonic start,
+    ``turns`` the repeating faults' (``harness.turns``)."""
     checks = tuple(judge(run_dir, expectations, target=target))
     result = RunResult(scenario, run_dir, seed, combine(c.verdict for c in checks), checks,
-                       planned, fired, time.monotonic() - started)
+                       planned, fired, time.monotonic() - started, turns)
     (run_dir / RESULTS_FILE).write_text(json.dumps(result.to_json(), indent=2) + "\n")
     return result
 
@@ -520,9 +494,7 @@ def check_workload(scenario: Scenario, target: Target) -> None:
                             f"{', '.join(sorted(target.workload_kinds))}, not "
                             f"{scenario.workload.kind!r}")
     check_repeats(scenario, target)
-    if scenario.service.has_latency and not isinstance(target, LatencyTarget):
-        raise ScenarioError(f"scenario {scenario.name}: service: {target.name} has no "
-                            "external service that takes a latency")
+    check_service(scenario, target)
 
 
 def analyze(run_dir: Path) -> tuple[list[CheckResult], dict[str, Any] | None]:

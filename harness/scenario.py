@@ -31,6 +31,7 @@ from harness.checkers.base import Expectations
 from harness.errors import ScenarioError
 from harness.faults import FaultSpec
 from harness.services.latency import LatencyModel
+from harness.services.redis_proxies import check_slots
 
 # Worker settings a scenario may set (the target turns them into its own variables).
 DEFAULT_SETTINGS = {"lease_ttl_ms": "1000", "heartbeat_ms": "200", "chunk_seconds": "1.0",
@@ -95,13 +96,19 @@ class Workload(BaseModel):
 
 
 class ServiceSpec(BaseModel):
-    """How the workload's external service answers: each call takes a latency drawn from
-    a log-normal with this median and 99th percentile (the transcription service for the
-    reference pack, the billing service for the queue packs)."""
+    """How the workload's external service answers (the transcription service for the
+    reference pack, the billing service for the queue packs): each call takes a latency
+    drawn from a log-normal with this median and 99th percentile; it honours idempotency
+    keys (a repeated key is answered from the first call, billed once) or ignores them
+    (every call is new, billable work, as with the real OpenAI endpoint); and it answers
+    its status endpoint (what it knows of a key) or not (404). With keys ignored, only
+    the worker's own status check before redoing work keeps a chunk billed once."""
 
     model_config = ConfigDict(extra="forbid")
     latency_median_ms: float = Field(0, ge=0, le=60_000)
     latency_p99_ms: float | None = Field(None, ge=0, le=600_000)
+    idempotency_keys: Literal["honoured", "ignored"] = "honoured"
+    status_endpoint: bool = Field(True, description="answers status queries about a key")
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
@@ -113,6 +120,11 @@ class ServiceSpec(BaseModel):
     @property
     def has_latency(self) -> bool:
         return self.latency_median_ms > 0
+
+    @property
+    def has_behaviour(self) -> bool:
+        """Whether it differs from a service that honours keys and answers status queries."""
+        return self.idempotency_keys != "honoured" or not self.status_endpoint
 
     def latency(self, seed: int) -> LatencyModel:
         """The service's latency model for a run with ``seed``."""
@@ -126,6 +138,9 @@ class ExpectSpec(BaseModel):
     terminal_states: list[str] = Field(default_factory=lambda: ["COMPLETED"])
     retry_count: int | None = Field(None, ge=0)
     failure_reason: str | None = None
+    # the bound external_work_per_chunk applies: each chunk billed once (true), or once per
+    # interruption at most (false); with ``service.idempotency_keys: ignored`` a true here
+    # says the worker's own status check must keep the work single
     idempotency_keys_honoured: bool = True
     min_rejected_writes: int | None = Field(None, ge=0)
     effects: Literal["at_most_once", "at_least_once", "exactly_once"] | None = None
@@ -159,6 +174,10 @@ class Scenario(BaseModel):
     time_limit_s: float | None = Field(None, gt=0, le=3600,
                                        description="timed faults stop repeating this long "
                                                    "after the workload starts")
+    supervise_s: float | None = Field(None, ge=0, le=600,
+                                      description="while the faults run, start a worker that "
+                                                  "failed by itself (exit code > 0) again this "
+                                                  "long after, as a process manager would")
     timeout_s: float = Field(90, gt=0, le=3600, description="budget for jobs to settle")
     phase_timeout_s: float = Field(30, gt=0, le=600,
                                    description="how long a fault waits for its phase")
@@ -175,6 +194,15 @@ class Scenario(BaseModel):
         if self.time_limit_s is not None and self.time_limit_s > self.timeout_s:
             raise ValueError(f"time_limit_s ({self.time_limit_s:.0f} s) is beyond timeout_s "
                              f"({self.timeout_s:.0f} s): raise timeout_s")
+        return self
+
+    @model_validator(mode="after")
+    def _known_workers(self) -> Self:
+        count = max(self.workers, self.initial_workers or 0)
+        for index, fault in enumerate(self.faults):
+            names = getattr(fault, "workers", None)
+            if isinstance(names, list) and (why := check_slots(names, count)):
+                raise ValueError(f"faults.{index}.workers: {why}")
         return self
 
     @field_validator("settings", mode="before")

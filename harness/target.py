@@ -12,7 +12,9 @@ upload workloads and file faults need, ``MutantTarget`` the planted bugs a
 pack may ship, ``InspectableTarget`` what ``crashlab debug`` shows of a job,
 ``ExplorableTarget`` how ``crashlab explore`` draws the pack's domain faults,
 ``LatencyTarget`` how a scenario's ``service`` latency reaches the pack's
-external service, ``LeasedTarget`` how long a dead worker's job stays claimed.
+external service, ``ServiceTarget`` how it is made to ignore idempotency keys
+or its status endpoint, ``LeasedTarget`` how long a dead worker's job stays
+claimed.
 """
 
 from __future__ import annotations
@@ -38,7 +40,10 @@ if TYPE_CHECKING:  # the types of the hooks' arguments; they import this module
 class Wiring:
     """Where the services of one run are, as the worker should see them."""
 
-    redis_url: str  # usually the Toxiproxy listener in front of the data Redis
+    # usually a Toxiproxy listener in front of the data Redis: the API's in ``env.wiring``
+    # (empty when the pack has no API), the worker's own in the wiring a worker is started
+    # with (``env.worker_wiring``)
+    redis_url: str
     openai_base_url: str
     data_dir: Path
     s3_endpoint_url: str = ""  # the S3 server, when the run has upload jobs
@@ -85,9 +90,16 @@ class JobSnapshot:
     committed_chunks: dict[int, dict[str, Any]] = field(default_factory=dict)
     kind: str = "transcribe"  # or "upload", or a pack's kind ("task")
     # upload jobs: the checkpoint as the store holds it (bucket, key, upload_id, bytes_sent,
-    # next_part, finished_size, parts {number: {etag, size, offset, ...}}); parts is empty
-    # once the job completed and cleaned up
+    # next_part, parts_done, finished_size, parts {number: {etag, size, offset, ...}}); parts
+    # is empty once the job completed and cleaned up
     upload: dict[str, Any] | None = None
+    # the indexes beside the state sets, as the reference worker keeps them: how often the
+    # id is in the queue list (None: the target reports none of the three), the lease's
+    # value ("<worker>|<epoch>"; None: no lease), the deadline set's score (ms; None: not
+    # in it)
+    queued: int | None = None
+    lease: str | None = None
+    deadline_ms: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -98,7 +110,37 @@ class JobSnapshot:
             "committed_chunks": {str(k): v for k, v in self.committed_chunks.items()},
             "state_sets": self.state_sets, "kind": self.kind, "upload": self.upload,
             "native_state": self.native_state, "ended_at": self.ended_at,
+            "queued": self.queued, "lease": self.lease, "deadline_ms": self.deadline_ms,
         }
+
+    @classmethod
+    def from_json(cls, raw: Mapping[str, Any]) -> JobSnapshot:
+        """The inverse of ``to_json`` (chunk and part numbers back to ints); ``KeyError``,
+        ``TypeError`` or ``ValueError`` when it is malformed."""
+        upload = raw.get("upload")
+        if upload is not None:
+            upload = {**upload, "parts": {int(number): dict(part) for number, part in
+                                          (upload.get("parts") or {}).items()}}
+        return cls(
+            job_id=str(raw["job_id"]), state=str(raw["state"]), epoch=int(raw.get("epoch", 0)),
+            retry_count=int(raw["retry_count"]), max_retries=int(raw["max_retries"]),
+            chunk_count=_optional_int(raw.get("chunk_count")),
+            chunks_done=int(raw.get("chunks_done", 0)), progress=float(raw.get("progress", 0)),
+            native_state=raw.get("native_state"),
+            ended_at=None if raw.get("ended_at") is None else float(raw["ended_at"]),
+            error=raw.get("error"), transcript=raw.get("transcript"),
+            committed_chunks={int(k): dict(v) for k, v in
+                              (raw.get("committed_chunks") or {}).items()},
+            state_sets=[str(s) for s in raw.get("state_sets") or ()],
+            kind=str(raw.get("kind") or "transcribe"), upload=upload,
+            queued=_optional_int(raw.get("queued")),
+            lease=None if raw.get("lease") is None else str(raw["lease"]),
+            deadline_ms=_optional_int(raw.get("deadline_ms")),
+        )
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
 
 
 @dataclass(frozen=True)
@@ -313,6 +355,19 @@ class LatencyTarget(Protocol):
 
 
 @runtime_checkable
+class ServiceTarget(Protocol):
+    """A target whose external service can be told to ignore idempotency keys and to
+    have no status endpoint (the scenario's ``service`` block); optional. A scenario
+    asking for either is refused (exit 3) by a target without it."""
+
+    def set_service_behaviour(self, env: Environment, *, honour_keys: bool,
+                              status_endpoint: bool) -> None:
+        """Make the service honour or ignore idempotency keys, and answer its status
+        endpoint or not (called once per run, like ``set_service_latency``)."""
+        ...
+
+
+@runtime_checkable
 class LeasedTarget(Protocol):
     """A target whose jobs stay claimed by their worker for a while after it died;
     optional. A fault that repeats more often than that (``every_s``) is refused
@@ -333,4 +388,33 @@ class MutantTarget(Protocol):
 
     def with_mutant(self, name: str, state_dir: Path | None = None) -> Target:
         """The same target running a copy of its worker with bug ``name`` planted."""
+        ...
+
+
+@dataclass(frozen=True)
+class MutationSource:
+    """What ``crashlab mutants --generate`` may mutate in a target's worker.
+
+    ``package`` is the worker's package folder (copied, never mutated in
+    place), ``files`` the modules in it to mutate (relative to it), and
+    ``scenarios`` the catalog scenarios run against each mutant, in order
+    (the first invalid one kills it, so the likeliest killers go first).
+    """
+
+    package: Path
+    files: tuple[str, ...]
+    scenarios: tuple[str, ...]
+
+
+@runtime_checkable
+class MutableSourceTarget(Protocol):
+    """A target whose worker's source crashlab can mutate with cosmic-ray; optional."""
+
+    def mutation_source(self) -> MutationSource:
+        """The package, the modules to mutate and the scenarios that judge a mutant."""
+        ...
+
+    def with_source(self, root: Path) -> Target:
+        """The same target running the worker package found under ``root`` (put first
+        on the worker's import path) instead of the shipped one."""
         ...

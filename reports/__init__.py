@@ -2,8 +2,9 @@
 
 ``write_run_report(run_dir)`` writes one self-contained page per run
 (``report.html`` in the run folder): verdicts and witnesses, a timeline with
-one lane per worker incarnation, recovery latency, calls per chunk, fault
-coverage, the schedule, the seed, the replay command and the log tails.
+one lane per worker incarnation (aggregated for a soak), throughput and
+latency over time with the faults shaded, recovery latency, calls per chunk,
+fault coverage, the schedule, the seed, the replay command and the log tails.
 ``write_index([runs_root])`` writes ``index.html`` across every run there:
 the verdict per scenario and its trend over repeated runs.
 

@@ -29,6 +29,7 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 
+from reports import crowd
 from reports.measures import ChunkCalls
 from reports.timeline import FaultMark, ProgressPoint, Timeline
 
@@ -49,7 +50,7 @@ NEMESIS = "nemesis"
 _CHAR_WIDTH = 0.0068
 """Roughly how much of the timeline's x span one character of a 7.5 pt bold label takes."""
 
-_STYLE: dict[Any, Any] = {  # rc keys are typed as literals; these are all real rc keys
+STYLE: dict[Any, Any] = {  # rc keys are typed as literals; these are all real rc keys
     "font.family": "sans-serif",
     "font.sans-serif": ["DejaVu Sans", "Liberation Sans", "Arial", "Helvetica"],
     "font.size": 9,
@@ -84,55 +85,87 @@ def to_svg(fig: Figure, salt: str, label: str) -> str:
     return text.replace("<svg", f'<svg role="img" aria-label="{label}"', 1)
 
 
-def _figure(width: float, height: float) -> Figure:
-    with matplotlib.rc_context(_STYLE):
+def figure(width: float, height: float) -> Figure:
+    with matplotlib.rc_context(STYLE):
         return Figure(figsize=(width, height), layout="constrained")
 
 
-def timeline_svg(timeline: Timeline, colors: Mapping[str, str]) -> str:
-    """Worker lanes over a nemesis lane, fault windows shaded, and job progress below."""
-    with matplotlib.rc_context(_STYLE):
-        names = [NEMESIS] + [lane.name for lane in timeline.lanes]
+def timeline_svg(timeline: Timeline, colors: Mapping[str, str],
+                 scale: crowd.Scale | None = None) -> str:
+    """Worker lanes over a nemesis lane, fault windows shaded, and job progress below;
+    ``scale`` says which parts a big run aggregates (``reports.crowd``)."""
+    scale = scale or crowd.Scale()
+    with matplotlib.rc_context(STYLE):
+        kinds = scale.fault_kinds
+        nemesis = [NEMESIS] if kinds is None else list(kinds)
+        workers = [lane.name for lane in timeline.lanes] if scale.slots is None else \
+            [slot.name for slot in scale.slots]
+        names = nemesis + workers
         rows = len(names)
-        fig = _figure(11.0, 1.9 + 0.42 * rows + 1.9)
+        fig = figure(11.0, 1.9 + 0.42 * rows + 1.9)
         grid = fig.add_gridspec(2, 1, height_ratios=[0.5 + 0.42 * rows, 1.9])
         lanes_ax = fig.add_subplot(grid[0])
         progress_ax = fig.add_subplot(grid[1], sharex=lanes_ax)
         y_of = {name: rows - 1 - i for i, name in enumerate(names)}
-        _draw_lanes(lanes_ax, timeline, colors, y_of)
-        _draw_faults(lanes_ax, progress_ax, timeline.faults, y_of[NEMESIS], timeline.t_end)
-        _draw_progress(progress_ax, timeline, colors)
+        if scale.slots is None:
+            _draw_lanes(lanes_ax, timeline, colors, y_of, scale.busy)
+        else:
+            crowd.draw_slots(lanes_ax, scale.slots, scale.busy, colors, y_of)
+        if kinds is None:
+            _draw_faults(lanes_ax, progress_ax, timeline.faults, y_of[NEMESIS], timeline.t_end)
+        else:
+            crowd.draw_fault_rows(lanes_ax, progress_ax, timeline.faults, y_of)
+        if scale.counts is None:
+            _draw_progress(progress_ax, timeline, colors)
+        else:
+            crowd.draw_job_counts(progress_ax, scale.counts)
         left = max(0.0, timeline.first_worker_start - 0.3)
         lanes_ax.set_xlim(left, timeline.t_end + 0.2)
         lanes_ax.set_ylim(-0.7, rows - 0.3)
-        lanes_ax.set_yticks([y_of[n] for n in names], names)
+        labels = dict(zip(names, names, strict=True))
+        if kinds is not None:
+            labels.update(crowd.fault_row_labels(timeline.faults, kinds))
+        if scale.slots is not None:
+            labels.update({slot.name: f"{slot.name} ({len(slot.lanes)} starts)"
+                           for slot in scale.slots})
+        lanes_ax.set_yticks([y_of[n] for n in names], [labels[n] for n in names])
         lanes_ax.tick_params(axis="x", labelbottom=False)
         lanes_ax.grid(axis="x", color="#d0d7de", linewidth=0.5)
         progress_ax.grid(axis="x", color="#d0d7de", linewidth=0.5)
         progress_ax.set_xlabel("seconds since the run started")
-        kinds = dict(sorted({mark.kind: mark.colour for mark in timeline.faults}.items()))
+        kind_colours = dict(sorted({mark.kind: mark.colour for mark in timeline.faults}.items()))
         rejected = any(lane.rejected for lane in timeline.lanes)
-        fig.legend(handles=_legend(kinds, rejected), loc="outside lower center", ncols=6,
-                   frameon=False)
-        return to_svg(fig, "timeline", "timeline: one lane per worker incarnation, faults and "
-                                       "job progress")
+        handles = _legend(kind_colours, rejected, commits=scale.counts is None)
+        if scale.busy is not None:
+            handles[0:1] = crowd.busy_legend()
+        if scale.counts is not None:
+            handles += crowd.counts_legend(any(scale.counts.other))
+        fig.legend(handles=handles, loc="outside lower center", ncols=6, frameon=False)
+        what = "one lane per worker incarnation" if scale.slots is None else \
+            "one row per worker slot"
+        return to_svg(fig, "timeline", f"timeline: {what}, faults and job progress")
 
 
 def _draw_lanes(ax: Axes, timeline: Timeline, colors: Mapping[str, str],
-                y_of: Mapping[str, int]) -> None:
+                y_of: Mapping[str, int],
+                busy: Mapping[str, Sequence[tuple[float, float]]] | None = None) -> None:
     for lane in timeline.lanes:
         y, color = y_of[lane.name], colors.get(lane.name, "#57606a")
-        ax.broken_barh([(lane.start, max(lane.end - lane.start, 0.01))], (y - 0.25, 0.5),
-                       facecolors=color, alpha=0.85, linewidth=0)
-        for start, end in lane.pauses:
-            ax.broken_barh([(start, max(end - start, 0.01))], (y - 0.25, 0.5),
-                           facecolors="white", edgecolors=color, hatch="////", linewidth=0.8)
-        if lane.killed:
-            ax.plot([lane.end], [y], marker="X", markersize=11, color="#cf222e",
-                    markeredgecolor="white", linestyle="none", zorder=6)
-        elif lane.end_reason.startswith("exit"):
-            ax.plot([lane.end], [y], marker="|", markersize=12, color="#57606a",
-                    linestyle="none", zorder=6)
+        if busy is not None:
+            crowd.draw_lane(ax, lane, y, color, busy.get(lane.name, ()))
+        else:
+            ax.broken_barh([(lane.start, max(lane.end - lane.start, 0.01))], (y - 0.25, 0.5),
+                           facecolors=color, alpha=0.85, linewidth=0)
+            for start, end in lane.pauses:
+                ax.broken_barh([(start, max(end - start, 0.01))], (y - 0.25, 0.5),
+                               facecolors="white", edgecolors=color, hatch="////",
+                               linewidth=0.8)
+            if lane.killed:
+                ax.plot([lane.end], [y], marker="X", markersize=11, color="#cf222e",
+                        markeredgecolor="white", linestyle="none", zorder=6)
+            elif lane.end_reason.startswith("exit"):
+                ax.plot([lane.end], [y], marker="|", markersize=12, color="#57606a",
+                        linestyle="none", zorder=6)
         if lane.rejected:
             ax.plot(list(lane.rejected), [y] * len(lane.rejected), marker="x", markersize=7,
                     color="#24292f", markeredgewidth=1.5, linestyle="none", zorder=7)
@@ -219,7 +252,8 @@ def _draw_progress(ax: Axes, timeline: Timeline, colors: Mapping[str, str]) -> N
     ax.set_ylim(-0.3, top + max(0.8, top * 0.12))
 
 
-def _legend(kinds: Mapping[str, str], rejected: bool) -> list[Patch | Line2D]:
+def _legend(kinds: Mapping[str, str], rejected: bool, *,
+            commits: bool = True) -> list[Patch | Line2D]:
     handles: list[Patch | Line2D] = [
         Patch(facecolor="#57606a", alpha=0.85, label="worker running"),
         Patch(facecolor="white", edgecolor="#57606a", hatch="////", label="paused (SIGSTOP)"),
@@ -229,11 +263,12 @@ def _legend(kinds: Mapping[str, str], rejected: bool) -> list[Patch | Line2D]:
                label="exited"),
         Line2D([], [], marker="D", color="#f2cc60", markeredgecolor="#24292f", markersize=6,
                linestyle="none", label="failpoint hit"),
-        Line2D([], [], marker="o", color="#57606a", markersize=5, linestyle="none",
-               label="chunk commit (worker's colour)"),
-        Line2D([], [], marker="*", color="#57606a", markersize=9, linestyle="none",
-               label="job completed"),
     ]
+    if commits:
+        handles += [Line2D([], [], marker="o", color="#57606a", markersize=5, linestyle="none",
+                           label="chunk commit (worker's colour)"),
+                    Line2D([], [], marker="*", color="#57606a", markersize=9, linestyle="none",
+                           label="job completed")]
     if rejected:
         handles.append(Line2D([], [], marker="x", color="#24292f", markeredgewidth=1.5,
                               markersize=6, linestyle="none", label="write rejected (stale epoch)"))
@@ -271,8 +306,8 @@ def calls_svg(chunks: Sequence[ChunkCalls], job_numbers: Mapping[str, int]) -> s
     """Stacked bars: calls per chunk by outcome; chunks billed twice marked above."""
     if len(chunks) > MAX_CALL_BARS:
         return _binned_calls_svg(bin_chunks(chunks), job_numbers, len(chunks))
-    with matplotlib.rc_context(_STYLE):
-        fig = _figure(min(11.0, 3.4 + 0.3 * len(chunks)), 2.4)
+    with matplotlib.rc_context(STYLE):
+        fig = figure(min(11.0, 3.4 + 0.3 * len(chunks)), 2.4)
         ax = fig.add_subplot()
         several = len({c.job_id for c in chunks}) > 1
         labels = [_chunk_label(c, job_numbers, several) for c in chunks]
@@ -312,8 +347,8 @@ def _stacked_bars(ax: Axes, counts: Sequence[Counter[str]], *, width: float) -> 
 
 def _binned_calls_svg(bins: Sequence[CallBin], job_numbers: Mapping[str, int],
                       total: int) -> str:
-    with matplotlib.rc_context(_STYLE):
-        fig = _figure(11.0, 2.4)
+    with matplotlib.rc_context(STYLE):
+        fig = figure(11.0, 2.4)
         ax = fig.add_subplot()
         xs = list(range(len(bins)))
         bottoms = _stacked_bars(ax, [b.counts for b in bins], width=0.9)
@@ -343,8 +378,8 @@ def _chunk_label(chunk: ChunkCalls, job_numbers: Mapping[str, int], several: boo
 def latency_svg(groups: Sequence[tuple[str, Sequence[float]]], xlabel: str) -> str:
     """One row per group: every sample as a dot, the range as a line, the middle half as a
     bar and the median as a tick (the shape of a box plot, drawn for any sample size)."""
-    with matplotlib.rc_context(_STYLE):
-        fig = _figure(11.0, 0.8 + 0.36 * len(groups))
+    with matplotlib.rc_context(STYLE):
+        fig = figure(11.0, 0.8 + 0.36 * len(groups))
         ax = fig.add_subplot()
         rows = len(groups)
         for i, (_label, values) in enumerate(groups):
@@ -382,9 +417,9 @@ def _quantile(ordered: Sequence[float], q: float) -> float:
 
 def trend_svg(points: Sequence[tuple[str, datetime, str]]) -> str:
     """Every run as a dot: scenario (row) by start time, coloured by verdict."""
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(STYLE):
         scenarios = sorted({scenario for scenario, _, _ in points})
-        fig = _figure(11.0, 1.1 + 0.26 * len(scenarios))
+        fig = figure(11.0, 1.1 + 0.26 * len(scenarios))
         ax = fig.add_subplot()
         y_of = {name: len(scenarios) - 1 - i for i, name in enumerate(scenarios)}
         markers = {"valid": "o", "invalid": "X", "unknown": "s", "incomplete": "."}

@@ -93,11 +93,15 @@ class CoverageRow:
 
 def recoveries(history: History, t0: float) -> tuple[Recovery, ...]:
     result: list[Recovery] = []
+    touched: dict[str, set[str]] = {}  # by worker, the jobs it wrote an event of
+    for event in history.sut_events:
+        touched.setdefault(event.worker_id, set()).add(event.job_id)
     for sig in history.signals:
         if sig.role != "worker" or sig.signal not in ("SIGKILL", "SIGSTOP"):
             continue
         crash_ts = history.by_index[sig.index].ts
-        for job_id in _held_jobs(history, sig.name, sig.index, crash_ts):
+        for job_id in _held_jobs(history, sig.name, sig.index, crash_ts,
+                                 touched.get(sig.name, set())):
             mine = [e for e in history.events_by_job.get(job_id, ())
                     if e.worker_id == sig.name and e.ts_ms / 1000.0 <= crash_ts + CLOCK_SLACK_S]
             epoch = max((e.epoch for e in mine), default=0)
@@ -114,13 +118,16 @@ def recoveries(history: History, t0: float) -> tuple[Recovery, ...]:
     return tuple(result)
 
 
-def _held_jobs(history: History, worker: str, index: int, crash_ts: float) -> list[str]:
+def _held_jobs(history: History, worker: str, index: int, crash_ts: float,
+               touched: set[str]) -> list[str]:
     hits = [e for e in history.of_kind(EntryKind.FAILPOINT_HIT)
             if e.get("worker") == worker and e.index < index and e.get("job")]
     if hits:
         return [str(hits[-1].get("job"))]
     held = []
     for job_id, events in history.events_by_job.items():
+        if job_id not in touched:  # its latest event cannot be the worker's
+            continue
         before = [e for e in events if e.ts_ms / 1000.0 <= crash_ts + CLOCK_SLACK_S]
         if before and before[-1].worker_id == worker and not _terminal(before[-1]):
             held.append(job_id)

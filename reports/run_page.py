@@ -3,10 +3,12 @@
 Top to bottom: the verdict banner (with the first broken invariant's witness),
 the explorer's shrunk counterexample when there is one, every checker's
 verdict and witness, the timeline (a lane per worker incarnation, faults
-shaded, failpoint hits, job progress), recovery latency, external calls per
-chunk, fault coverage, the worker's code coverage (after ``run --coverage``),
-the jobs' final state, how to reproduce the run (seed, schedule, commands)
-and the tail of every process log.
+shaded, failpoint hits, job progress; aggregated past ``reports.crowd``'s
+thresholds), throughput and job latency over time (``reports.rates_page``),
+recovery latency (crash to resumed progress, and SIGKILL to the job finished
+elsewhere), external calls per chunk, fault coverage, the worker's code
+coverage (after ``run --coverage``), the jobs' final state, how to reproduce
+the run (seed, schedule, commands) and the tail of every process log.
 
 ``render_run`` returns the page; ``write_run_report`` saves it, by default as
 ``report.html`` inside the run folder. An explorer passes its counterexample
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -31,7 +34,7 @@ import yaml
 
 from harness.checkers.base import CheckResult, Verdict, tally_words
 from harness.runfolder import REPORT_FILE as REPORT_FILE  # re-exported
-from reports import charts
+from reports import charts, crowd
 from reports.coverage_page import coverage_section, load_summary
 from reports.html import (
     badge,
@@ -48,11 +51,16 @@ from reports.html import (
     table,
     toc,
 )
+from reports.jobtimes import JobSpan, attempts, job_spans
 from reports.measures import ChunkCalls, calls_per_chunk, coverage, median, recoveries
+from reports.rates_page import kill_recovery_part, rates_section
 from reports.rundata import RunFolder, load_counterexample, load_run, log_tails
 from reports.timeline import Timeline, build_timeline, key_events
 
-SECTIONS = (("checks", "Checkers"), ("timeline", "Timeline"), ("recovery", "Recovery latency"),
+TABLE_OPEN_ROWS = 20
+"""Longer per-crash tables are folded into a ``<details>``."""
+SECTIONS = (("checks", "Checkers"), ("timeline", "Timeline"),
+            ("rates", "Throughput and latency"), ("recovery", "Recovery latency"),
             ("calls", "Calls per chunk"), ("coverage", "Fault coverage"), ("jobs", "Jobs"),
             ("reproduce", "Reproduce"), ("logs", "Logs"))
 
@@ -65,6 +73,9 @@ def render_run(run_dir: Path, *, counterexample: Mapping[str, Any] | None = None
     t0 = run.started or 0.0
     timeline = build_timeline(run.history, t0)
     colors = charts.lane_colors([lane.name for lane in timeline.lanes])
+    spans = job_spans(run.history, run.state, t0)
+    scale = crowd.plan(timeline, spans,
+                       attempts(run.history, spans, crowd.deaths(timeline.lanes), t0))
     jobs = {job: number for number, job in enumerate(timeline.jobs, start=1)}
     body = [_header(run), _banner(run)]
     entries = list(SECTIONS)
@@ -80,8 +91,9 @@ def render_run(run_dir: Path, *, counterexample: Mapping[str, Any] | None = None
         items = "".join(f"<li>{esc(problem)}</li>" for problem in run.problems)
         body.append(f'<div class="problems"><strong>This run folder is incomplete.</strong>'
                     f"<ul>{items}</ul></div>")
-    body += [_checks(run), _timeline(run, timeline, colors, t0), _recovery(run, t0, jobs),
-             _calls(run, jobs), _coverage(run, t0)]
+    body += [_checks(run), _timeline(run, timeline, colors, t0, scale),
+             rates_section(timeline, spans), _recovery(run, spans, t0, jobs), _calls(run, jobs),
+             _coverage(run, t0)]
     if worker_coverage is not None:  # `crashlab run --coverage` left coverage.json
         body.append(coverage_section(worker_coverage))
     body += [_jobs(run, jobs), _reproduce(run), _logs(run, timeline, t0)]
@@ -208,53 +220,92 @@ def _witness(check: CheckResult) -> str:
     return f"{text}<details><summary>{len(extra)} more</summary><ul>{items}</ul></details>"
 
 
-def _timeline(run: RunFolder, timeline: Timeline, colors: Mapping[str, str], t0: float) -> str:
+def _timeline(run: RunFolder, timeline: Timeline, colors: Mapping[str, str], t0: float,
+              scale: crowd.Scale) -> str:
     if not timeline.lanes and not timeline.progress:
         return section("timeline", "Timeline", '<p class="note">No worker was started in '
                        "this run.</p>")
-    events = key_events(run.history, t0)
+    routine = scale.counts is None
+    events = key_events(run.history, t0, routine=routine)
     rows = [[offset(t), f"<code>{esc(who)}</code>", esc(what)] for t, who, what in events]
-    lanes = ", ".join(f"{lane.name} ({lane.end_reason})" for lane in timeline.lanes)
-    body = (chart(charts.timeline_svg(timeline, colors))
-            + f'<p class="note">Lanes: {esc(lanes)}.</p>'
-            + f"<details><summary>Key events ({len(rows)})</summary>"
+    left_out = "" if routine else (f"; each of the {len(timeline.jobs)} jobs' submit, claim "
+                                   "and completion left out")
+    if scale.slots is None:
+        lanes = "Lanes: " + ", ".join(f"{lane.name} ({lane.end_reason})"
+                                      for lane in timeline.lanes)
+    else:
+        lanes = f"{len(timeline.lanes)} worker incarnations in {len(scale.slots)} rows: " + \
+            ", ".join(f"{slot.name} started {len(slot.lanes)} times, {slot.killed} SIGKILLed"
+                      for slot in scale.slots)
+    body = (chart(charts.timeline_svg(timeline, colors, scale))
+            + f'<p class="note">{esc(lanes)}.</p>'
+            + f"<details><summary>Key events ({len(rows)}{esc(left_out)})</summary>"
             + table(["time", "who", "what"], rows, numeric=[0]) + "</details>")
-    return section("timeline", "Timeline", body,
-                   "One lane per worker incarnation; the nemesis lane and the shading show "
-                   "each fault; below, each job's committed chunks (dots in the colour of the "
-                   "worker that committed them).")
+    return section("timeline", "Timeline", body, _timeline_note(scale))
 
 
-def _recovery(run: RunFolder, t0: float, jobs: Mapping[str, int]) -> str:
-    found = recoveries(run.history, t0)
-    if not found:
+def _timeline_note(scale: crowd.Scale) -> str:
+    if not scale.aggregated:
+        return ("One lane per worker incarnation; the nemesis lane and the shading show "
+                "each fault; below, each job's committed chunks (dots in the colour of the "
+                "worker that committed them).")
+    words = ["One row per worker slot: each incarnation where it lived, replaced after each "
+             "SIGKILL (X)" if scale.slots is not None else "One lane per worker incarnation"]
+    if scale.busy is not None:
+        words.append("solid while it ran a job, pale while idle")
+    words.append("one nemesis row per fault kind, windows shaded" if scale.fault_kinds
+                 is not None else "the nemesis lane and the shading show each fault")
+    if scale.counts is not None:
+        words.append("below, how many jobs were queued, running, or waiting after their "
+                     "worker was killed (mean over each bin), and how many had ended")
+    return "; ".join(words) + "."
+
+
+def _recovery(run: RunFolder, spans: Sequence[JobSpan], t0: float,
+              jobs: Mapping[str, int]) -> str:
+    # crash → progress needs the worker's own events; without them (rq, arq) only the
+    # SIGKILL → finished part can say anything
+    found = recoveries(run.history, t0) if run.history.sut_events else ()
+    killed = kill_recovery_part(run, spans, t0)
+    if not found and not killed:
         crashes = [s for s in run.history.signals
                    if s.role == "worker" and s.signal in ("SIGKILL", "SIGSTOP")]
         which = ", ".join(f"{s.signal} {s.name}" for s in crashes)
         note = "No worker was killed or paused in this run." if not crashes else (
             f"{len(crashes)} worker crash(es) ({which}), but no crashed worker held a job at "
-            "the time: nothing had to recover.")
+            "the time: nothing had to recover." if run.history.sut_events else
+            f"{len(crashes)} worker crash(es) ({which}); this worker writes no events of its "
+            "own, so recovery is measured from SIGKILLs through the effects ledger, and no "
+            "job was in flight at one.")
         return section("recovery", "Recovery latency", f'<p class="note">{esc(note)}</p>')
-    rows = []
-    for rec in found:
-        rows.append([offset(rec.crash_t), esc(rec.cause), f"<code>{esc(rec.worker)}</code>",
-                     f"#{jobs.get(rec.job_id, '?')} <code>{esc(rec.job_id)}</code>",
-                     seconds(rec.takeover_latency), seconds(rec.latency),
-                     esc(f"{rec.resumed_event} by {rec.resumed_by}" if rec.resumed_by
-                         else "never resumed")])
-    values = [rec.latency for rec in found if rec.latency is not None]
     body = ""
-    if values:
-        body += chart(charts.latency_svg([("this run", values)],
-                                         "seconds from crash to resumed progress"))
-        body += cards([(seconds(median(values)), "median crash → resumed progress"),
-                       (seconds(max(values)), "slowest"),
-                       (str(len(found)), "crashes")])
-    body += table(["crash", "signal", "worker", "job", "taken over after",
-                   "progress resumed after", "resumed with"], rows, numeric=[0, 4, 5])
+    if found:
+        rows = []
+        for rec in found:
+            rows.append([offset(rec.crash_t), esc(rec.cause), f"<code>{esc(rec.worker)}</code>",
+                         f"#{jobs.get(rec.job_id, '?')} <code>{esc(rec.job_id)}</code>",
+                         seconds(rec.takeover_latency), seconds(rec.latency),
+                         esc(f"{rec.resumed_event} by {rec.resumed_by}" if rec.resumed_by
+                             else "never resumed")])
+        values = [rec.latency for rec in found if rec.latency is not None]
+        if values:
+            body += "<h3>Crash → progress resumed</h3>"
+            body += chart(charts.latency_svg([("this run", values)],
+                                             "seconds from crash to resumed progress"))
+            body += cards([(seconds(median(values)), "median crash → resumed progress"),
+                           (seconds(max(values)), "slowest"),
+                           (str(len(found)), "crashes")])
+        crash_table = table(["crash", "signal", "worker", "job", "taken over after",
+                             "progress resumed after", "resumed with"], rows,
+                            numeric=[0, 4, 5])
+        body += crash_table if len(rows) <= TABLE_OPEN_ROWS else (
+            f"<details><summary>Every crash ({len(rows)})</summary>{crash_table}</details>")
+    body += killed
     return section("recovery", "Recovery latency", body,
                    "From each SIGKILL (or SIGSTOP) of a worker to the first chunk the job's "
-                   "next owner committed (or its completion, when no chunk was left).")
+                   "next owner committed (or its completion, when no chunk was left), and "
+                   "from each SIGKILL to the end of every job the killed worker had in flight, "
+                   "as the checker recovery_bounded measures it.")
 
 
 def _calls(run: RunFolder, jobs: Mapping[str, int]) -> str:
@@ -278,9 +329,11 @@ def _calls(run: RunFolder, jobs: Mapping[str, int]) -> str:
     body += cards([(str(sum(outcomes.values())), "calls")]
                   + [(str(count), outcome) for outcome, count in sorted(outcomes.items())])
     if rows:
-        body += "<h3>Chunks called more than once</h3>" + table(
-            ["job", "chunk", "calls in order", "meaning"], rows, numeric=[1],
-            row_classes=classes)
+        repeated = table(["job", "chunk", "calls in order", "meaning"], rows, numeric=[1],
+                         row_classes=classes)
+        body += "<h3>Chunks called more than once</h3>" + (
+            repeated if len(rows) <= crowd.MAX_JOBS else
+            f"<details><summary>Every one ({len(rows)})</summary>{repeated}</details>")
     else:
         body += '<p class="note">Every chunk was called exactly once.</p>'
     return section("calls", "Calls per chunk", body,
@@ -317,9 +370,16 @@ def _coverage(run: RunFolder, t0: float) -> str:
                      offset(row.healed_t) if row.skipped is None else esc(row.skipped)])
         classes.append("" if row.fired_t is not None else "hl")
     body = cards([(str(len(rows_data)), "planned"), (f"{fired}", "fired")])
-    if rows:
-        body += table(["fault", "kind", "parameters", "status", "fired", "healed"], rows,
-                      numeric=[4], row_classes=classes)
+    headers = ["fault", "kind", "parameters", "status", "fired", "healed"]
+    if rows and len(rows) <= crowd.MAX_FAULT_LABELS * 5:
+        body += table(headers, rows, numeric=[4], row_classes=classes)
+    elif rows:  # a soak's repeats: the faults that did not fire stay in sight
+        missed = [row for row, css in zip(rows, classes, strict=True) if css]
+        if missed:
+            body += "<h3>Did not fire</h3>" + table(headers, missed, numeric=[4],
+                                                     row_classes=["hl"] * len(missed))
+        body += (f"<details><summary>Every planned fault ({len(rows)})</summary>"
+                 + table(headers, rows, numeric=[4], row_classes=classes) + "</details>")
     else:
         body += '<p class="note">The schedule has no fault: this is a baseline run.</p>'
     return section("coverage", "Fault coverage", body,
@@ -342,9 +402,17 @@ def _jobs(run: RunFolder, jobs: Mapping[str, int]) -> str:
                      f"{snap.chunks_done}/{'?' if snap.chunk_count is None else snap.chunk_count}",
                      str(snap.epoch), esc(exact), esc(snap.error or "")])
         classes.append("bad" if exact == "NO" else "")
-    return section("jobs", "Jobs", table(
-        ["job", "final state", "retries", "chunks", "epoch", "transcript exact", "error"], rows,
-        numeric=[2, 3, 4], row_classes=classes))
+    every = table(["job", "final state", "retries", "chunks", "epoch", "transcript exact",
+                   "error"], rows, numeric=[2, 3, 4], row_classes=classes)
+    if len(rows) <= crowd.MAX_JOBS:
+        return section("jobs", "Jobs", every)
+    states = Counter(snap.state for snap in run.state.jobs.values())
+    body = cards([(str(count), state) for state, count in states.most_common()])
+    wrong = classes.count("bad")
+    if wrong:
+        body += f'<p class="note">{wrong} transcript(s) differ from the expected one.</p>'
+    return section("jobs", "Jobs", body + f"<details><summary>Every job ({len(rows)})"
+                                          f"</summary>{every}</details>")
 
 
 def _reproduce(run: RunFolder) -> str:

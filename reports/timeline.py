@@ -253,10 +253,12 @@ def _progress(history: History, t0: float) -> tuple[ProgressPoint, ...]:
     return tuple(points)
 
 
-def key_events(history: History, t0: float) -> list[tuple[float, str, str]]:
+def key_events(history: History, t0: float, *,
+               routine: bool = True) -> list[tuple[float, str, str]]:
     """The run's turning points in order, as (time, who, what) rows for the event table:
     process starts, signals and exits of workers, faults, failpoint hits, recoveries,
-    terminal job events."""
+    terminal job events. Without ``routine``, each job's submit, claim and completion are
+    left out (a soak has thousands; the jobs table lists every job's end)."""
     roles = {proc.pid: proc.role for proc in history.processes}
     rows: list[tuple[float, str, str]] = []
     for entry in history:
@@ -283,15 +285,16 @@ def key_events(history: History, t0: float) -> list[tuple[float, str, str]]:
                 if entry.get("chunk") is not None else ""
             rows.append((t, str(entry.get("worker")), f"hit failpoint {entry.get('point')} "
                                                       f"#{entry.get('hit')}{where}"))
-        elif kind == EntryKind.OP:
+        elif kind == EntryKind.OP and routine:
             rows.append((t, "harness", f"submitted job {entry.get('job_id')}"))
         elif kind == EntryKind.REJECTED_WRITE and (ms := _millis(entry.get("ts_ms"))) is not None:
             rows.append((ms / 1000.0 - t0, str(entry.get("worker_id")),
                          f"write {entry.get('op')} of job {entry.get('job_id')} rejected: "
                          f"epoch {entry.get('epoch')} < {entry.get('current_epoch')} "
                          f"({entry.get('reason')})"))
+    notable = _NOTABLE_EVENTS if routine else _NOTABLE_EVENTS - _ROUTINE_EVENTS
     for event in history.sut_events:
-        if event.event in _NOTABLE_EVENTS:
+        if event.event in notable:
             rows.append((event.ts_ms / 1000.0 - t0, event.worker_id,
                          f"{event.event} job {event.job_id} epoch {event.epoch}"
                          f"{_event_detail(event.data)}"))
@@ -304,6 +307,9 @@ _NOTABLE_EVENTS = frozenset({
     SutEventName.RECOVERY_COMPLETED, SutEventName.RECOVERY_FAILED, SutEventName.JOB_COMPLETED,
     SutEventName.JOB_FAILED, SutEventName.JOB_CANCELLED, SutEventName.JOB_RELEASED,
 })
+
+
+_ROUTINE_EVENTS = frozenset({SutEventName.JOB_CLAIMED, SutEventName.JOB_COMPLETED})
 
 
 def _event_detail(data: Mapping[str, Any]) -> str:

@@ -6,8 +6,13 @@ All keys share the ``crashlab:`` prefix so a harness can flush exactly them.
     crashlab:events                  STREAM  every event of every job (schema: ``events``)
     crashlab:rejected                STREAM  writes refused by the fencing check (diagnostics:
                                              job_id, worker_id, epoch, current_epoch, op, reason)
+    crashlab:retried                 STREAM  writes that found their own effect already in place:
+                                             the retry of a command Redis applied but whose
+                                             reply was lost (diagnostics: job_id, worker_id,
+                                             epoch, op, item, ts_ms); each changed nothing
     crashlab:deadlines               ZSET    job id -> absolute deadline (ms, Redis TIME) of
-                                             jobs submitted with a timeout
+                                             live jobs submitted with a timeout (an ending
+                                             removes the job)
     crashlab:state:<STATE>           SET     ids of the jobs in that state (one set per JobState);
                                              a job is in exactly one of them
     crashlab:job:<id>                HASH    the job (fields: ``JobField``)
@@ -35,6 +40,7 @@ PREFIX = "crashlab"
 QUEUE = f"{PREFIX}:queue"
 EVENTS = f"{PREFIX}:events"
 REJECTED = f"{PREFIX}:rejected"
+RETRIED = f"{PREFIX}:retried"
 DEADLINES = f"{PREFIX}:deadlines"
 UPLOAD_TARGETS = f"{PREFIX}:upload:targets"
 UPLOAD_ABORTS = f"{PREFIX}:upload:abort"
@@ -79,6 +85,10 @@ class JobField(StrEnum):
     DURATION = "duration"  # seconds, from the probe at upload
     CHUNK_SECONDS = "chunk_seconds"
     CHUNK_COUNT = "chunk_count"  # set when the plan is committed
+    PLAN_EPOCH = "plan_epoch"  # the epoch that committed the plan (a retry of it is a no-op)
+    # ``emitted_<event>``: the epoch an at-most-once-per-epoch event (processing_resumed)
+    # was last published at, so a retried publish publishes nothing
+    EMITTED_PREFIX = "emitted_"
     CHUNKS_DONE = "chunks_done"
     PROGRESS = "progress"  # chunks_done / chunk_count, 0..1
     ERROR = "error"  # reason of FAILED / TIMED_OUT / CANCELLED
@@ -91,6 +101,7 @@ class JobField(StrEnum):
     S3_KEY = "s3_key"
     PART_SIZE = "part_size"  # bytes per part, fixed at submit: offsets never depend on settings
     STALE_AFTER_MS = "stale_after_ms"  # a source that stops growing this long is stale
+    STALE_EPOCH = "stale_epoch"  # the epoch that marked the source stale (once per epoch)
     ON_STALE = "on_stale"  # "finalize" or "fail"
     FINISHED_SIZE = "finished_size"  # set once the writer marks the source finished
     UPLOAD_ID = "upload_id"  # the multipart upload, committed right after it is created

@@ -12,7 +12,7 @@ id inside a script (claim, recovery) assume one Redis node, as the worker does.
 
 from __future__ import annotations
 
-from system_under_test.constants import REJECTED
+from system_under_test.constants import REJECTED, RETRIED
 
 # Shared helpers, prepended to every script. KEYS[2] is always the global
 # stream; a job's own stream is its hash key + ':events'.
@@ -43,6 +43,11 @@ local function move(job_key, prefix, job_id, from_state, to_state)
   redis.call('SREM', prefix .. ':state:' .. from_state, job_id)
   redis.call('SADD', prefix .. ':state:' .. to_state, job_id)
   redis.call('HSET', job_key, 'state', to_state)
+  -- a job that ends has no deadline left to watch (the monitor would find it ended anyway,
+  -- but only once the deadline passed: until then the set would list a finished job)
+  if to_state ~= 'QUEUED' and to_state ~= 'PROCESSING' then
+    redis.call('ZREM', prefix .. ':deadlines', job_id)
+  end
   -- an upload that ends any other way than COMPLETED leaves a multipart upload to abort,
   -- whoever ended it (a worker, the API, the timeout monitor, a takeover past max_retries)
   if (to_state == 'FAILED' or to_state == 'TIMED_OUT' or to_state == 'CANCELLED')
@@ -68,7 +73,24 @@ local function fenced(epoch, worker, op)
   end
   return why
 end
-""".replace("@REJECTED@", REJECTED)
+
+-- A write that finds its own effect already in place: the retry of a command Redis
+-- applied but whose reply was lost on the way back (the worker saw a dropped
+-- connection and sent it again). Recorded on the retried-writes stream (diagnostics,
+-- like the rejected writes) and answered 'duplicate': nothing changes.
+local function retried(epoch, worker, op, item)
+  redis.call('XADD', '@RETRIED@', 'MAXLEN', '~', 10000, '*',
+             'job_id', redis.call('HGET', KEYS[1], 'id') or '', 'worker_id', worker,
+             'epoch', epoch, 'op', op, 'item', item or '', 'ts_ms', tostring(now_ms()))
+  return 'duplicate'
+end
+
+-- whether the owner of this epoch already ended the job in ``state`` (a retried ending)
+local function ended_by(epoch, worker, state)
+  local job = redis.call('HMGET', KEYS[1], 'state', 'epoch', 'worker_id')
+  return job[1] == state and job[2] == epoch and job[3] == worker
+end
+""".replace("@REJECTED@", REJECTED).replace("@RETRIED@", RETRIED)
 PRELUDE = _PRELUDE  # for the upload scripts (``upload_lua``)
 
 # KEYS: job, events, queue, deadlines. ARGV: prefix, job_id, data, timeout_ms ("0": none),
@@ -159,9 +181,12 @@ return timed_out
 COMMIT_PLAN = _PRELUDE + """
 local why = fenced(ARGV[3], ARGV[2], 'commit_plan')
 if why then return why end
+if redis.call('HGET', KEYS[1], 'plan_epoch') == ARGV[3] then
+  return retried(ARGV[3], ARGV[2], 'commit_plan', '')
+end
 redis.call('DEL', KEYS[3])
 for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1]) end
-redis.call('HSET', KEYS[1], 'chunk_count', ARGV[5])
+redis.call('HSET', KEYS[1], 'chunk_count', ARGV[5], 'plan_epoch', ARGV[3])
 emit(ARGV[1], 'chunking_completed', ARGV[2], ARGV[3], ARGV[4], ARGV[6])
 return 'ok'
 """
@@ -171,7 +196,9 @@ return 'ok'
 COMMIT_CHUNK = _PRELUDE + """
 local why = fenced(ARGV[3], ARGV[2], 'commit_chunk')
 if why then return why end
-if redis.call('HSETNX', KEYS[3], ARGV[5], ARGV[6]) == 0 then return 'duplicate' end
+if redis.call('HSETNX', KEYS[3], ARGV[5], ARGV[6]) == 0 then
+  return retried(ARGV[3], ARGV[2], 'commit_chunk', ARGV[5])
+end
 local done = redis.call('HINCRBY', KEYS[1], 'chunks_done', 1)
 local total = tonumber(redis.call('HGET', KEYS[1], 'chunk_count'))
 redis.call('HSET', KEYS[1], 'progress', tostring(done / total))
@@ -181,10 +208,16 @@ return 'ok'
 """
 
 # KEYS: job, events. ARGV: job_id, worker, epoch, recovery, event, data.
-# An epoch-checked event with no other effect (processing_resumed).
+# An epoch-checked event with no other effect (processing_resumed), published at most once
+# per epoch: the job's ``emitted_<event>`` field holds the epoch it was last published at.
 EMIT = _PRELUDE + """
 local why = fenced(ARGV[3], ARGV[2], 'emit')
 if why then return why end
+local mark = 'emitted_' .. ARGV[5]
+if redis.call('HGET', KEYS[1], mark) == ARGV[3] then
+  return retried(ARGV[3], ARGV[2], 'emit', ARGV[5])
+end
+redis.call('HSET', KEYS[1], mark, ARGV[3])
 emit(ARGV[1], ARGV[5], ARGV[2], ARGV[3], ARGV[4], ARGV[6])
 return 'ok'
 """
@@ -193,6 +226,7 @@ return 'ok'
 # epoch, recovery, transcript.
 COMPLETE = _PRELUDE + """
 local prefix, job_id, worker, epoch, recovery = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+if ended_by(epoch, worker, 'COMPLETED') then return retried(epoch, worker, 'complete', '') end
 local why = fenced(epoch, worker, 'complete')
 if why then return why end
 local total = tonumber(redis.call('HGET', KEYS[1], 'chunk_count'))
@@ -212,6 +246,7 @@ return 'ok'
 # KEYS: job, events, lease. ARGV: prefix, job_id, worker, epoch, recovery, reason.
 FAIL = _PRELUDE + """
 local prefix, job_id, worker, epoch, recovery = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+if ended_by(epoch, worker, 'FAILED') then return retried(epoch, worker, 'fail', '') end
 local why = fenced(epoch, worker, 'fail')
 if why then return why end
 move(KEYS[1], prefix, job_id, 'PROCESSING', 'FAILED')

@@ -144,8 +144,10 @@ class JobRunner:
         await self.at("chunk.before_request", claim, chunk.index)
         path = media.chunk_path(self.chunk_dir(claim.job_id), chunk.index)
         text = None
-        if claim.recovering:
-            # the crash may have fallen between the service's answer and our commit
+        if claim.epoch > 1:
+            # an earlier holder (dead, or stopped and released) may have been answered by
+            # the service and not committed: a service that ignores idempotency keys would
+            # bill the chunk again, so ask it first
             text = await self.transcriber.completed_text(claim.job_id, chunk.index)
             if text is not None:
                 metrics.DUPLICATES_PREVENTED.inc()

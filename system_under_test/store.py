@@ -9,9 +9,9 @@ everything under the epoch.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from redis.asyncio import Redis
 from redis.commands.core import AsyncScript
@@ -34,6 +34,14 @@ from system_under_test.constants import (
     transcript_key,
 )
 from system_under_test.events import Event
+
+T = TypeVar("T")
+
+
+def awaitable(reply: Awaitable[T] | T) -> Awaitable[T]:
+    """A command of the asyncio client, typed as what it is: redis-py types each command
+    for both of its clients (``Awaitable[T] | T``), and the asyncio one always awaits."""
+    return cast(Awaitable[T], reply)
 
 
 @dataclass(frozen=True)
@@ -147,11 +155,11 @@ class Store:
         return str(reply)
 
     async def job(self, job_id: str) -> dict[str, str]:
-        return cast(dict[str, str], await self.redis.hgetall(job_key(job_id)))
+        return cast(dict[str, str], await awaitable(self.redis.hgetall(job_key(job_id))))
 
     async def kind(self, job_id: str) -> str:
         """The job's kind (``JobKind``); jobs from before kinds existed transcribe."""
-        kind = cast(str | None, await self.redis.hget(job_key(job_id), JobField.KIND))
+        kind = cast(str | None, await awaitable(self.redis.hget(job_key(job_id), JobField.KIND)))
         return kind or JobKind.TRANSCRIBE
 
     async def transcript(self, job_id: str) -> str | None:
@@ -181,7 +189,8 @@ class Store:
 
     async def orphaned_jobs(self) -> list[str]:
         """PROCESSING jobs whose lease is gone: their worker died or stalled."""
-        members = cast(set[str], await self.redis.smembers(state_key(JobState.PROCESSING)))
+        processing = state_key(JobState.PROCESSING)
+        members = cast(set[str], await awaitable(self.redis.smembers(processing)))
         ids = sorted(members)
         if not ids:
             return []
@@ -213,7 +222,7 @@ class Store:
         return str(reply)
 
     async def plan(self, job_id: str) -> list[PlannedChunk]:
-        raw = cast(dict[str, str], await self.redis.hgetall(plan_key(job_id)))
+        raw = cast(dict[str, str], await awaitable(self.redis.hgetall(plan_key(job_id))))
         chunks = []
         for index, value in raw.items():
             entry = json.loads(value)
@@ -232,7 +241,7 @@ class Store:
         return str(reply)
 
     async def committed_chunks(self, job_id: str) -> dict[int, ChunkResult]:
-        raw = cast(dict[str, str], await self.redis.hgetall(chunks_key(job_id)))
+        raw = cast(dict[str, str], await awaitable(self.redis.hgetall(chunks_key(job_id))))
         results = {}
         for index, value in raw.items():
             entry = json.loads(value)

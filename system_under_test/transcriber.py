@@ -52,9 +52,10 @@ class Transcriber:
     async def completed_text(self, job_id: str, index: int) -> str | None:
         """The service's stored result for this chunk's key, if it already did the work.
 
-        Asked before a recovering worker redoes a chunk (the crash may have
-        fallen after the service answered and before the commit). Any error
-        means "don't know", and the chunk is sent normally.
+        Asked before a worker sends a chunk of a job someone held before (the
+        crash or the stop may have fallen after the service answered and before
+        the commit): a service that ignores the key would bill it again. Any
+        error means "don't know", and the chunk is sent normally.
         """
         key = idempotency_key(job_id, index)
         try:

@@ -278,8 +278,11 @@ class UploadRunner:
         if reply in _DISAGREE:
             raise JobFailure(f"part {number} (bytes {offset}..{offset + length}) could not be "
                              f"checkpointed: {reply}")
-        metrics.UPLOAD_PARTS.inc()
-        metrics.UPLOAD_BYTES.inc(length)
+        if reply == "duplicate":  # a retry whose first attempt landed (its reply was lost)
+            log.info("part %d of job %s was already checkpointed", number, claim.job_id)
+        else:
+            metrics.UPLOAD_PARTS.inc()
+            metrics.UPLOAD_BYTES.inc(length)
         await self.at("upload.part.committed", claim, number)
 
     # -- 3. finalize ----------------------------------------------------------

@@ -39,7 +39,9 @@ end
 BEGIN_UPLOAD = PRELUDE + """
 local why = fenced(ARGV[3], ARGV[2], 'begin_upload')
 if why then return why end
-if redis.call('HEXISTS', KEYS[1], 'upload_id') == 1 then return 'has_upload' end
+local have = redis.call('HGET', KEYS[1], 'upload_id')
+if have == ARGV[5] then return retried(ARGV[3], ARGV[2], 'begin_upload', ARGV[5]) end
+if have then return 'has_upload' end
 redis.call('HSET', KEYS[1], 'upload_id', ARGV[5], 'upload_token', ARGV[6], 'next_part', 1,
            'bytes_sent', 0, 'parts_done', 0)
 emit(ARGV[1], 'upload_started', ARGV[2], ARGV[3], ARGV[4], ARGV[7])
@@ -47,14 +49,24 @@ return 'ok'
 """
 
 # KEYS: job, events, parts. ARGV: job_id, worker, epoch, recovery, part, etag, size, offset.
-# Only the next part, at the offset where the committed ones end: 'out_of_order' otherwise.
+# Only the next part, at the offset where the committed ones end: 'out_of_order' otherwise,
+# unless that very part (same ETag, size and offset) is committed already: 'duplicate'.
 COMMIT_PART = PRELUDE + """
 local why = fenced(ARGV[3], ARGV[2], 'commit_part')
 if why then return why end
 local part, size, offset = tonumber(ARGV[5]), tonumber(ARGV[7]), tonumber(ARGV[8])
 local job = redis.call('HMGET', KEYS[1], 'upload_id', 'next_part', 'bytes_sent', 'finished_size')
 if not job[1] then return 'no_upload' end
-if part ~= tonumber(job[2]) or offset ~= tonumber(job[3]) then return 'out_of_order' end
+if part ~= tonumber(job[2]) or offset ~= tonumber(job[3]) then
+  local have = redis.call('HGET', KEYS[3], ARGV[5])
+  if have then
+    local stored = cjson.decode(have)
+    if stored.etag == ARGV[6] and stored.size == size and stored.offset == offset then
+      return retried(ARGV[3], ARGV[2], 'commit_part', ARGV[5])
+    end
+  end
+  return 'out_of_order'
+end
 redis.call('HSET', KEYS[3], ARGV[5], cjson.encode({etag = ARGV[6], size = size, offset = offset,
                                                    epoch = tonumber(ARGV[3]), worker = ARGV[2]}))
 local sent = offset + size
@@ -92,7 +104,11 @@ return 'ok'
 MARK_STALE = PRELUDE + """
 local why = fenced(ARGV[3], ARGV[2], 'mark_stale')
 if why then return why end
+if redis.call('HGET', KEYS[1], 'stale_epoch') == ARGV[3] then
+  return retried(ARGV[3], ARGV[2], 'mark_stale', '')
+end
 if redis.call('HEXISTS', KEYS[1], 'finished_size') == 1 then return 'finished' end
+redis.call('HSET', KEYS[1], 'stale_epoch', ARGV[3])
 if ARGV[6] == 'finalize' then redis.call('HSET', KEYS[1], 'finished_size', ARGV[5]) end
 emit(ARGV[1], 'stream_stale', ARGV[2], ARGV[3], ARGV[4], ARGV[7])
 return 'ok'
@@ -103,6 +119,9 @@ return 'ok'
 # COMPLETED and its checkpoint deleted. 'incomplete' unless every finished byte was committed.
 COMPLETE_UPLOAD = PRELUDE + """
 local prefix, job_id, worker, epoch, recovery = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+if ended_by(epoch, worker, 'COMPLETED') then
+  return retried(epoch, worker, 'complete_upload', '')
+end
 local why = fenced(epoch, worker, 'complete_upload')
 if why then return why end
 local job = redis.call('HMGET', KEYS[1], 'finished_size', 'bytes_sent', 'parts_done')

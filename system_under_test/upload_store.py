@@ -28,7 +28,7 @@ from system_under_test.constants import (
     parts_key,
     upload_target,
 )
-from system_under_test.store import Claim, recovery_flag, submit_with
+from system_under_test.store import Claim, awaitable, recovery_flag, submit_with
 
 
 @dataclass(frozen=True)
@@ -119,7 +119,7 @@ class UploadStore:
         )
 
     async def finished_size(self, job_id: str) -> int | None:
-        value = await self.redis.hget(job_key(job_id), JobField.FINISHED_SIZE)
+        value = await awaitable(self.redis.hget(job_key(job_id), JobField.FINISHED_SIZE))
         return None if value is None else int(value)
 
     async def begin(self, claim: Claim, worker_id: str, upload_id: str, token: str,
@@ -162,14 +162,14 @@ class UploadStore:
     # -- ended uploads whose multipart upload is still to be aborted -------
 
     async def has_abandoned(self) -> bool:
-        return bool(await self.redis.scard(UPLOAD_ABORTS))
+        return bool(await awaitable(self.redis.scard(UPLOAD_ABORTS)))
 
     async def abandoned(self) -> list[str]:
-        return sorted(cast(set[str], await self.redis.smembers(UPLOAD_ABORTS)))
+        return sorted(cast(set[str], await awaitable(self.redis.smembers(UPLOAD_ABORTS))))
 
     async def aborted(self, job_id: str) -> None:
-        await self.redis.srem(UPLOAD_ABORTS, job_id)
+        await awaitable(self.redis.srem(UPLOAD_ABORTS, job_id))
 
     async def owner_of(self, bucket: str, key: str) -> str | None:
         """The upload job that owns the object now (the last one submitted for it)."""
-        return cast(str | None, await self.redis.hget(UPLOAD_TARGETS, upload_target(bucket, key)))
+        return await awaitable(self.redis.hget(UPLOAD_TARGETS, upload_target(bucket, key)))

@@ -1,4 +1,4 @@
-"""``crashlab bench``: the figures in one run, against their targets.
+"""``crashlab bench``: the harness's figures in one run, against their targets.
 
     1 schedules_per_minute  a standard exploration: the ``baseline`` workload,
                             fixed seed, no example database, one explorer
@@ -23,6 +23,11 @@
                             worst case, no target
    10 checker_speed         every checker over a synthetic history of 100k
                             entries, in entries per second (``synthetic``)
+   11 scaling               run and check time, harness memory, history and
+                            report size of a run of 200, 1,000 and 2,000 jobs
+                            arriving at a rate beside kills, as ratios to the
+                            smallest (``scaling``); minutes, so it is measured
+                            only when named (``--only scaling``)
 
 Everything runs on the process runtime with real services, in a temporary
 folder removed at the end (on every exit path). Figures 4-9 share one
@@ -49,6 +54,7 @@ from harness.bench.latency import (
     measure_recovery,
     measure_takeover,
 )
+from harness.bench.scaling import measure_scaling
 from harness.bench.stats import machine, source_revision
 from harness.bench.synthetic import synthetic_run
 from harness.bench.throughput import count_round_trips, measure_throughput
@@ -67,14 +73,17 @@ log = logging.getLogger(__name__)
 RECORD_VERSION = 1
 BENCH_FILE = "bench.jsonl"
 EXPLORATION_SCENARIO = "baseline"
-# the services of figures 2-5: half-second chunks, so a job has several commits
+# the services of figures 4-9: half-second chunks, so a job has several commits
 SESSION_SETTINGS = {**DEFAULT_SETTINGS, "chunk_seconds": "0.5"}
 FIGURES = ("schedules_per_minute", "parallel_schedules", "inconclusive_share",
            "recovery_latency", "takeover_latency", "event_latency", "recovery_overhead",
-           "recovery_round_trips", "recovery_overhead_instant", "checker_speed")
+           "recovery_round_trips", "recovery_overhead_instant", "checker_speed", "scaling")
+DEFAULT_FIGURES = FIGURES[:10]
+"""What ``crashlab bench`` measures unless told (``scaling`` takes minutes)."""
 EXPLORATION_FIGURES = FIGURES[:3]
 SESSION_FIGURES = FIGURES[3:9]
 PARALLEL_EXPLORERS = 2
+Render = Callable[[Path], Path]
 Say = Callable[[str], None]
 T = TypeVar("T")
 
@@ -102,6 +111,8 @@ TARGETS: dict[str, Target | None] = {
     "recovery_round_trips": Target("<= 1 per chunk", 1 + 1e-9, at_least=False),
     "recovery_overhead_instant": None,
     "checker_speed": Target(">= 100000 entries/s", 100_000, at_least=True),
+    # per-job run and check time at the largest size within a quarter of the smallest's
+    "scaling": Target("<= 1.25 x linear", 1.25 + 1e-9, at_least=False),
 }
 
 
@@ -129,16 +140,19 @@ class BenchOptions:
     round_trip_media_seconds: float = 8.0
     media_seconds: float = 2.0  # of the recovery and takeover trials' job
     checker_entries: int = 100_000
+    scaling_sizes: tuple[int, ...] = (200, 1_000, 2_000)
+    scaling_rate: float = 10.0  # jobs/s: 20, 100 and 200 s of arrivals
     quick: bool = False
-    only: tuple[str, ...] = FIGURES  # the figures to measure, a subset of FIGURES
+    only: tuple[str, ...] = DEFAULT_FIGURES  # the figures to measure, a subset of FIGURES
 
     @classmethod
-    def quick_run(cls, seed: int = 1, only: tuple[str, ...] = FIGURES) -> BenchOptions:
+    def quick_run(cls, seed: int = 1, only: tuple[str, ...] = DEFAULT_FIGURES) -> BenchOptions:
         return cls(seed=seed, examples=2, recovery_trials=3, takeover_trials=3, event_jobs=2,
                    event_media_seconds=2.0, throughput_jobs=2, throughput_media_seconds=2.0,
                    throughput_repeats=1, latency_jobs=2, latency_media_seconds=2.0,
                    latency_repeats=1, round_trip_jobs=2, round_trip_media_seconds=2.0,
-                   checker_entries=5_000, quick=True, only=only)
+                   checker_entries=5_000, scaling_sizes=(20, 40, 80), scaling_rate=20.0,
+                   quick=True, only=only)
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.only if name not in FIGURES]
@@ -148,9 +162,11 @@ class BenchOptions:
 
 
 def run_bench(options: BenchOptions, registry: ProcessRegistry, *,
-              say: Say | None = None, workdir: Path | None = None) -> dict[str, Any]:
+              say: Say | None = None, workdir: Path | None = None,
+              render: Render | None = None) -> dict[str, Any]:
     """Measure every figure; the record to print and append. ``workdir`` keeps the run
-    folders there instead of in a temporary folder."""
+    folders there instead of in a temporary folder; ``render(run_dir)`` writes a run's
+    report, timed by the scaling figure (the CLI passes the reports' own)."""
     progress: Say = say or (lambda message: None)
     started = time.monotonic()
     record: dict[str, Any] = {
@@ -169,6 +185,12 @@ def run_bench(options: BenchOptions, registry: ProcessRegistry, *,
             progress(f"checkers over a synthetic history of {options.checker_entries} entries")
             _measure(figures, "checker_speed",
                      lambda: _checker_speed(options.checker_entries, root / HISTORY_FILE))
+        if "scaling" in options.only:
+            sizes = ", ".join(str(n) for n in options.scaling_sizes)
+            progress(f"scaling: runs of {sizes} jobs at {options.scaling_rate:g}/s with kills")
+            _measure(figures, "scaling", lambda: measure_scaling(
+                options.scaling_sizes, options.scaling_rate, registry, root / "scaling",
+                say=progress, render=render, seed=options.seed))
     record["machine"]["load_average_end"] = machine()["load_average"]
     record["duration_s"] = round(time.monotonic() - started, 1)
     return record
@@ -188,7 +210,7 @@ def append_record(record: dict[str, Any], path: Path | None = None) -> Path:
 
 def _session_figures(options: BenchOptions, registry: ProcessRegistry, folder: Path,
                      figures: dict[str, Any], progress: Say) -> None:
-    """Figures 2-5, which share one session's services."""
+    """Figures 4-9, which share one session's services."""
     wanted = options.only
     progress("starting services for the latency and throughput figures")
     session = Session(folder, load_target(), registry, dict(SESSION_SETTINGS)).start()

@@ -18,7 +18,7 @@ import os
 import random
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -27,6 +27,7 @@ from harness.control_client import ControlError, FailpointHit
 from harness.environment import Environment, Worker
 from harness.errors import SetupError
 from harness.runtime.process import ProcessRuntime
+from harness.services.redis_proxies import slot_of
 from harness.target import media_target
 
 log = logging.getLogger(__name__)
@@ -138,8 +139,10 @@ class FaultContext:
             return SETTLED_FIRST
         return f"did not fire within {self.phase_timeout:.0f}s"
 
-    def wait_any_hit(self, point: str, actions: str) -> tuple[Worker, FailpointHit] | None:
-        """Arm ``point`` on every live worker and wait for the first to stop there.
+    def wait_any_hit(self, point: str, actions: str, slots: Sequence[str] | None = None
+                     ) -> tuple[Worker, FailpointHit] | None:
+        """Arm ``point`` on every live worker (of ``slots``, when given: ``w1`` and its
+        later incarnations) and wait for the first to stop there.
 
         The others are disarmed at once (which releases any of them already
         paused there), so exactly one worker is held. None after the phase
@@ -147,6 +150,14 @@ class FaultContext:
         be reached).
         """
         workers = self.live_workers()
+        if slots is not None:
+            for worker in workers:
+                if slot_of(worker.worker_id) not in slots:
+                    self.disarm(worker, point)  # armed at its start (``upcoming``)
+            workers = [w for w in workers if slot_of(w.worker_id) in slots]
+            if not workers:
+                self.missed = f"no live worker of {', '.join(slots)} to reach {point}"
+                return None
         for worker in workers:
             self.arm(worker, point, actions)
         deadline = time.monotonic() + self.phase_timeout

@@ -92,25 +92,41 @@ def graceful_stop(ctx: FaultContext, worker: Worker, grace_ms: int) -> StopOutco
 
 
 def _no_grace(ctx: FaultContext, worker: Worker, started: float) -> StopOutcome:
-    """A stop with no grace at all: SIGTERM and SIGKILL back to back, straight to the
-    process on this host (a container's too, by its host pid), so no runtime's
-    round trip between the two gives the worker time to hand its job back."""
+    """A stop with no grace at all: SIGTERM and SIGKILL with nothing in between.
+
+    The signals go straight to the process on this host (a container's too,
+    by its host pid), so no runtime's round trip sits between them. Two
+    ``kill`` calls back to back still leave a gap: on a loaded machine the
+    harness can lose the CPU right after the SIGTERM, and the worker, woken
+    by it, has handed its job back within that gap (seen in a docker run).
+    A grace of zero means the worker gets no time at all to act on the
+    SIGTERM, so it is stopped first (SIGSTOP, which a container's init
+    receives from this namespace too): the SIGTERM stays pending and the
+    SIGKILL ends it. ``docker stop -t 0`` leaves that microsecond gap open;
+    crashlab closes it so the run is the same every time.
+    """
     runtime = ctx.env.runtime
     pid = runtime.pid(worker.handle)
     if pid is None:
         runtime.kill(worker.handle, signal.SIGTERM)
     else:
-        for sig in (signal.SIGTERM, signal.SIGKILL):
-            try:
-                os.kill(pid, sig)
-                delivered = True
-            except ProcessLookupError:
-                delivered = False
+        order = (signal.SIGSTOP, signal.SIGTERM, signal.SIGKILL)
+        delivered = {sig: _send(pid, sig) for sig in order}
+        for sig, sent in delivered.items():
             ctx.record("process_signal", name=worker.worker_id, pid=pid,
-                       signal=signal.Signals(sig).name, delivered=delivered)
+                       signal=signal.Signals(sig).name, delivered=sent)
     ctx.kill(worker)  # the runtime's own SIGKILL (the process group), and the reaping
     return StopOutcome(worker.worker_id, KILLED, runtime.exit_status(worker.handle),
                        round((time.monotonic() - started) * 1000))
+
+
+def _send(pid: int, sig: signal.Signals) -> bool:
+    """``sig`` to ``pid``; False when the process is already gone."""
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def record_stop(ctx: FaultContext, fault_id: str, stop: StopOutcome, grace_ms: int,

@@ -1,9 +1,11 @@
 """A real Toxiproxy server, and the proxies through which a worker reaches Redis.
 
-``ToxiproxyServer`` runs ``toxiproxy-server -host 127.0.0.1 -port P`` as a
-child process; ``create_proxy`` puts a named TCP proxy on a free loopback port
-in front of an upstream port, and the ``Proxy`` it returns injects the
-network faults: sever (``disable``), latency, connection resets, black holes.
+``ToxiproxyServer`` runs ``toxiproxy-server -host 127.0.0.1 -port P
+-proxy-metrics`` as a child process; ``create_proxy`` puts a named TCP proxy on
+a free loopback port in front of an upstream port, and the ``Proxy`` it returns
+injects the network faults: sever (``disable``), latency, connection resets,
+black holes, replies dropped after the command went through (``limit_data``),
+and counts the bytes that went each way (its metrics).
 This module is the only place in the harness that talks to Toxiproxy.
 
 Why this adapter speaks the REST API with httpx instead of driving the
@@ -70,6 +72,8 @@ HOW_TO_INSTALL = (
 )
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_METRIC = re.compile(r"^toxiproxy_proxy_(received|sent)_bytes_total\{([^}]*)\}\s+(\S+)$")
+_LABEL = re.compile(r'(\w+)="([^"]*)"')
 _STREAMS = ("upstream", "downstream")
 
 
@@ -144,6 +148,23 @@ class _Api:
                 raise
         self._update_method = "POST"  # a server from before PATCH existed
         return self.call("POST", f"/proxies/{name}", what=what, json=body)
+
+    def byte_counts(self) -> dict[str, dict[str, tuple[int, int]]]:
+        """``/metrics`` (the server runs with ``-proxy-metrics``): per proxy and direction,
+        (received, sent) bytes of the connections that have closed."""
+        text = self.call("GET", "/metrics", what="read toxiproxy metrics")
+        counts: dict[str, dict[str, list[int]]] = {}
+        for line in str(text or "").splitlines():
+            found = _METRIC.match(line)
+            if found is None:
+                continue
+            which, labels, value = found.groups()
+            fields = dict(_LABEL.findall(labels))
+            pair = counts.setdefault(fields.get("proxy", ""), {}).setdefault(
+                fields.get("direction", ""), [0, 0])
+            pair[0 if which == "received" else 1] += int(float(value))
+        return {proxy: {direction: (pair[0], pair[1]) for direction, pair in by.items()}
+                for proxy, by in counts.items()}
 
     def close(self) -> None:
         with self._lock:
@@ -244,6 +265,21 @@ class Proxy:
     def add_timeout(self, ms: int, *, stream: str = "downstream") -> Toxic:
         """Black hole: drop all data, close the connection after ``ms`` (0: never)."""
         return self.add_toxic("timeout", {"timeout": ms}, stream=stream)
+
+    def add_limit_data(self, nbytes: int, *, stream: str = "downstream",
+                       name: str | None = None) -> Toxic:
+        """Pass ``nbytes`` on each connection's ``stream``, drop the rest, close it.
+
+        With 0 downstream, the first reply on every connection is dropped and the
+        connection closed at once: the command was applied, its answer never comes.
+        """
+        return self.add_toxic("limit_data", {"bytes": nbytes}, stream=stream, name=name)
+
+    def bytes_counted(self) -> dict[str, tuple[int, int]]:
+        """Per direction (``upstream``, ``downstream``): the bytes this proxy received and
+        sent on connections that have closed (Toxiproxy counts a connection when it ends).
+        Received minus sent downstream is what a toxic dropped of Redis's replies."""
+        return self._api.byte_counts().get(self.name, {})
 
     def toxics(self) -> list[Toxic]:
         data = self._api.call(
@@ -402,7 +438,8 @@ class ToxiproxyServer:
         env.setdefault("LOG_LEVEL", "info")  # its default level logs every lock it takes
         proc = ManagedProcess(
             f"toxiproxy-server:{port}",
-            [binary, "-host", LOOPBACK, "-port", str(port)],
+            # -proxy-metrics: byte counts per proxy (``Proxy.bytes_counted``, lost replies)
+            [binary, "-host", LOOPBACK, "-port", str(port), "-proxy-metrics"],
             log_path=self.log_path,
             env=env,
             cwd=self.workdir,

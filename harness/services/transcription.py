@@ -16,6 +16,13 @@ Work is done even if the client goes away mid-call (as a real service would
 bill it): a worker killed during injected latency leaves a ``new`` entry in
 the log and ``completed`` at ``GET /v1/audio/transcriptions/status/{key}``.
 
+Behaviour (``/_admin/behaviour``): a service that *ignores* idempotency keys
+does the work (and bills it) for every call, key or not, as the real OpenAI
+endpoint does; it still records each key's last result, so its status endpoint
+can answer. A service without a status endpoint answers every status query 404
+(logged as a ``status`` call with that code), so a worker cannot learn that
+work was done.
+
 Faults (``/_admin/faults``) apply before the idempotency lookup, as if the
 call never reached the work: an error status answers at once (after any
 latency), a hang holds the call until the fault is cleared (then it proceeds
@@ -69,6 +76,15 @@ CLIENT_CLOSED = 499
 """Logged status of a hung call whose client went away (nothing was sent)."""
 
 _HOLD_POLL_SECONDS = 0.02
+
+
+class Behaviour(BaseModel):
+    """Body of ``POST /_admin/behaviour``: how the service treats keys and status queries."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    idempotency_keys: Literal["honoured", "ignored"] = "honoured"
+    status_endpoint: bool = True
 
 
 class FaultSpec(BaseModel):
@@ -242,6 +258,7 @@ class TranscriptionState:
         """Bumped whenever the active faults are cleared or replaced; releases hangs."""
         self.calls: list[dict[str, Any]] = []
         self.latency = LatencyModel()
+        self.behaviour = Behaviour()
         self._seq = 0
         self._fault_ids = 0
 
@@ -255,6 +272,7 @@ class TranscriptionState:
         self.results = {}
         self.clear_faults()
         self.latency = LatencyModel()
+        self.behaviour = Behaviour()
         self.calls = []
         self._seq = 0
         self.call_log.write_bytes(b"")
@@ -338,7 +356,7 @@ class TranscriptionState:
     async def serve(self, call: _Call, audio: bytes, response_format: str,
                     deadline: float) -> Response:
         """Do the work once per idempotency key; answer no earlier than ``deadline``."""
-        key = call.idempotency_key
+        key = call.idempotency_key if self.behaviour.idempotency_keys == "honoured" else None
         while True:
             entry = self.results.get(key) if key is not None else None
             if entry is not None and entry.status != "failed":
@@ -425,15 +443,19 @@ def create_app(call_log: Path) -> FastAPI:
         return await state.serve(call, audio, response_format, deadline)
 
     @app.get("/v1/audio/transcriptions/status/{key:path}")
-    async def transcription_status(key: str, request: Request) -> dict[str, Any]:
+    async def transcription_status(key: str, request: Request) -> Response:
         # a status query is a request to the service too: it is logged (never
         # billable) so a harness can see a worker asking about finished work
         job_id, _, chunk = key.rpartition(":")
         call = _Call(state.generation, time.time(), time.monotonic(), key, job_id or None,
                      int(chunk) if chunk.isdigit() else None)
+        if not state.behaviour.status_endpoint:
+            body = error_body(f"Invalid URL (GET /v1/audio/transcriptions/status/{key})",
+                              "invalid_request_error")
+            return state.finish(call, JSONResponse(body, status_code=404), "status")
         answer = state.status_of(key)
         state.finish(call, Response(status_code=200), "status", answer.get("text"))
-        return answer
+        return JSONResponse(answer)
 
     @app.get("/_admin/health")
     async def health() -> dict[str, bool]:
@@ -463,6 +485,15 @@ def create_app(call_log: Path) -> FastAPI:
         except (ValueError, TypeError, AttributeError) as exc:
             return JSONResponse(error_body(str(exc), "invalid_request_error"), status_code=422)
         return JSONResponse(state.latency.as_dict())
+
+    @app.get("/_admin/behaviour")
+    async def get_behaviour() -> dict[str, Any]:
+        return state.behaviour.model_dump()
+
+    @app.post("/_admin/behaviour")
+    async def set_behaviour(behaviour: Behaviour) -> dict[str, Any]:
+        state.behaviour = behaviour
+        return behaviour.model_dump()
 
     @app.get("/_admin/calls")
     async def calls() -> list[dict[str, Any]]:

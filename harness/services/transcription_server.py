@@ -160,8 +160,16 @@ class TranscriptionService:
         """Every later call waits a latency drawn from ``model`` (median 0: none)."""
         self._admin("POST", "/_admin/latency", json=model.as_dict())
 
+    def set_behaviour(self, *, honour_keys: bool = True, status_endpoint: bool = True) -> None:
+        """Honour idempotency keys or ignore them (every call billed), answer status
+        queries or 404 them (``harness.services.transcription``)."""
+        self._admin("POST", "/_admin/behaviour", json={
+            "idempotency_keys": "honoured" if honour_keys else "ignored",
+            "status_endpoint": status_endpoint})
+
     def reset(self) -> None:
-        """Forget stored results, faults, latency and calls, and truncate the call log."""
+        """Forget stored results, faults, latency, behaviour and calls, and truncate the
+        call log."""
         self._admin("POST", "/_admin/reset")
 
     def _post_fault(self, **spec: Any) -> dict[str, Any]:

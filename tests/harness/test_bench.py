@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from harness.bench import FIGURES, TARGETS
+from harness.bench import DEFAULT_FIGURES, FIGURES, TARGETS
 from harness.bench.synthetic import synthetic_run
 from harness.checkers.base import Verdict
 from harness.history import History
@@ -24,7 +24,7 @@ from tests.harness.checkers.builders import check_reference
 pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.timeout(300)]
 
 
-def test_quick_bench_prints_and_appends_every_figure(tmp_path: Path) -> None:
+def test_quick_bench_prints_and_appends_every_default_figure(tmp_path: Path) -> None:
     out = tmp_path / "bench.jsonl"
     state = tmp_path / "state"
     env = {**os.environ, "CRASHLAB_STATE_DIR": str(state)}
@@ -36,7 +36,7 @@ def test_quick_bench_prints_and_appends_every_figure(tmp_path: Path) -> None:
     assert [json.loads(line) for line in out.read_text().splitlines()] == [record]
 
     figures: dict[str, Any] = record["figures"]
-    assert set(figures) == set(FIGURES)
+    assert set(figures) == set(DEFAULT_FIGURES) == set(FIGURES) - {"scaling"}
     for name, figure in figures.items():
         assert "error" not in figure, (name, figure)
         assert isinstance(figure["value"], int | float), name
@@ -108,6 +108,63 @@ def test_only_measures_the_figures_named_and_refuses_unknown_ones(tmp_path: Path
     assert len(out.read_text().splitlines()) == 1  # the refused run appended nothing
 
 
+def test_quick_scaling_figure_comes_from_real_runs_of_growing_size(tmp_path: Path) -> None:
+    keep = tmp_path / "kept"
+    env = {**os.environ, "CRASHLAB_STATE_DIR": str(tmp_path / "state")}
+    done = subprocess.run(
+        [sys.executable, "-m", "harness.cli", "bench", "--quick", "--only", "scaling", "--json",
+         "--out", str(tmp_path / "bench.jsonl"), "--keep", str(keep)],
+        capture_output=True, text=True, env=env, timeout=280)
+    assert done.returncode == 0, done.stderr[-3000:]
+    record = json.loads(done.stdout)
+    assert list(record["figures"]) == ["scaling"]
+    figure = record["figures"]["scaling"]
+    assert "error" not in figure, figure
+    rows = figure["sizes"]
+    assert [row["jobs"] for row in rows] == [20, 40, 80]
+    # progress while the runs go: each size announced, and its outcome
+    for row in rows:
+        assert f"{row['jobs']} jobs at 20/s" in done.stderr
+        assert f"{row['jobs']} jobs: {row['verdict']}, run {row['run_s']} s" in done.stderr
+    first = rows[0]
+    for row in rows:
+        run_dir = Path(row["run_dir"])
+        assert run_dir.is_relative_to(keep)
+        history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text()
+                   .splitlines()]
+        submits = [e for e in history if e["kind"] == "op" and e.get("op") == "submit"]
+        assert len(submits) == row["jobs"]  # a real run of that many jobs
+        spread = submits[-1]["ts"] - submits[0]["ts"]
+        assert row["arrival_s"] == pytest.approx(spread, abs=0.006)
+        assert row["arrival_rate"] == pytest.approx((row["jobs"] - 1) / spread, rel=0.01)
+        assert (row["history_entries"], row["history_bytes"]) == (
+            len(history), (run_dir / "history.jsonl").stat().st_size)
+        assert row["verdict"] == "valid"
+        kills = [e for e in history if e["kind"] == "fault_start"]
+        assert len(kills) == row["faults_fired"] >= 1
+        [turns] = row["turns"]
+        assert turns["fault"] == "kill_random" and turns["fired"] == row["faults_fired"]
+        # the bench's run and check enclose the runner's own clock of the same run
+        results = json.loads((run_dir / "results.json").read_text())
+        assert row["run_s"] > 0 and row["check_s"] > 0
+        assert row["run_s"] + row["check_s"] >= results["duration_s"] - 0.01
+        assert row["rss_peak_mb"] > 0
+        report = run_dir / "report.html"
+        assert row["report_bytes"] == report.stat().st_size and row["report_s"] > 0
+        # the ratios are computed from the recorded figures
+        assert row["linear_ratio"] == row["jobs"] / 20
+        for key, ratio in (("run_s", "run_ratio"), ("check_s", "check_ratio"),
+                           ("history_bytes", "history_ratio"), ("report_s", "report_ratio")):
+            assert row[ratio] == pytest.approx(row[key] / first[key], abs=0.006)
+    entries = [row["history_entries"] for row in rows]
+    assert entries == sorted(entries) and entries[0] < entries[-1]
+    last = rows[-1]
+    per_job = {key: (last[key] / 80) / (first[key] / 20) for key in ("run_s", "check_s")}
+    assert figure["per_job_ratio"] == pytest.approx(per_job, abs=0.002)
+    assert figure["value"] == max(figure["per_job_ratio"].values())
+    assert figure["met"] is TARGETS["scaling"].met(figure["value"])  # type: ignore[union-attr]
+
+
 def test_synthetic_history_is_valid_for_every_checker_and_breakable() -> None:
     records, state = synthetic_run(2_000)
     history = History.from_json(records)
@@ -116,7 +173,9 @@ def test_synthetic_history_is_valid_for_every_checker_and_breakable() -> None:
     # the synthetic run has no upload job and no graceful stop: nothing for those two
     assert {r.checker: r.verdict for r in results if r.verdict is not Verdict.VALID} == {
         "upload_byte_exact": Verdict.NOT_APPLICABLE,
-        "graceful_stop_honoured": Verdict.NOT_APPLICABLE}
+        "graceful_stop_honoured": Verdict.NOT_APPLICABLE,
+        # the synthetic final state holds no read of the queue, lease and deadline keys
+        "indexes_consistent": Verdict.NOT_APPLICABLE}
     # a chunk committed twice must be caught: the timing covers real checking
     commit = next(r for r in records if r["kind"] == "sut_event"
                   and r["event"] == "chunk_committed")
@@ -150,6 +209,11 @@ def test_summary_table_keeps_every_figure_name_whole_in_80_columns() -> None:
                               "repeats": 6, "ratio_quartiles": [1.004, 1.018],
                               "service_latency_ms": 50.0},
         "checker_speed": {"entries": 99068, "checkers": 16, "with_load_entries_per_s": 84241},
+        "scaling": {"verdict": "valid", "sizes": [
+            {"jobs": n, "run_s": 2.0 * n, "check_s": 0.1 * n, "run_ratio": n / 200,
+             "check_ratio": n / 200, "linear_ratio": n / 200, "rss_peak_mb": 100,
+             "history_entries": 10 * n, "report_s": None, "arrival_rate": 9.5}
+            for n in (200, 1000, 2000)], "rate": 10.0},
     }
     figures = {name: {"value": 1.177, "unit": "on/off run time", "target": "ratio <= 1.05",
                       "met": False, **details[name]} for name in FIGURES}

@@ -174,6 +174,10 @@ def test_arrivals_and_timed_faults_are_refused_naming_the_fields() -> None:
     with pytest.raises(DebugError, match=r"faults.0, faults.1, faults.2 fire by the clock"):
         DebugSession(timed, seed=1, registry=ProcessRegistry(Path("/nonexistent")),
                      console=Console(), source=ScriptSource([], Console()))
+    supervised = resolve("baseline").model_copy(update={"supervise_s": 1.0})
+    with pytest.raises(DebugError, match=r"\(supervise_s\)"):
+        DebugSession(supervised, seed=1, registry=ProcessRegistry(Path("/nonexistent")),
+                     console=Console(), source=ScriptSource([], Console()))
 
 
 def test_a_run_folder_gives_its_stored_scenario_and_seed(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import threading
@@ -210,6 +211,11 @@ def test_final_state_round_trips_with_integer_chunk_indices(tmp_path: Path) -> N
     loaded = load_state(path)
 
     assert loaded.jobs["job-1"] == snapshot("job-1")
+    indexed = dataclasses.replace(snapshot("job-3"), state="PROCESSING", queued=0,
+                                  lease="w2|2", deadline_ms=1_700_000_000_000)
+    save_state(path, [indexed])
+    assert load_state(path).jobs["job-3"] == indexed
+    save_state(path, [snapshot("job-1"), snapshot("job-2")], expect={"expect_retry_count": 1})
     assert loaded.jobs["job-2"].committed_chunks[1]["worker"] == "w2"
     assert dict(loaded.expect) == {"expect_retry_count": 1}
     assert loaded.to_json() == written.to_json()

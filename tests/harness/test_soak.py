@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,10 @@ from harness.packs.rq.target import RqTarget
 from harness.procs import ProcessRegistry
 from harness.runner import check_workload, run_scenario
 from harness.scenario import SOAK_TAG, catalog, parse_scenario, resolve, runs_in_all
+from reports import write_run_report
+from reports.jobtimes import job_spans, kill_recoveries
+from reports.rundata import load_run
+from tests.reports.test_report_in_chromium import ARTIFACTS, browse, load
 
 
 def _cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -72,13 +77,37 @@ def test_soaks_are_left_out_of_run_all(tmp_path: Path) -> None:
     assert soak.workload.arrival_s == pytest.approx(300, rel=0.01)
 
 
+@pytest.mark.parametrize("pack", ["rq", "arq"])
+def test_each_queue_pack_has_a_soak_and_a_quick_soak_within_its_lease(pack: str) -> None:
+    from harness.packs_registry import load_target
+    from harness.project import catalog_for
+
+    target = load_target(pack)
+    shipped = catalog_for(pack)
+    soak, quick = shipped[f"{pack}-soak"], shipped[f"{pack}-soak-quick"]
+    everything = {s.name for s in runs_in_all(shipped)}
+    for scenario in (soak, quick):
+        assert SOAK_TAG in scenario.tags and scenario.name not in everything
+        check_workload(scenario, target)  # every repeat outlasts the pack's lease
+        kinds = {f.kind for f in scenario.faults}
+        assert {"kill_random", "sever_redis", "restart_redis"} <= kinds
+        assert scenario.workload.rate is not None and scenario.workers >= 3
+        assert scenario.supervise_s is not None  # these libraries' workers exit on a cut
+    assert soak.time_limit_s == 300 and soak.workload.arrival_s == pytest.approx(300)
+    assert any(f.every_s is not None for f in soak.faults if f.kind == "kill_random")
+    assert quick.time_limit_s is not None and quick.time_limit_s <= 60
+    assert quick.workload.arrival_s <= 60
+
+
 @pytest.mark.slow
 @pytest.mark.chaos
 @pytest.mark.timeout(240)
 def test_the_quick_soak_loses_nothing_and_fires_every_repeat(
         tmp_path: Path, registry: ProcessRegistry) -> None:
     scenario = resolve("soak-quick")
-    result = run_scenario(scenario, seed=3, registry=registry, runs_root=tmp_path)
+    said: list[str] = []
+    result = run_scenario(scenario, seed=3, registry=registry, runs_root=tmp_path,
+                          progress=said.append)
     assert result.verdict is Verdict.VALID, [c.witness for c in result.checks
                                              if c.verdict is not Verdict.VALID]
     # every repeat of every timed fault is a planned fault, and each fired
@@ -95,4 +124,50 @@ def test_the_quick_soak_loses_nothing_and_fires_every_repeat(
     kills = [e["ts"] for e in starts if e["fault"] == "kill_random"]
     assert len(kills) == 9 and all(b - a >= 1.0 for a, b in zip(kills, kills[1:], strict=False))
     assert kills[-1] - kills[0] <= scenario.time_limit_s
+    # each repeating fault's turns: all nine kills and both cuts, none skipped
+    turns = {t.fault: t for t in result.turns}
+    assert set(turns) == {"kill_random", "sever_redis"}
+    assert (turns["kill_random"].taken, turns["kill_random"].fired) == (9, 9)
+    assert turns["kill_random"].asked == 9 and turns["sever_redis"].asked == 2
+    # the progress lines of the long waits: jobs finished of submitted, faults, elapsed
+    lines = [re.search(r"jobs (\d+)/(\d+) finished \(of 120\), faults fired (\d+), "
+                       r"(\d+) s$", line) for line in said]
+    figures = [tuple(int(n) for n in m.groups()) for m in lines if m is not None]
+    assert len(figures) >= 3, said
+    for done, submitted, fired, _ in figures:
+        assert done <= submitted <= 120 and fired <= repeats
+    for field in range(4):  # none goes back as the run goes on
+        assert [f[field] for f in figures] == sorted(f[field] for f in figures), figures
+    _the_report_reads_at_soak_scale(result.run_dir)
 
+
+def _the_report_reads_at_soak_scale(run_dir: Path) -> None:
+    """The soak's report: the timeline aggregated, throughput and latency with every fault
+    window shaded, the recovery of every job a kill interrupted; it opens in Chromium."""
+    page_file = write_run_report(run_dir)
+    page = page_file.read_text(encoding="utf-8")
+    run = load_run(run_dir)
+    assert run.state is not None
+    assert all(snap.ended_at is not None for snap in run.state.jobs.values()
+               if snap.state == "COMPLETED")  # the reference pack says when each job ended
+    timeline = page[page.index('<section id="timeline">'):page.index('<section id="rates">')]
+    assert "jobs in flight" in timeline and ">kill_random ×9<" in timeline
+    rates = page[page.index('<section id="rates">'):page.index('<section id="recovery">')]
+    windows = len(run.history.of_kind("fault_heal")) - 9  # every fault but the 9 kills
+    assert rates.count('<g id="window-') == 2 * windows == 6  # 2 cuts, 1 restart; 2 panels
+    assert '<g id="instants-kill_random-rate"' in rates
+    t0 = run.started or 0.0
+    interrupted = kill_recoveries(run.history, job_spans(run.history, run.state, t0), t0)
+    recovered = [r.took for r in interrupted if r.took is not None]
+    assert recovered and all(0 < took < 30 for took in recovered)  # the reference's limit
+    recovery = page[page.index('<section id="recovery">'):page.index('<section id="calls">')]
+    assert (f'<div class="n">{len(interrupted)}</div><div class="l">jobs in flight at a '
+            "SIGKILL") in recovery
+    assert ('aria-label="recovery latency histogram' in recovery) == (len(recovered) >= 3)
+    loaded = load(page_file)
+    assert loaded.console == [] and "Throughput and latency" in loaded.dom
+    shot = run_dir / "report.png"
+    done = browse(page_file, f"--screenshot={shot}", "--window-size=1400,3000")
+    assert done.returncode == 0 and shot.stat().st_size > 50_000, done.stderr[-2000:]
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot.replace(ARTIFACTS / "soak-report.png")

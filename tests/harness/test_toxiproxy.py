@@ -127,6 +127,29 @@ def test_timeout_toxic_swallows_commands_until_the_client_times_out(proxy: Proxy
             client.ping()
 
 
+def test_limit_data_downstream_loses_the_reply_of_a_command_redis_applied(
+    proxy: Proxy, upstream: RedisServer
+) -> None:
+    with direct(proxy) as client:
+        client.set("counter", 1)
+        before = proxy.bytes_counted().get("downstream", (0, 0))
+        proxy.add_limit_data(0, stream="downstream")
+
+        with pytest.raises(redis.ConnectionError):  # closed at once: no socket timeout
+            client.incr("counter")
+
+        assert upstream.client().get("counter") == "2"  # the command was applied
+        deadline = time.monotonic() + 5
+        while (counts := proxy.bytes_counted().get("downstream", (0, 0))) == before:
+            assert time.monotonic() < deadline, "toxiproxy never counted the closed connection"
+            time.sleep(0.01)
+        received, sent = counts[0] - before[0], counts[1] - before[1]
+        assert received - sent == len(b":2\r\n")  # the reply Redis sent, never delivered
+
+        proxy.remove_toxics()
+        assert client.incr("counter") == 3  # the retry, on a fresh connection
+
+
 def test_remove_toxics_restores_fast_replies(proxy: Proxy) -> None:
     proxy.add_latency(1000)
     proxy.add_latency(1000, stream="upstream")

@@ -371,3 +371,28 @@ def test_a_bad_latency_is_refused_with_the_field_named(service: TranscriptionSer
     assert answer.status_code == 422 and "p99_ms" in answer.text
     answer = httpx.post(f"{service.url}/_admin/latency", json={"median": 50})
     assert answer.status_code == 422 and "median" in answer.text
+
+
+def test_a_service_that_ignores_keys_bills_every_call_and_still_reports_status(
+        service: TranscriptionService, client: OpenAI) -> None:
+    service.set_behaviour(honour_keys=False)
+    transcribe(client, key="same-key")
+    transcribe(client, key="same-key")
+    transcribe(client, wav_bytes(words_for(7, 2)), key="same-key")  # no refusal either
+
+    assert outcomes(service) == ["new", "new", "new"]
+    assert service.status("same-key")["status"] == "completed"
+    service.reset()
+    transcribe(client, key="same-key")
+    transcribe(client, key="same-key")
+    assert outcomes(service) == ["new", "repeat"]  # reset: keys honoured again
+
+
+def test_a_service_without_a_status_endpoint_answers_404_and_logs_it(
+        service: TranscriptionService, client: OpenAI) -> None:
+    transcribe(client, key="job-1:0")
+    service.set_behaviour(status_endpoint=False)
+    with pytest.raises(openai.NotFoundError):  # what the worker's SDK call meets
+        client.get("/audio/transcriptions/status/job-1:0", cast_to=object)
+    status = [call for call in service.calls() if call["outcome"] == "status"]
+    assert [(call["status_code"], call["chunk_index"]) for call in status] == [(404, 0)]

@@ -7,8 +7,10 @@ from pathlib import Path
 
 import reports
 
-ALLOWED = {"harness.history", "harness.checkers.base", "harness.errors", "harness.runfolder"}
-"""The run folder's types (history, final state, check results), its file names, the root error."""
+ALLOWED = {"harness.history", "harness.checkers.base", "harness.errors", "harness.runfolder",
+           "harness.ledger"}
+"""The run folder's types (history, final state, check results, the effects-ledger lines in the
+history and which job a kill interrupted), its file names, the root error."""
 
 
 def imported_modules(source: Path) -> set[str]:
@@ -32,3 +34,11 @@ def test_reports_import_only_the_run_folder_types_of_the_harness() -> None:
             if top == "harness":
                 assert name in ALLOWED, f"{module.name} imports {name}; reports may use only " \
                                         f"{sorted(ALLOWED)}"
+
+
+def test_the_ledger_reports_read_is_itself_only_history() -> None:
+    import harness.ledger
+
+    found = {name for name in imported_modules(Path(harness.ledger.__file__))
+             if name.startswith("harness")}
+    assert found == {"harness.history"}, found

@@ -27,8 +27,10 @@ def test_deadline_is_enforced_by_a_live_worker(env: Environment) -> None:
     final = env.snapshot(job.job_id)
     assert final.state == "TIMED_OUT" and final.error is not None
     worker.control.release()
-    events = [e["event"] for _, e in env.events() if e["job_id"] == job.job_id]
-    assert events[-1] == "job_timed_out"
+    events = [e for _, e in env.events() if e["job_id"] == job.job_id]
+    assert events[-1]["event"] == "job_timed_out"
+    # the snapshot says when the job ended: the Redis time of the event that ended it
+    assert final.ended_at == int(events[-1]["ts_ms"]) / 1000
     status = httpx.get(f"{env.api_url}/jobs/{job.job_id}", timeout=10).json()
     assert status["state"] == "TIMED_OUT" and status["deadline_ms"] is not None
 
@@ -41,7 +43,10 @@ def test_metrics_count_recoveries_and_duplicate_prevention(env: Environment) -> 
     port = free_port()
     env.start_worker("m", settings={"metrics_port": str(port)})
     assert env.wait_terminal(timeout=30)
-    assert env.snapshot(job.job_id).state == "COMPLETED"
+    final = env.snapshot(job.job_id)
+    assert final.state == "COMPLETED"
+    completed = [e for _, e in env.events() if e["event"] == "job_completed"]
+    assert final.ended_at == int(completed[-1]["ts_ms"]) / 1000
     text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
     assert 'crashlab_recoveries_total{outcome="claimed"} 1.0' in text
     assert "crashlab_duplicate_prevention_total 1.0" in text

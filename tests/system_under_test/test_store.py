@@ -11,7 +11,7 @@ import redis
 from redis.asyncio import Redis
 
 from harness.services.redis_server import RedisServer
-from system_under_test.constants import chunks_key, job_events_key, job_key, lease_key
+from system_under_test.constants import DEADLINES, chunks_key, job_events_key, job_key, lease_key
 from system_under_test.store import ChunkResult, Claim, PlannedChunk, Store
 
 T = TypeVar("T")
@@ -242,3 +242,26 @@ def test_deadline_refuses_writes_and_times_the_job_out_once(
     assert redis_db.smembers("crashlab:state:TIMED_OUT") == {"j1"}
     last = redis_db.xrevrange(job_events_key("j1"), count=1)[0][1]  # type: ignore[index]
     assert last["event"] == "job_timed_out" and last["worker_id"] == "w2"
+
+
+def test_a_job_that_ends_before_its_deadline_leaves_the_deadline_set(
+    redis_server: RedisServer, redis_db: redis.Redis
+) -> None:
+    async def body(store: Store) -> list[str]:
+        for job_id in ("done", "failed", "cancelled"):
+            await store.submit(job_id, JOB, {}, timeout_ms=60_000)
+        assert redis_db.zcard(DEADLINES) == 3
+        replies = [await store.cancel("cancelled")]
+        for _ in range(2):
+            claim = await store.claim("w1", 10_000)
+            assert claim is not None
+            if claim.job_id == "done":
+                await store.commit_plan(claim, "w1", [PlannedChunk(0, 0.0, 2.0, "c0")])
+                await store.commit_chunk(claim, "w1", ChunkResult(0, "alfa", "c0", 1, "w1"))
+                replies.append(await store.complete(claim, "w1", "alfa"))
+            else:
+                replies.append(await store.fail(claim, "w1", "no good"))
+        return replies
+
+    assert run(redis_server, body) == ["ok", "ok", "ok"]
+    assert redis_db.zcard(DEADLINES) == 0  # each ending took its deadline with it

@@ -17,6 +17,7 @@ from typing import Any, cast
 import httpx
 import redis
 
+import system_under_test
 from harness.checkers.base import Checker
 from harness.checkers.registry import suite
 from harness.environment import UPLOAD_BUCKET, Environment
@@ -27,10 +28,18 @@ from harness.packs.reference import explore
 from harness.scenario import DEFAULT_SETTINGS, Scenario
 from harness.services.latency import LatencyModel
 from harness.streams import Growth
-from harness.target import JobInspection, JobSnapshot, Semantics, Wiring, WorkerSpec
+from harness.target import (
+    JobInspection,
+    JobSnapshot,
+    MutationSource,
+    Semantics,
+    Wiring,
+    WorkerSpec,
+)
 
 PREFIX = "crashlab"
 STATES = ("QUEUED", "PROCESSING", "COMPLETED", "FAILED", "TIMED_OUT", "CANCELLED")
+ENDED = frozenset(STATES[2:])
 
 # The worker's failpoints, in the order a job meets them (its control channel
 # serves the same list at /points; a test keeps the two equal).
@@ -63,6 +72,16 @@ PHASES: dict[str, str] = {
     "upload.metadata_written": "metadata object written, completion not committed",
 }
 # phases only an upload job meets (an exploration of transcribe jobs leaves them out)
+# ``crashlab mutants --generate``: the recovery code cosmic-ray mutates, and the
+# scenarios that judge each mutant (the broadest killers first: a kill mid-job,
+# a zombie's late writes, billing after a crash, Redis lost, an upload resumed,
+# a deploy, the retry limit; every fault anchored at a phase, so a loaded machine
+# cannot make a run inconclusive)
+MUTATED_MODULES = ("pipeline.py", "recovery.py", "worker.py", "store.py", "lua.py",
+                   "upload.py", "upload_store.py", "upload_lua.py")
+MUTATION_SCENARIOS = ("crash-mid-transcription", "zombie-worker", "service-answered-before-crash",
+                      "redis-restart-mid-job", "upload-kill-after-checkpoint", "deploy-mid-job",
+                      "retry-limit-reached")
 UPLOAD_PHASES = tuple(point for point in PHASES if point.startswith("upload."))
 # the worker writes this object beside each uploaded one
 METADATA_SUFFIX = ".metadata.json"
@@ -83,6 +102,9 @@ class ReferenceTarget:
     after_crash_points = frozenset(p for p in PHASES
                                    if p.startswith("recovery.") or p == "upload.verified")
     workload_kinds = frozenset({"transcribe", "upload"})
+    # the lease keeper stops here before each renewal: a ``lost_reply`` holds it there so
+    # the reply it loses is the job's own (``harness.faults.lost_reply``)
+    background_points = ("lease.renew",)
     # `crashlab run --coverage` (harness/worker_coverage.py): the package measured, and its
     # recovery code reported apart: takeover, leases (a lost one ends the job in _run_job),
     # timeouts, retries, resume from what survived (chunks, the service's own record of a
@@ -149,6 +171,15 @@ class ReferenceTarget:
 
         return {name: mutant.description for name, mutant in MUTANTS.items()}
 
+    def mutation_source(self) -> MutationSource:
+        """The recovery code: pipeline, recovery, worker, uploads, both stores and their
+        Lua scripts; judged by scenarios that crash, freeze, cut and deploy."""
+        return MutationSource(Path(system_under_test.__file__).parent, MUTATED_MODULES,
+                              MUTATION_SCENARIOS)
+
+    def with_source(self, root: Path) -> ReferenceTarget:
+        return ReferenceTarget(python=self.python, pythonpath=root)
+
     def with_mutant(self, name: str, state_dir: Path | None = None) -> ReferenceTarget:
         from harness.packs.reference.mutants import mutant_target
 
@@ -177,6 +208,12 @@ class ReferenceTarget:
         """The transcription service answers each chunk after a drawn latency."""
         env.transcription.set_latency(model)
 
+    def set_service_behaviour(self, env: Environment, *, honour_keys: bool,
+                              status_endpoint: bool) -> None:
+        """The transcription service ignores idempotency keys, or its status endpoint."""
+        env.transcription.set_behaviour(honour_keys=honour_keys,
+                                        status_endpoint=status_endpoint)
+
     def submit_workload(self, env: Environment, scenario: Scenario, seed: int,
                         indices: Sequence[int] | None = None) -> None:
         """Submit the scenario's jobs through the worker's API; job ``i`` gets seed
@@ -195,12 +232,14 @@ class ReferenceTarget:
                            chunk_seconds=float(env.options.worker_settings["chunk_seconds"]))
 
     def collect(self, env: Environment, history: HistoryWriter) -> None:
-        """The worker's event stream and refused writes, the service's call log and
-        (with upload jobs) what S3 holds, into the history."""
+        """The worker's event stream, refused and retried writes, the service's call log
+        and (with upload jobs) what S3 holds, into the history."""
         for stream_id, event in env.events():
             history.record("sut_event", stream_id=stream_id, **event)
         for rejected in self.read_rejected(env.client):
             history.record("rejected_write", **rejected)
+        for retried in self.read_retried(env.client):
+            history.record("retried_write", **retried)
         for call in env.transcription.calls():
             fields = {k: v for k, v in call.items() if k not in ("ts", "index", "kind")}
             history.record("external_call", call_ts=call.get("ts"), **fields)
@@ -312,9 +351,12 @@ class ReferenceTarget:
         pipe.hgetall(f"{key}:chunks")
         pipe.hgetall(f"{key}:parts")
         pipe.get(f"{key}:transcript")
+        pipe.lpos(f"{PREFIX}:queue", job_id, count=0)  # every position of the id
+        pipe.get(f"{key}:lease")
+        pipe.zscore(f"{PREFIX}:deadlines", job_id)
         for state in STATES:
             pipe.sismember(f"{PREFIX}:state:{state}", job_id)
-        job, chunks, parts, transcript, *member = pipe.execute()
+        job, chunks, parts, transcript, queued, lease, deadline, *member = pipe.execute()
         sets = [state for state, inside in zip(STATES, member, strict=True) if inside]
         count = job.get("chunk_count")
         kind = job.get("kind") or "transcribe"
@@ -324,8 +366,13 @@ class ReferenceTarget:
                 "bucket", "s3_key", "upload_id", "bytes_sent", "next_part", "parts_done",
                 "finished_size", "object_etag", "part_size")}
             upload["parts"] = {int(n): json.loads(v) for n, v in parts.items()}
+        state = job.get("state", "MISSING")
+        # every event the job's scripts emit stamps updated_ms (Redis TIME) with it, and
+        # nothing writes an ended job again: for an ended job it is when it ended
+        updated = job.get("updated_ms")
+        ended_at = int(updated) / 1000.0 if updated and state in ENDED else None
         return JobSnapshot(
-            job_id=job_id, state=job.get("state", "MISSING"),
+            job_id=job_id, state=state, ended_at=ended_at,
             epoch=int(job.get("epoch", 0)), retry_count=int(job.get("retry_count", 0)),
             max_retries=int(job.get("max_retries", 0)),
             chunk_count=int(count) if count else None,
@@ -333,7 +380,8 @@ class ReferenceTarget:
             progress=float(job.get("progress", 0)), error=job.get("error") or None,
             transcript=transcript,
             committed_chunks={int(i): json.loads(v) for i, v in chunks.items()},
-            state_sets=sets, kind=kind, upload=upload,
+            state_sets=sets, kind=kind, upload=upload, queued=len(queued or ()),
+            lease=lease, deadline_ms=None if deadline is None else int(deadline),
         )
 
     def inspect(self, client: redis.Redis, job_id: str) -> JobInspection:
@@ -379,6 +427,11 @@ class ReferenceTarget:
     def read_rejected(self, client: redis.Redis) -> list[dict[str, Any]]:
         """Writes the worker's fencing refused (its diagnostics stream)."""
         entries = cast(list[tuple[str, dict[str, str]]], client.xrange(f"{PREFIX}:rejected"))
+        return [{**fields, "stream_id": entry_id} for entry_id, fields in entries]
+
+    def read_retried(self, client: redis.Redis) -> list[dict[str, Any]]:
+        """Writes that found their own effect in place: retries after a lost reply."""
+        entries = cast(list[tuple[str, dict[str, str]]], client.xrange(f"{PREFIX}:retried"))
         return [{**fields, "stream_id": entry_id} for entry_id, fields in entries]
 
     def reset(self, client: redis.Redis) -> None:

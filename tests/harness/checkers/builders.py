@@ -148,7 +148,7 @@ class RunBuilder:
             job_id=job_id, state="COMPLETED", epoch=epoch, retry_count=retries,
             max_retries=max_retries, chunk_count=chunks, chunks_done=chunks, progress=1.0,
             error=None, transcript=transcript, committed_chunks=committed,
-            state_sets=["COMPLETED"])
+            state_sets=["COMPLETED"], queued=0)
 
     # -- views for tests -----------------------------------------------------
 

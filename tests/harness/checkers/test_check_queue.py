@@ -117,6 +117,28 @@ def test_recovery_slower_than_the_limit_is_invalid_and_says_how_long() -> None:
     assert quick.check(RecoveryBounded()).verdict is Verdict.VALID
 
 
+def test_a_job_killed_again_on_its_retry_is_bounded_per_kill() -> None:
+    # a soak's kills 30 s apart, as arq's claims: the retry meets the next kill
+    def run(retake: float) -> Run:
+        return (Run(limit=45).submit("j1", max_retries=4)
+                .attempt("j1", 1, pid=50, effect=False).kill(5, pid=50, name="w1")
+                .attempt("j1", retake, pid=60, worker="w2").kill(retake + 1, pid=60, name="w2")
+                .attempt("j1", retake + 31, pid=70, worker="w3")
+                .final("j1", "COMPLETED", ended=retake + 32))
+    held = run(34).check(RecoveryBounded())  # ended 61 s after the first kill, 31 after its own
+    assert held.verdict is Verdict.VALID, held.witness
+    assert "j1 29.00 s to its next attempt" in held.witness and "j1 31.00 s" in held.witness
+    slow = run(55).check(RecoveryBounded())  # the retry itself came 50 s after the first kill
+    assert slow.verdict is Verdict.INVALID
+    assert "its next attempt started 50.0 s later, over the 45 s limit" in slow.witness
+    # a kill after the job ended does not make the earlier recovery a retake
+    done = (Run(limit=45).submit("j1", max_retries=4).attempt("j1", 1, pid=50, effect=False)
+            .kill(5, pid=50).attempt("j1", 50, pid=60, worker="w2")
+            .final("j1", "COMPLETED", ended=51).kill(60, pid=60, name="w2"))
+    late = done.check(RecoveryBounded())
+    assert late.verdict is Verdict.INVALID and "46.0 s later, over the 45 s limit" in late.witness
+
+
 def test_a_killed_job_with_retries_left_that_is_never_retried_is_invalid() -> None:
     run = (Run().submit("j1", max_retries=2).attempt("j1", 1, pid=50, effect=False)
            .kill(2, pid=50).final("j1", "FAILED", ended=40, native="failed"))

@@ -64,7 +64,7 @@ def upload_run(content: bytes = CONTENT, *, crash_after: int | None = 2) -> RunB
         job_id=JOB, state="COMPLETED", epoch=epoch, retry_count=0 if crash_after is None else 1,
         max_retries=3, chunk_count=None, chunks_done=0, progress=1.0, error=None,
         transcript=None, committed_chunks={}, state_sets=["COMPLETED"], kind="upload",
-        upload={"bucket": "b", "s3_key": "k", "parts": {}})
+        upload={"bucket": "b", "s3_key": "k", "parts": {}}, queued=0)
     return run
 
 
