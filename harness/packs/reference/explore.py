@@ -19,11 +19,13 @@ from collections.abc import Mapping
 
 from hypothesis import strategies as st
 
+from harness.explore.reach import JobModel
 from harness.explore.strategies import Draws, Exploring, FaultMenu, Hit, Vocabulary, lost_reply
 from harness.faults import FaultSpec
 from harness.packs.reference.faults.files import CorruptChunkSpec, DeleteSourceSpec
 from harness.packs.reference.faults.pause_past_lease import PausePastLeaseSpec
 from harness.packs.reference.faults.service_errors import ServiceErrorsSpec
+from harness.packs.reference.reach import TranscribeJob, UploadJob
 from harness.scenario import Scenario
 
 # Faster leases than the catalog's: every takeover waits for one
@@ -32,50 +34,58 @@ EXPLORE_SETTINGS = {"lease_ttl_ms": "600", "heartbeat_ms": "120", "poll_interval
 CHUNK_POINTS = ("chunk.before_request", "chunk.transcribed.before_commit", "chunk.committed")
 # the heartbeat point is for stalling leases, not for killing at
 NOT_FOR_KILLS = frozenset({"lease.renew"})
-# points a job reaches before its media is cut: no chunk file to damage yet
-BEFORE_CHUNK_FILES = ("job.claimed", "chunking.started")
+# points where a job surely has its chunk files: cut, and not yet cleaned up at completion
+WITH_CHUNK_FILES = frozenset({"chunking.split", "chunking.committed", *CHUNK_POINTS,
+                              "assembly.started", "job.before_complete", "recovery.verified",
+                              "recovery.rechunked", "recovery.resumed"})
+# How long a fault at a time may wait and still meet work: the exploration's jobs (a few
+# one-second chunks, a service that answers at once) are done in a few hundred
+# milliseconds, and a crashed job waits for the lease (less a heartbeat) before its takeover
+BUSY_MS = 150
 
 
 def vocabulary(repeating: frozenset[str], after_crash: frozenset[str], *,
-               chunk_files: bool = True) -> Vocabulary:
+               chunk_files: bool = True, model: JobModel | None = None,
+               lease_ms: int = 600) -> Vocabulary:
     """The reference world's vocabulary; ``chunk_files`` says whether the workload's
-    jobs keep chunk files to damage (an upload job keeps none)."""
+    jobs keep chunk files to damage (an upload job keeps none); ``model`` is what a job
+    passes (``harness.packs.reference.reach``)."""
 
     def menu(draws: Draws) -> FaultMenu:
         return _menu(draws, chunk_files=chunk_files)
 
-    return Vocabulary(repeating, after_crash, NOT_FOR_KILLS, menu)
+    return Vocabulary(repeating, after_crash, NOT_FOR_KILLS, menu, model=model,
+                      busy_ms=BUSY_MS, takeover_wait_ms=lease_ms // 2)
 
 
 def exploring(base: Scenario, default_settings: Mapping[str, str],
               repeating: frozenset[str], after_crash: frozenset[str]) -> Exploring:
     """The reference pack's exploration of ``base``'s workload."""
     settings = {**base.settings_for(default_settings), **EXPLORE_SETTINGS}
+    transcribe = base.workload.kind == "transcribe"
     chunks = max(1, round(base.workload.media_seconds / float(settings["chunk_seconds"]))) \
-        if base.workload.kind == "transcribe" else 1
+        if transcribe else 1
+    model = TranscribeJob(chunks) if transcribe else UploadJob(chunks)
     return Exploring(settings=settings, chunks=chunks,
                      vocabulary=vocabulary(repeating, after_crash,
-                                           chunk_files=not base.needs_s3))
+                                           chunk_files=not base.needs_s3, model=model,
+                                           lease_ms=int(settings["lease_ttl_ms"])))
 
 
 def _menu(draws: Draws, *, chunk_files: bool) -> FaultMenu:
-    chunks, jobs = draws.chunks, draws.jobs
-    chunk_points = [p for p in CHUNK_POINTS if p in draws.phases] or list(draws.points)
-    zombie = st.builds(PausePastLeaseSpec, kind=st.just("pause_past_lease"),
-                       point=st.sampled_from(chunk_points),
-                       occurrence=st.integers(1, max(1, min(chunks, 2))),
-                       hold_leases=st.just(2.0),
-                       rescuer_point=st.just("recovery.resumed")
-                       if "recovery.resumed" in draws.phases else st.none())
-    corrupt = st.builds(CorruptChunkSpec, kind=st.just("corrupt_chunk"),
-                        chunk=st.integers(0, max(0, chunks - 1)),
-                        mode=st.sampled_from(["corrupt", "delete"]),
-                        job=st.integers(0, max(0, jobs - 1)))
+    chunks, jobs, reach = draws.chunks, draws.jobs, draws.reach
+    held = [p for p in CHUNK_POINTS if p in draws.phases]
+    chunk_points = [p for p in held if p in draws.points] if held else list(draws.points)
+    zombie = _zombie(draws, chunk_points)
     delete = st.builds(DeleteSourceSpec, kind=st.just("delete_source"),
                        job=st.integers(0, max(0, jobs - 1)))
+    # a service call is sure to come first, or when a takeover still has a chunk to ask
+    # for (its first may be answered from the service's own record, without a call)
+    calls = "chunk.before_request" in draws.phases and (
+        reach.first or reach.most("chunk.before_request") >= 2)
     service = st.builds(ServiceErrorsSpec, kind=st.just("service_errors"),
                         status=st.sampled_from([429, 500, 503]), count=st.integers(1, 3),
-                        duration_ms=st.just(0))
+                        duration_ms=st.just(0)) if calls else st.nothing()
 
     def crash_at(hit: Hit) -> st.SearchStrategy[tuple[FaultSpec, ...]]:
         """A kill at ``hit``, or a kill, then what the dead worker leaves for its
@@ -83,7 +93,7 @@ def _menu(draws: Draws, *, chunk_files: bool) -> FaultMenu:
         or the job's source gone."""
         damage_kinds: list[st.SearchStrategy[FaultSpec]] = [
             st.builds(DeleteSourceSpec, kind=st.just("delete_source"), at_crash=st.just(True))]
-        if chunk_files and hit[0] not in BEFORE_CHUNK_FILES:
+        if chunk_files and hit[0] in WITH_CHUNK_FILES:
             # a corrupted file is the subtler damage (a missing one is plain to see)
             damage_kinds += [st.builds(CorruptChunkSpec, kind=st.just("corrupt_chunk"),
                                        chunk=st.integers(0, max(0, chunks - 1)),
@@ -93,11 +103,31 @@ def _menu(draws: Draws, *, chunk_files: bool) -> FaultMenu:
         return st.just((Draws.kill(hit, restart=True),)) | damage.map(
             lambda fault: (Draws.kill(hit, restart=False), fault))
 
-    # A chunk file exists to damage only once the media was cut, so damage on
-    # its own comes only after a fault.
+    # A chunk file exists to damage only once the media was cut, and until the job
+    # completes: damage on its own comes only while a crashed job that has its files
+    # waits for its takeover, and is aimed at what the dead worker left.
     single: list[st.SearchStrategy[FaultSpec]] = [zombie, delete, draws.sever, draws.restart,
                                                    service, draws.random_kill, draws.deploy,
                                                    lost_reply(draws)]
-    if draws.after_crash and chunk_files:
-        single.append(corrupt)
+    if chunk_files and reach.crashed is not None and reach.crashed.point in WITH_CHUNK_FILES:
+        single.append(st.builds(CorruptChunkSpec, kind=st.just("corrupt_chunk"),
+                                chunk=st.integers(0, max(0, chunks - 1)),
+                                mode=st.sampled_from(["corrupt", "delete"]),
+                                at_crash=st.just(True)))
     return FaultMenu(single=single, crash=draws.hits.flatmap(crash_at))
+
+
+def _zombie(draws: Draws, points: list[str]) -> st.SearchStrategy[FaultSpec]:
+    """A worker frozen past its lease at a chunk point it reaches (its second chunk at
+    most), rescued by a worker held at ``recovery.resumed`` until the zombie wrote."""
+    if not points:
+        return st.nothing()
+    rescuer = st.just("recovery.resumed") if "recovery.resumed" in draws.phases else st.none()
+
+    def at(point: str) -> st.SearchStrategy[FaultSpec]:
+        return st.builds(PausePastLeaseSpec, kind=st.just("pause_past_lease"),
+                         point=st.just(point),
+                         occurrence=st.integers(1, max(1, min(draws.reach.most(point), 2))),
+                         hold_leases=st.just(2.0), rescuer_point=rescuer)
+
+    return st.sampled_from(points).flatmap(at)
