@@ -38,6 +38,8 @@ NOT_FOR_KILLS = frozenset({"lease.renew"})
 WITH_CHUNK_FILES = frozenset({"chunking.split", "chunking.committed", *CHUNK_POINTS,
                               "assembly.started", "job.before_complete", "recovery.verified",
                               "recovery.rechunked", "recovery.resumed"})
+# where a takeover cuts again the chunks it found damaged
+RECUT = "recovery.rechunked"
 # How long a fault at a time may wait and still meet work: the exploration's jobs (a few
 # one-second chunks, a service that answers at once) are done in a few hundred
 # milliseconds, and a crashed job waits for the lease (less a heartbeat) before its takeover
@@ -52,7 +54,7 @@ def vocabulary(repeating: frozenset[str], after_crash: frozenset[str], *,
     passes (``harness.packs.reference.reach``)."""
 
     def menu(draws: Draws) -> FaultMenu:
-        return _menu(draws, chunk_files=chunk_files)
+        return _menu(draws, chunk_files=chunk_files, model=model)
 
     return Vocabulary(repeating, after_crash, NOT_FOR_KILLS, menu, model=model,
                       busy_ms=BUSY_MS, takeover_wait_ms=lease_ms // 2)
@@ -72,7 +74,23 @@ def exploring(base: Scenario, default_settings: Mapping[str, str],
                                            lease_ms=int(settings["lease_ttl_ms"])))
 
 
-def _menu(draws: Draws, *, chunk_files: bool) -> FaultMenu:
+def _found(draws: Draws, model: JobModel | None, hit: Hit) -> list[int]:
+    """The chunks whose damage, left by a kill at ``hit``, the takeover finds and cuts
+    again (the model's ``recovery.rechunked``): the ones not committed whose files are
+    still there. Damage anywhere else is never read, so it is not drawn. Without a
+    model, any chunk at a point where the job has its chunk files."""
+    if model is None:
+        return list(range(draws.chunks)) if hit[0] in WITH_CHUNK_FILES else []
+    if hit[0] not in WITH_CHUNK_FILES:
+        return []
+    kill = Draws.kill(hit, restart=False)
+    plain = draws.reach.after(model, (kill,)).most(RECUT)
+    return [chunk for chunk in range(draws.chunks)
+            if draws.reach.after(model, (kill, CorruptChunkSpec(
+                kind="corrupt_chunk", chunk=chunk, at_crash=True))).most(RECUT) > plain]
+
+
+def _menu(draws: Draws, *, chunk_files: bool, model: JobModel | None = None) -> FaultMenu:
     chunks, jobs, reach = draws.chunks, draws.jobs, draws.reach
     held = [p for p in CHUNK_POINTS if p in draws.phases]
     chunk_points = [p for p in held if p in draws.points] if held else list(draws.points)
@@ -93,15 +111,19 @@ def _menu(draws: Draws, *, chunk_files: bool) -> FaultMenu:
         or the job's source gone."""
         damage_kinds: list[st.SearchStrategy[FaultSpec]] = [
             st.builds(DeleteSourceSpec, kind=st.just("delete_source"), at_crash=st.just(True))]
-        if chunk_files and hit[0] in WITH_CHUNK_FILES:
+        found = _found(draws, model, hit) if chunk_files else []
+        if found:
             # a corrupted file is the subtler damage (a missing one is plain to see)
             damage_kinds += [st.builds(CorruptChunkSpec, kind=st.just("corrupt_chunk"),
-                                       chunk=st.integers(0, max(0, chunks - 1)),
+                                       chunk=st.sampled_from(found),
                                        mode=st.just(mode), at_crash=st.just(True))
                              for mode in ("corrupt", "corrupt", "delete")]
         damage = st.sampled_from(damage_kinds).flatmap(lambda kind: kind)
-        return st.just((Draws.kill(hit, restart=True),)) | damage.map(
-            lambda fault: (Draws.kill(hit, restart=False), fault))
+        plain = st.just((Draws.kill(hit, restart=True),))
+        damaged = damage.map(lambda fault: (Draws.kill(hit, restart=False), fault))
+        # where the takeover will read a chunk file, damage it twice as often as not
+        return st.sampled_from([plain, damaged, damaged] if found else [plain, damaged]
+                               ).flatmap(lambda kind: kind)
 
     # A chunk file exists to damage only once the media was cut, and until the job
     # completes: damage on its own comes only while a crashed job that has its files

@@ -7,7 +7,7 @@ baseline`` draws and checks each later fault against the model by hand.
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import find, given, settings
 
 from harness.explore.explorer import exploring
 from harness.explore.reach import Reach, Step
@@ -130,4 +130,28 @@ def test_explore_baseline_draws_later_faults_only_where_a_job_is_left(
             assert any(isinstance(f, CorruptChunkSpec) for g in drawn[:index] for f in g)
         if point is not None:
             assert getattr(head, "occurrence", 1) <= reach.most(point), schedule.faults
+        if len(group) == 2 and isinstance(group[1], CorruptChunkSpec):
+            # a chunk damaged at a kill is one the takeover finds and cuts again
+            plain = reach.after(model, group[:1]).most("recovery.rechunked")
+            assert reach.after(model, group).most("recovery.rechunked") > plain, group
         reach = reach.after(model, group)
+
+
+def corrupted_at_a_kill(schedule: Schedule) -> bool:
+    """A kill before the service was asked for a chunk, then that chunk's file corrupted
+    before the replacement starts."""
+    return any(kill.kind == "kill_at_phase" and not getattr(kill, "restart", True)
+               and getattr(kill, "point", "") in ("chunking.committed", "chunk.before_request")
+               and isinstance(damage, CorruptChunkSpec) and damage.mode == "corrupt"
+               for kill, damage in zip(schedule.faults, schedule.faults[1:], strict=False))
+
+
+def test_the_menu_draws_a_kill_then_a_corrupted_chunk_the_takeover_must_read() -> None:
+    # the schedule a recovery that trusts its chunk files needs; drawn, not built
+    found = find(schedules(PHASES, chunks=PLAN.chunks, jobs=BASE.workload.jobs,
+                           vocabulary=PLAN.vocabulary, max_retries=BASE.workload.max_retries),
+                 corrupted_at_a_kill,
+                 settings=settings(max_examples=2000, database=None, deadline=None))
+    kill, damage = next((a, b) for a, b in zip(found.faults, found.faults[1:], strict=False)
+                        if isinstance(b, CorruptChunkSpec))
+    assert damage.at_crash and kill.kind == "kill_at_phase"
