@@ -228,6 +228,9 @@ def mutants_command(
     runs: Annotated[Path, typer.Option(help="folder for run folders")] = DEFAULT_ROOT,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary")] = False,
     target_flag: TargetOption = None,
+    guided: Annotated[bool, typer.Option(
+        "--guided", help="steer the search toward schedules that drive recovery further "
+                         "(Hypothesis target() on the recovery stages a run reached)")] = False,
     generate: Annotated[bool, typer.Option(
         "--generate", help="instead of the planted bugs, let cosmic-ray mutate the worker's "
                            "recovery code and judge each mutant by scenario runs "
@@ -280,7 +283,7 @@ def mutants_command(
         out.print(f"{mutant:<38} example {found.examples:>3}: {result.verdict}")
 
     outcomes = hunt(target, chosen, examples=examples, seed=seed, registry=registry_after_reaping(),
-                    runs_root=runs, time_budget_s=budget, progress=step)
+                    runs_root=runs, time_budget_s=budget, progress=step, guided=guided)
     rows = [o.to_json() for o in outcomes]
     if as_json:
         print(json.dumps({"killed": sum(r["killed"] for r in rows), "mutants": len(rows),

@@ -31,6 +31,7 @@ from hypothesis.errors import Flaky
 
 from harness.checkers.base import Verdict
 from harness.explore.database import Prefixed, open_database
+from harness.explore.guidance import guide
 from harness.explore.strategies import Exploring, Schedule, Vocabulary, schedules
 from harness.packs_registry import load_target
 from harness.procs import ProcessRegistry, default_state_dir
@@ -147,7 +148,7 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
             time_budget_s: float | None = None, shrink_runs: int = 60, max_workers: int = 2,
             progress: Callable[[Exploration, RunResult], None] | None = None,
             search_seed: int | None = None, stop_file: StopFile | None = None,
-            example_db: str | None = None) -> Exploration:
+            example_db: str | None = None, guided: bool = False) -> Exploration:
     """Search ``examples`` schedules on ``base``'s workload; see the module docstring.
 
     With ``time_budget_s``, no new example starts once the budget is spent;
@@ -161,6 +162,8 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
     claimed there and a failure claimed by another explorer ends this one
     (``harness.explore.explorers``). ``example_db`` is a Redis URL for the
     example database instead of the state dir's folder (``harness.explore.database``).
+    ``guided`` scores each run by how far recovery got, for Hypothesis's targeted
+    search (``harness.explore.guidance``).
     """
     target = target or load_target()
     # before anything starts: a database that does not answer is a setup error
@@ -197,6 +200,8 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
         point_at_latest(runs_root, result.run_dir)  # runs/latest: always a run folder
         found.examples += 1
         found.runs.append(str(result.run_dir))
+        if guided:
+            guide(result.run_dir)
         if result.verdict is Verdict.UNKNOWN:
             found.inconclusive += 1
         if progress is not None:
