@@ -78,6 +78,9 @@ def explore_command(
     runs: Annotated[Path, typer.Option(help="folder for run folders")] = DEFAULT_ROOT,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary")] = False,
     target_flag: TargetOption = None,
+    guided: Annotated[bool, typer.Option(
+        "--guided", help="steer the search toward schedules that drive recovery further "
+                         "(Hypothesis target() on the recovery stages a run reached)")] = False,
     search_seed: Annotated[int | None, typer.Option(hidden=True)] = None,
     stop_file: Annotated[Path | None, typer.Option(hidden=True)] = None,
     explorer: Annotated[int, typer.Option(hidden=True)] = 0,
@@ -101,7 +104,8 @@ def explore_command(
     out = err if as_json else console
     if jobs > 1:
         options = ["--max-faults", str(max_faults), "--max-workers", str(max_workers),
-                   *(["--target", target_flag] if target_flag else [])]
+                   *(["--target", target_flag] if target_flag else []),
+                   *(["--guided"] if guided else [])]
         # the URL goes by the environment: a password in it stays out of argv and logs
         summary = _explore_in_parallel(scenario, examples=examples, jobs=jobs, seed=seed,
                                        runs=runs, options=options, out=out,
@@ -123,7 +127,7 @@ def explore_command(
                         runs_root=runs, max_faults=max_faults, max_workers=max_workers,
                         progress=step, target=target, search_seed=search_seed,
                         stop_file=None if stop_file is None else StopFile(stop_file, explorer),
-                        example_db=example_db, use_database=database)
+                        example_db=example_db, use_database=database, guided=guided)
     except SetupError as exc:
         err.print(f"[red]setup error:[/] {exc}")
         raise typer.Exit(EXIT_SETUP) from None
