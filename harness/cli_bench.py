@@ -34,17 +34,21 @@ def bench_command(
     = None,
     only: Annotated[list[str] | None, typer.Option(
         "--only", help="measure only this figure (repeatable): schedules_per_minute, "
-        "recovery_latency, takeover_latency, event_latency, recovery_overhead, checker_speed, "
-        "scaling (measured only when named: several minutes, --quick under two)")]
+        "parallel_schedules, inconclusive_share, recovery_latency, takeover_latency, "
+        "event_latency, recovery_overhead, recovery_round_trips, recovery_overhead_instant, "
+        "checker_speed, scaling (measured only when named: several minutes, --quick under "
+        "two)")]
     = None,
     as_json: Annotated[bool, typer.Option("--json", help="print the record as JSON")] = False,
 ) -> None:
     """Measure the harness's speed against its targets; append a JSON lines record.
 
-    Six figures by default: exploration rate, recovery, takeover and event
-    latency, the recovery machinery's overhead, and checker speed; and when
-    named (--only scaling), run and check time, memory and report size of runs
-    of 200, 1,000 and 2,000 jobs.
+    Ten figures by default: exploration rate with one explorer and with two,
+    the share of inconclusive examples, recovery, takeover and event latency,
+    the recovery machinery's overhead (at a 50 ms service, in Redis round trips
+    per chunk, and at an instant service), and checker speed; and when named
+    (--only scaling), run and check time, memory and report size of runs of
+    200, 1,000 and 2,000 jobs.
     """
     from harness.bench import DEFAULT_FIGURES, BenchOptions, append_record, run_bench
     from harness.cli_explore import registry_after_reaping
@@ -107,8 +111,18 @@ def _detail(name: str, figure: dict[str, Any]) -> str:
         return f"p50 {figure['takeover_ms']['p50']} ms over {figure['trials']} trials"
     if name == "event_latency":
         return f"p50 {figure['latency_ms']['p50']} ms over {figure['latency_ms']['n']} commits"
-    if name == "recovery_overhead":
+    if name == "recovery_round_trips":
+        return (f"+{figure['machinery_rest_per_job']} per job; all spread over the chunks "
+                f"{figure['all_per_chunk']} ({figure['chunks_per_run']} chunks)")
+    if name == "inconclusive_share":
+        return f"{figure['inconclusive']} of {figure['examples']} schedules"
+    if name == "parallel_schedules":
+        return (f"{figure['examples']} schedules ({figure['inconclusive']} inconclusive) "
+                f"by {figure['explorers']} explorers in {figure['duration_s']} s")
+    if name in ("recovery_overhead", "recovery_overhead_instant"):
         speeds = f"{figure['on']['chunks_per_s']} chunks/s on, {figure['off']['chunks_per_s']} off"
+        if figure.get("service_latency_ms"):
+            speeds = f"service {figure['service_latency_ms']:g} ms; {speeds}"
         repeats = figure["repeats"]
         if repeats < 4:  # too few for quartiles to mean anything
             return f"{speeds}; {repeats} repeat{'' if repeats == 1 else 's'}"
@@ -120,7 +134,8 @@ def _detail(name: str, figure: dict[str, Any]) -> str:
     if name == "scaling":
         return _scaling_detail(figure)
     if name == "schedules_per_minute":
-        return f"{figure['examples']} schedules in {figure['duration_s']} s"
+        return (f"{figure['examples']} schedules ({figure['inconclusive']} inconclusive) in "
+                f"{figure['duration_s']} s; {figure['conclusive_per_minute']} conclusive/min")
     return ""
 
 

@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from harness.cleanup import process_registry, reap_leftovers
 from harness.errors import (
@@ -32,6 +33,8 @@ from harness.runfolder import DEFAULT_ROOT
 
 console = Console()
 err = Console(stderr=True)
+
+EXAMPLE_DB_ENV = "CRASHLAB_EXAMPLE_DB"  # what --example-db reads when it is not given
 
 
 def registry_after_reaping() -> ProcessRegistry:
@@ -68,10 +71,27 @@ def explore_command(
     max_faults: Annotated[int, typer.Option(min=1, max=6, help="faults per schedule")] = 3,
     max_workers: Annotated[int, typer.Option(
         min=1, max=4, help="workers per schedule (1 makes every race the faults' own)")] = 2,
+    jobs: Annotated[int, typer.Option(
+        "--jobs", min=1, max=32, help="explorers at once, each in its own environment (its "
+        "own Redis, Toxiproxy, services and ports), sharing the example database and the "
+        "schedules to try; the first failure found is shrunk and reported")] = 1,
+    example_db: Annotated[str | None, typer.Option(
+        "--example-db", metavar="redis://HOST:PORT/DB", envvar=EXAMPLE_DB_ENV,
+        help="keep failing examples in this Redis database instead of .crashlab/hypothesis: "
+             "explorers on several machines that share it replay a failure found on any of "
+             "them first")] = None,
     runs: Annotated[Path, typer.Option(help="folder for run folders")] = DEFAULT_ROOT,
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary")] = False,
     target_flag: TargetOption = None,
     workloads: WorkloadsOption = False,
+    guided: Annotated[bool, typer.Option(
+        "--guided", help="steer the search toward schedules that drive recovery further "
+                         "(Hypothesis target() on the recovery stages a run reached)")] = False,
+    search_seed: Annotated[int | None, typer.Option(hidden=True)] = None,
+    stop_file: Annotated[Path | None, typer.Option(hidden=True)] = None,
+    explorer: Annotated[int, typer.Option(hidden=True)] = 0,
+    report: Annotated[bool, typer.Option(hidden=True)] = True,
+    database: Annotated[bool, typer.Option(hidden=True)] = True,
 ) -> None:
     """Search crash schedules with Hypothesis; save the smallest failing one for replay.
 
@@ -80,17 +100,30 @@ def explore_command(
     of a worker at once; uploads on and around part boundaries, growing sources),
     shrunk with the faults; exploration.json's "workloads" is the spread tried.
     """
-    from harness.explore.explorer import explore
+    from harness.explore.database import check_url
+    from harness.explore.explorer import StopFile, explore
     from harness.runner import RunResult
 
     try:
         name, project = choose_target(target_flag)
         base = project.with_settings(resolve_for(scenario, name, project))
         target = load_target(name)
+        if example_db is not None:
+            check_url(example_db)
     except (ScenarioError, SetupError) as exc:
         err.print(f"[red]{exc}[/]")
         raise typer.Exit(EXIT_SETUP) from None
     out = err if as_json else console
+    if jobs > 1:
+        options = ["--max-faults", str(max_faults), "--max-workers", str(max_workers),
+                   *(["--target", target_flag] if target_flag else []),
+                   *(["--guided"] if guided else []),
+                   *(["--workloads"] if workloads else [])]
+        # the URL goes by the environment: a password in it stays out of argv and logs
+        summary = _explore_in_parallel(scenario, examples=examples, jobs=jobs, seed=seed,
+                                       runs=runs, options=options, out=out,
+                                       env={EXAMPLE_DB_ENV: example_db} if example_db else {})
+        _finish(summary, as_json=as_json, out=out, report=report)
     started = time.monotonic()
 
     def step(found: object, result: RunResult) -> None:
@@ -105,36 +138,74 @@ def explore_command(
     try:
         found = explore(base, examples=examples, seed=seed, registry=registry_after_reaping(),
                         runs_root=runs, max_faults=max_faults, max_workers=max_workers,
-                        progress=step, target=target, workloads=workloads)
+                        progress=step, target=target, workloads=workloads,
+                        search_seed=search_seed,
+                        stop_file=None if stop_file is None else StopFile(stop_file, explorer),
+                        example_db=example_db, use_database=database, guided=guided)
     except SetupError as exc:
         err.print(f"[red]setup error:[/] {exc}")
         raise typer.Exit(EXIT_SETUP) from None
-    summary = found.to_json()
-    if found.counterexample is not None:
+    origin = "drawn" if workloads else "the scenario's own"
+    _finish(found.to_json(), as_json=as_json, out=out, report=report,
+            spread=f"workloads tried ({origin}): {found.spread.describe()}",
+            on=found.workload.describe() if found.workload is not None and workloads
+            else None)
+
+
+def _explore_in_parallel(scenario: str, *, examples: int, jobs: int, seed: int, runs: Path,
+                         options: list[str], out: Console,
+                         env: dict[str, str]) -> dict[str, Any]:
+    """``--jobs N``: the explorers side by side (``harness.explore.explorers``)."""
+    from harness.explore.explorers import ParallelExploration, explore_in_parallel
+
+    request = ParallelExploration(scenario, examples, jobs, seed, runs, child_options=options,
+                                  child_env=env)
+    out.print(f"exploring {scenario} with {min(jobs, examples)} explorers, each in its own "
+              "environment")
+
+    def relay(index: int, line: str) -> None:
+        out.print(Text.assemble((f"[{index}] ", "dim"), line))  # the line is plain text
+
+    summary = explore_in_parallel(request, registry_after_reaping(), on_line=relay)
+    codes = [e["exit_code"] for e in summary["explorers"]]
+    if summary["counterexample"] is None and EXIT_SETUP in codes:
+        bad = next(e for e in summary["explorers"] if e["exit_code"] == EXIT_SETUP)
+        err.print(f"[red]setup error in explorer {bad['explorer']}:[/] see {bad['log']}")
+        raise typer.Exit(EXIT_SETUP)
+    return summary
+
+
+def _finish(summary: dict[str, Any], *, as_json: bool, out: Console, report: bool,
+            spread: str | None = None, on: str | None = None) -> None:
+    """Print an exploration's summary (its report first) and exit with its verdict;
+    ``spread`` is the line about the workloads tried, ``on`` the counterexample's
+    drawn workload (one explorer's; ``--jobs`` has them in each explorer's own)."""
+    counter = summary["counterexample"]
+    if counter is not None and report:
         from reports import write_run_report
 
         try:
-            report = write_run_report(found.counterexample.run_dir)
-            out.print(f"report of the counterexample: {report}")
+            page = write_run_report(Path(counter["run_dir"]))
+            out.print(f"report of the counterexample: {page}")
         except Exception as exc:  # noqa: BLE001 - the report must not hide the verdict
             err.print(f"[yellow]could not write the report:[/] {exc!r}")
-    origin = "drawn" if workloads else "the scenario's own"
-    out.print(f"workloads tried ({origin}): {found.spread.describe()}")
+    if spread is not None:
+        out.print(spread)
     if as_json:
         print(json.dumps(summary, indent=2))
-    elif found.counterexample is not None:
-        counter = summary["counterexample"]
+    elif counter is not None:
         out.print(f"[red bold]counterexample[/] ({counter['faults']} fault(s)): "
                   f"{counter['schedule']}")
-        if found.workload is not None and workloads:
-            out.print(f"  on {found.workload.describe()}")
+        if on is not None:
+            out.print(f"  on {on}")
         for check in counter["failing_checks"]:
             out.print(f"  [red]{check['checker']}[/]: {check['witness']}")
         out.print(f"replay it with: [bold]{counter['replay']}[/]")
     else:
-        out.print(f"[green]no invariant broken[/] in {found.examples} schedules "
-                  f"({found.inconclusive} inconclusive); {summary['schedules_per_minute']}/min")
-    raise typer.Exit(EXIT_VIOLATION if found.counterexample is not None else EXIT_OK)
+        out.print(f"[green]no invariant broken[/] in {summary['examples']} schedules "
+                  f"({summary['inconclusive']} inconclusive); "
+                  f"{summary['schedules_per_minute']}/min")
+    raise typer.Exit(EXIT_VIOLATION if counter is not None else EXIT_OK)
 
 
 def replay_command(
@@ -187,6 +258,9 @@ def mutants_command(
     as_json: Annotated[bool, typer.Option("--json", help="print one JSON summary")] = False,
     target_flag: TargetOption = None,
     workloads: WorkloadsOption = False,
+    guided: Annotated[bool, typer.Option(
+        "--guided", help="steer the search toward schedules that drive recovery further "
+                         "(Hypothesis target() on the recovery stages a run reached)")] = False,
     generate: Annotated[bool, typer.Option(
         "--generate", help="instead of the planted bugs, let cosmic-ray mutate the worker's "
                            "recovery code and judge each mutant by scenario runs "
@@ -239,7 +313,8 @@ def mutants_command(
         out.print(f"{mutant:<38} example {found.examples:>3}: {result.verdict}")
 
     outcomes = hunt(target, chosen, examples=examples, seed=seed, registry=registry_after_reaping(),
-                    runs_root=runs, time_budget_s=budget, progress=step, workloads=workloads)
+                    runs_root=runs, time_budget_s=budget, progress=step, workloads=workloads,
+                    guided=guided)
     rows = [o.to_json() for o in outcomes]
     if as_json:
         print(json.dumps({"killed": sum(r["killed"] for r in rows), "mutants": len(rows),

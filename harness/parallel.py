@@ -35,8 +35,9 @@ from harness.errors import EXIT_INCONCLUSIVE, EXIT_OK, EXIT_SETUP, EXIT_VIOLATIO
 
 logger = logging.getLogger(__name__)
 
-# The child is the CLI itself; run as a program, never imported from here.
-_CHILD = [sys.executable, "-c", "import sys; from harness.cli import main; sys.exit(main())"]
+# The child is the CLI itself; run as a program, never imported from here (also the
+# child of ``crashlab explore --jobs``, ``harness.explore.explorers``).
+CHILD_ARGV = [sys.executable, "-c", "import sys; from harness.cli import main; sys.exit(main())"]
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class ParallelPlan:
 
     def argv(self, scenario: str, seed: int) -> list[str]:
         """The child's command line for one scenario."""
-        args = [*_CHILD, "run", scenario, "--seed", str(seed), "--json",
+        args = [*CHILD_ARGV, "run", scenario, "--seed", str(seed), "--json",
                 "--runs", str(self.runs_root), "--runtime", self.runtime, *self.extra]
         if self.mutant:
             args += ["--mutant", self.mutant]

@@ -1,7 +1,7 @@
 """Benchmarks of the harness itself: how fast it explores, recovers, reports and judges.
 
 ``run_bench`` measures the figures of ``crashlab bench`` (listed in
-``suite``: six by default, ``scaling`` when named) on the process runtime
+``suite``: ten by default, ``scaling`` when named) on the process runtime
 and returns one record; ``append_record`` keeps it in a JSON lines file so
 runs can be compared.
 """

@@ -1,26 +1,37 @@
 """``crashlab bench``: the harness's figures in one run, against their targets.
 
     1 schedules_per_minute  a standard exploration: the ``baseline`` workload,
-                            fixed seed, no example database (``harness.explore``)
-    2 recovery_latency      SIGKILL to the replacement's first resumed commit,
+                            fixed seed, no example database, one explorer
+                            (``harness.explore``); also its conclusive rate
+    2 parallel_schedules    the same with two explorers at once (``--jobs 2``,
+                            ``harness.explore.explorers``): conclusive schedules
+                            per minute, its wall time
+    3 inconclusive_share    the examples of 1 and 2 that were inconclusive (a
+                            planned fault never fired), in percent
+    4 recovery_latency      SIGKILL to the replacement's first resumed commit,
                             split into replacement start and resume (``latency``)
-    3 takeover_latency      a dead worker's lease expiry to a live worker's
+    5 takeover_latency      a dead worker's lease expiry to a live worker's
                             takeover (``latency``)
-    4 event_latency         chunk commit to the event reaching a blocked stream
+    6 event_latency         chunk commit to the event reaching a blocked stream
                             consumer (``latency``)
-    5 recovery_overhead     run time with leases, checkpoints and events on,
-                            over the same workload with them off (``throughput``)
-    6 checker_speed         every checker over a synthetic history of 100k
+    7 recovery_overhead     run time with leases, checkpoints and events on,
+                            over the same workload with them off, the service
+                            answering each chunk after 50 ms (``throughput``)
+    8 recovery_round_trips  what the machinery adds to each chunk in Redis round
+                            trips, counted with MONITOR (``round_trips``)
+    9 recovery_overhead_instant  7 with a service that answers at once: the
+                            worst case, no target
+   10 checker_speed         every checker over a synthetic history of 100k
                             entries, in entries per second (``synthetic``)
-    7 scaling               run and check time, harness memory, history and
+   11 scaling               run and check time, harness memory, history and
                             report size of a run of 200, 1,000 and 2,000 jobs
                             arriving at a rate beside kills, as ratios to the
                             smallest (``scaling``); minutes, so it is measured
                             only when named (``--only scaling``)
 
 Everything runs on the process runtime with real services, in a temporary
-folder removed at the end (on every exit path). Figures 2-5 share one
-``Session``; the exploration brings its own. A figure that cannot be
+folder removed at the end (on every exit path). Figures 4-9 share one
+``Session``; the explorations bring their own. A figure that cannot be
 measured records its error and the others still run. ``run_bench`` returns
 one JSON-ready record; ``append_record`` adds it to a JSON lines file
 (default ``.crashlab/bench.jsonl``) so runs can be compared.
@@ -46,7 +57,7 @@ from harness.bench.latency import (
 from harness.bench.scaling import measure_scaling
 from harness.bench.stats import machine, source_revision
 from harness.bench.synthetic import synthetic_run
-from harness.bench.throughput import measure_throughput
+from harness.bench.throughput import count_round_trips, measure_throughput
 from harness.checkers import run_checkers
 from harness.checkers.base import Checker, CheckResult, Verdict, combine
 from harness.errors import CrashlabError, SetupError
@@ -62,13 +73,16 @@ log = logging.getLogger(__name__)
 RECORD_VERSION = 1
 BENCH_FILE = "bench.jsonl"
 EXPLORATION_SCENARIO = "baseline"
-# the services of figures 2-5: half-second chunks, so a job has several commits
+# the services of figures 4-9: half-second chunks, so a job has several commits
 SESSION_SETTINGS = {**DEFAULT_SETTINGS, "chunk_seconds": "0.5"}
-FIGURES = ("schedules_per_minute", "recovery_latency", "takeover_latency", "event_latency",
-           "recovery_overhead", "checker_speed", "scaling")
-DEFAULT_FIGURES = FIGURES[:6]
+FIGURES = ("schedules_per_minute", "parallel_schedules", "inconclusive_share",
+           "recovery_latency", "takeover_latency", "event_latency", "recovery_overhead",
+           "recovery_round_trips", "recovery_overhead_instant", "checker_speed", "scaling")
+DEFAULT_FIGURES = FIGURES[:10]
 """What ``crashlab bench`` measures unless told (``scaling`` takes minutes)."""
-SESSION_FIGURES = FIGURES[1:5]
+EXPLORATION_FIGURES = FIGURES[:3]
+SESSION_FIGURES = FIGURES[3:9]
+PARALLEL_EXPLORERS = 2
 Render = Callable[[Path], Path]
 Say = Callable[[str], None]
 T = TypeVar("T")
@@ -88,10 +102,14 @@ class Target:
 
 TARGETS: dict[str, Target | None] = {
     "schedules_per_minute": Target(">= 60 schedules/min", 60, at_least=True),
+    "parallel_schedules": Target(">= 120 conclusive/min", 120, at_least=True),
+    "inconclusive_share": Target("<= 10 %", 10 + 1e-9, at_least=False),
     "recovery_latency": Target("p95 < 300 ms", 300, at_least=False),
     "takeover_latency": None,
     "event_latency": Target("p99 < 10 ms", 10, at_least=False),
-    "recovery_overhead": Target("ratio <= 1.05", 1.05 + 1e-9, at_least=False),
+    "recovery_overhead": Target("ratio <= 1.02", 1.02 + 1e-9, at_least=False),
+    "recovery_round_trips": Target("<= 1 per chunk", 1 + 1e-9, at_least=False),
+    "recovery_overhead_instant": None,
     "checker_speed": Target(">= 100000 entries/s", 100_000, at_least=True),
     # per-job run and check time at the largest size within a quarter of the smallest's
     "scaling": Target("<= 1.25 x linear", 1.25 + 1e-9, at_least=False),
@@ -113,6 +131,13 @@ class BenchOptions:
     throughput_media_seconds: float = 8.0
     # even: on runs first as often as off runs; 16, since one repeat strays by several %
     throughput_repeats: int = 16
+    # the overhead at a service latency: 4 jobs of 16 chunks, each answered after 50 ms
+    service_latency_ms: float = 50.0
+    latency_jobs: int = 4
+    latency_media_seconds: float = 8.0
+    latency_repeats: int = 6
+    round_trip_jobs: int = 4
+    round_trip_media_seconds: float = 8.0
     media_seconds: float = 2.0  # of the recovery and takeover trials' job
     checker_entries: int = 100_000
     scaling_sizes: tuple[int, ...] = (200, 1_000, 2_000)
@@ -124,8 +149,10 @@ class BenchOptions:
     def quick_run(cls, seed: int = 1, only: tuple[str, ...] = DEFAULT_FIGURES) -> BenchOptions:
         return cls(seed=seed, examples=2, recovery_trials=3, takeover_trials=3, event_jobs=2,
                    event_media_seconds=2.0, throughput_jobs=2, throughput_media_seconds=2.0,
-                   throughput_repeats=1, checker_entries=5_000, scaling_sizes=(20, 40, 80),
-                   scaling_rate=20.0, quick=True, only=only)
+                   throughput_repeats=1, latency_jobs=2, latency_media_seconds=2.0,
+                   latency_repeats=1, round_trip_jobs=2, round_trip_media_seconds=2.0,
+                   checker_entries=5_000, scaling_sizes=(20, 40, 80), scaling_rate=20.0,
+                   quick=True, only=only)
 
     def __post_init__(self) -> None:
         unknown = [name for name in self.only if name not in FIGURES]
@@ -150,10 +177,8 @@ def run_bench(options: BenchOptions, registry: ProcessRegistry, *,
     figures: dict[str, Any] = record["figures"]
     with tempfile.TemporaryDirectory(prefix="crashlab-bench-") as scratch:
         root = workdir.resolve() if workdir is not None else Path(scratch)
-        if "schedules_per_minute" in options.only:
-            progress(f"exploring {options.examples} schedules of {EXPLORATION_SCENARIO}")
-            _measure(figures, "schedules_per_minute",
-                     lambda: _exploration(options, registry, root / "explore"))
+        if set(options.only) & set(EXPLORATION_FIGURES):
+            _exploration_figures(options, registry, root, figures, progress)
         if set(options.only) & set(SESSION_FIGURES):
             _session_figures(options, registry, root / "session", figures, progress)
         if "checker_speed" in options.only:
@@ -185,7 +210,7 @@ def append_record(record: dict[str, Any], path: Path | None = None) -> Path:
 
 def _session_figures(options: BenchOptions, registry: ProcessRegistry, folder: Path,
                      figures: dict[str, Any], progress: Say) -> None:
-    """Figures 2-5, which share one session's services."""
+    """Figures 4-9, which share one session's services."""
     wanted = options.only
     progress("starting services for the latency and throughput figures")
     session = Session(folder, load_target(), registry, dict(SESSION_SETTINGS)).start()
@@ -207,9 +232,21 @@ def _session_figures(options: BenchOptions, registry: ProcessRegistry, folder: P
                                       options.event_media_seconds),
                 "latency_ms", "p99"))
         if "recovery_overhead" in wanted:
-            progress(f"throughput with the recovery machinery on and off, "
-                     f"{options.throughput_repeats} time(s) each")
+            progress(f"throughput with the recovery machinery on and off, the service "
+                     f"answering after {options.service_latency_ms:g} ms, "
+                     f"{options.latency_repeats} time(s) each")
             _measure(figures, "recovery_overhead", lambda: _overhead(measure_throughput(
+                session, jobs=options.latency_jobs, media_seconds=options.latency_media_seconds,
+                repeats=options.latency_repeats, latency_ms=options.service_latency_ms)))
+        if "recovery_round_trips" in wanted:
+            progress("Redis round trips of one run on and one off (MONITOR)")
+            _measure(figures, "recovery_round_trips", lambda: _round_trips(count_round_trips(
+                session, jobs=options.round_trip_jobs,
+                media_seconds=options.round_trip_media_seconds)))
+        if "recovery_overhead_instant" in wanted:
+            progress(f"throughput with the recovery machinery on and off, a service that "
+                     f"answers at once, {options.throughput_repeats} time(s) each")
+            _measure(figures, "recovery_overhead_instant", lambda: _overhead(measure_throughput(
                 session, jobs=options.throughput_jobs,
                 media_seconds=options.throughput_media_seconds,
                 repeats=options.throughput_repeats)))
@@ -236,16 +273,77 @@ def _measure(figures: dict[str, Any], name: str, measure: Callable[[], dict[str,
                      "seconds": round(time.monotonic() - started, 1)}
 
 
+def _exploration_figures(options: BenchOptions, registry: ProcessRegistry, root: Path,
+                         figures: dict[str, Any], progress: Say) -> None:
+    """Figures 1-3: one explorer, two at once, and the share of both that was
+    inconclusive."""
+    wanted = options.only
+    if "schedules_per_minute" in wanted or "inconclusive_share" in wanted:
+        progress(f"exploring {options.examples} schedules of {EXPLORATION_SCENARIO}")
+        _measure(figures, "schedules_per_minute",
+                 lambda: _exploration(options, registry, root / "explore"))
+    if "parallel_schedules" in wanted or "inconclusive_share" in wanted:
+        examples = options.examples * PARALLEL_EXPLORERS
+        progress(f"exploring {examples} schedules of {EXPLORATION_SCENARIO} with "
+                 f"{PARALLEL_EXPLORERS} explorers at once")
+        _measure(figures, "parallel_schedules", lambda: _parallel_exploration(
+            options, examples, registry, root / "explore-jobs"))
+    if "inconclusive_share" in wanted:
+        _measure(figures, "inconclusive_share", lambda: _inconclusive(figures))
+    for name in EXPLORATION_FIGURES:
+        if name not in wanted:
+            figures.pop(name, None)  # measured only for the share
+
+
 def _exploration(options: BenchOptions, registry: ProcessRegistry, root: Path) -> dict[str, Any]:
     from harness.explore.explorer import explore
 
     found = explore(resolve(EXPLORATION_SCENARIO), examples=options.examples,
                     seed=options.seed, registry=registry, runs_root=root, use_database=False)
     rate = found.examples / found.duration_s * 60 if found.duration_s else 0.0
+    conclusive = found.examples - found.inconclusive
     return {"value": round(rate, 1), "unit": "schedules/min", "examples": found.examples,
             "inconclusive": found.inconclusive, "verdict": str(found.verdict),
+            "conclusive_per_minute": round(conclusive / found.duration_s * 60, 1)
+            if found.duration_s else 0.0,
             "duration_s": round(found.duration_s, 1), "scenario": EXPLORATION_SCENARIO,
-            "seed": options.seed}
+            "seed": options.seed, "explorers": 1}
+
+
+def _parallel_exploration(options: BenchOptions, examples: int, registry: ProcessRegistry,
+                          root: Path) -> dict[str, Any]:
+    """Figure 2: ``crashlab explore --jobs 2`` as a user runs it, without the example
+    database; the rate is over the wall time of the whole (each explorer starts its own
+    services, as it must)."""
+    from harness.explore.explorers import ParallelExploration, explore_in_parallel
+
+    request = ParallelExploration(EXPLORATION_SCENARIO, examples, PARALLEL_EXPLORERS,
+                                  options.seed, root, child_options=["--no-database"])
+    summary = explore_in_parallel(request, registry)
+    failed = [e for e in summary["explorers"] if e["exit_code"] not in (0, 1)]
+    if failed:
+        raise CrashlabError(f"explorer {failed[0]['explorer']} exited with code "
+                            f"{failed[0]['exit_code']}; see {failed[0]['log']}")
+    wall = summary["duration_s"]
+    conclusive = summary["examples"] - summary["inconclusive"]
+    return {"value": round(conclusive / wall * 60, 1) if wall else 0.0,
+            "unit": "conclusive schedules/min", "examples": summary["examples"],
+            "inconclusive": summary["inconclusive"], "verdict": summary["verdict"],
+            "schedules_per_minute": summary["schedules_per_minute"], "duration_s": wall,
+            "scenario": EXPLORATION_SCENARIO, "seed": options.seed,
+            "explorers": summary["jobs"]}
+
+
+def _inconclusive(figures: dict[str, Any]) -> dict[str, Any]:
+    """Figure 3: the inconclusive examples of the explorations measured, in percent."""
+    measured = [figures[n] for n in EXPLORATION_FIGURES[:2]
+                if figures.get(n, {}).get("examples")]
+    if not measured:
+        raise CrashlabError("no exploration was measured, so no share of it")
+    examples = sum(f["examples"] for f in measured)
+    inconclusive = sum(f["inconclusive"] for f in measured)
+    return {"value": round(inconclusive / examples * 100, 1), "unit": "%",
+            "examples": examples, "inconclusive": inconclusive}
 
 
 def _latency(measured: dict[str, Any], key: str, quantile: str) -> dict[str, Any]:
@@ -254,6 +352,10 @@ def _latency(measured: dict[str, Any], key: str, quantile: str) -> dict[str, Any
 
 def _overhead(measured: dict[str, Any]) -> dict[str, Any]:
     return {"value": measured["ratio"], "unit": "on/off run time", **measured}
+
+
+def _round_trips(measured: dict[str, Any]) -> dict[str, Any]:
+    return {"value": measured["machinery_per_chunk"], "unit": "round trips/chunk", **measured}
 
 
 def _checker_speed(entries: int, path: Path) -> dict[str, Any]:

@@ -11,9 +11,10 @@ that one last, so the last invalid run folder *is* the counterexample: it is
 recorded in ``exploration.json`` with the command that replays it. Examples
 whose faults did not all fire are inconclusive, not failures.
 
-The example database lives in the state dir (``.crashlab/hypothesis``),
-keyed by target, scenario and worker copy, so a known failure is tried first
-next time.
+The example database lives in the state dir (``.crashlab/hypothesis``), or
+in a Redis database several machines share (``--example-db``,
+``harness.explore.database``), keyed by target, scenario and worker copy,
+so a known failure is tried first next time, wherever it was found.
 """
 
 from __future__ import annotations
@@ -21,18 +22,19 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, Phase, Verbosity, given, settings
 from hypothesis import seed as hypothesis_seed
-from hypothesis.database import DirectoryBasedExampleDatabase, ExampleDatabase
 from hypothesis.errors import Flaky
 
 from harness.checkers.base import Verdict
 from harness.errors import SetupError
+from harness.explore.database import Prefixed, open_database
+from harness.explore.guidance import guide
 from harness.explore.strategies import Exploring, Schedule, Vocabulary, schedules
 from harness.explore.workloads import DrawnWorkload, Example, WorkloadSpread, fixed, with_schedules
 from harness.packs_registry import load_target
@@ -70,6 +72,8 @@ class Exploration:
     workload: DrawnWorkload | None = None  # the counterexample's
     drawn_workloads: bool = False  # workloads drawn (explore --workloads), not the base's
     spread: WorkloadSpread = field(default_factory=WorkloadSpread)
+    search_seed: int | None = None  # Hypothesis's seed, when it is not ``seed``
+    stopped: str | None = None  # why it ended before its examples were spent
 
     @property
     def verdict(self) -> Verdict:
@@ -79,6 +83,8 @@ class Exploration:
         counter = self.counterexample
         return {
             "scenario": self.scenario, "folder": str(self.folder), "seed": self.seed,
+            "search_seed": self.seed if self.search_seed is None else self.search_seed,
+            "stopped": self.stopped,
             "verdict": str(self.verdict), "examples": self.examples,
             "inconclusive": self.inconclusive, "failing_examples": self.failures,
             "flaky": self.flaky,
@@ -98,23 +104,6 @@ class Exploration:
                 "replay": f"crashlab replay {counter.run_dir}",
             },
         }
-
-
-class _Prefixed(ExampleDatabase):
-    """One example database shared by every exploration, keys kept apart by a prefix."""
-
-    def __init__(self, inner: ExampleDatabase, prefix: bytes) -> None:
-        super().__init__()
-        self.inner, self.prefix = inner, prefix
-
-    def save(self, key: bytes, value: bytes) -> None:
-        self.inner.save(self.prefix + key, value)
-
-    def fetch(self, key: bytes) -> Iterable[bytes]:
-        return self.inner.fetch(self.prefix + key)
-
-    def delete(self, key: bytes, value: bytes) -> None:
-        self.inner.delete(self.prefix + key, value)
 
 
 def exploring(target: Target, base: Scenario) -> Exploring:
@@ -140,8 +129,30 @@ def _schedules_for(phases: list[str], plan: Exploring, *, max_faults: int, max_w
     def for_workload(drawn: DrawnWorkload) -> Any:
         return schedules(phases, chunks=drawn.chunks, jobs=drawn.workload.jobs,
                          max_faults=max_faults, max_workers=max_workers,
-                         vocabulary=plan.vocabulary)
+                         vocabulary=plan.vocabulary, max_retries=drawn.workload.max_retries)
     return for_workload
+@dataclass(frozen=True)
+class StopFile:
+    """Where the explorers of one ``--jobs N`` exploration claim the first failure:
+    the file holds the index of the explorer that found it."""
+
+    path: Path
+    explorer: int
+
+    def claim(self) -> bool:
+        """Claim the first failure; False if another explorer claimed one before."""
+        try:
+            with self.path.open("x") as handle:
+                handle.write(f"{self.explorer}\n")
+            return True
+        except FileExistsError:
+            return False
+
+    def claimed_by_another(self) -> bool:
+        try:
+            return self.path.read_text().strip() != str(self.explorer)
+        except FileNotFoundError:
+            return False
 
 
 class _OutOfTime(BaseException):
@@ -153,7 +164,9 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
             database_key: str = "", use_database: bool = True, max_faults: int = 3,
             time_budget_s: float | None = None, shrink_runs: int = 60, max_workers: int = 2,
             workloads: bool = False,
-            progress: Callable[[Exploration, RunResult], None] | None = None) -> Exploration:
+            progress: Callable[[Exploration, RunResult], None] | None = None,
+            search_seed: int | None = None, stop_file: StopFile | None = None,
+            example_db: str | None = None, guided: bool = False) -> Exploration:
     """Search ``examples`` schedules on ``base``'s workload; see the module docstring.
 
     With ``time_budget_s``, no new example starts once the budget is spent;
@@ -163,11 +176,23 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
     with ``workloads`` the target draws each example's workload too (job
     counts, lengths, concurrency), shrunk with the faults.
     Without ``use_database``, known failures are not replayed first (a fresh
-    search, for measuring how fast one is found).
+    search, for measuring how fast one is found). ``search_seed`` seeds
+    Hypothesis apart from the runs (the explorers of ``--jobs N`` share the
+    workload and search apart); with ``stop_file``, the first failure is
+    claimed there and a failure claimed by another explorer ends this one
+    (``harness.explore.explorers``). ``example_db`` is a Redis URL for the
+    example database instead of the state dir's folder (``harness.explore.database``).
+    ``guided`` scores each run by how far recovery got, for Hypothesis's targeted
+    search (``harness.explore.guidance``).
     """
     target = target or load_target()
+    # before anything starts: a database that does not answer is a setup error
+    database = None if not use_database else Prefixed(
+        open_database(example_db, default_state_dir()),
+        f"{target.name}/{base.name}/{database_key}/".encode())
     folder = new_run_dir(f"explore-{base.name}", runs_root, point_latest=False)
-    found = Exploration(base.name, folder, seed, drawn_workloads=workloads)
+    found = Exploration(base.name, folder, seed, drawn_workloads=workloads,
+                        search_seed=search_seed)
     plan = exploring(target, base)
     if workloads and plan.workloads is None:
         raise SetupError(f"target {target.name!r} draws no workloads: explore it without "
@@ -178,14 +203,13 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
     session = Session(folder / "session", target, registry, settings_,
                       s3=base.needs_s3).start()
     started = time.monotonic()
-    database = None if not use_database else _Prefixed(
-        DirectoryBasedExampleDatabase(default_state_dir() / "hypothesis"),
-        f"{target.name}/{base.name}/{database_key}/".encode())
 
     def one(example: Example) -> None:
         schedule, workload = example.schedule, example.workload
         if time_budget_s is not None and time.monotonic() - started > time_budget_s:
             raise _OutOfTime(f"stopped at its {time_budget_s:.0f}s budget")
+        if stop_file is not None and stop_file.claimed_by_another():
+            raise _OutOfTime("stopped: another explorer found a failure first")
         if found.examples_to_first_failure is not None and \
                 found.examples - found.examples_to_first_failure >= shrink_runs:
             # every failing run Hypothesis tries while shrinking is smaller than
@@ -205,6 +229,8 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
         found.examples += 1
         found.runs.append(str(result.run_dir))
         found.spread.add(workload, schedule.workers)
+        if guided:
+            guide(result.run_dir)
         if result.verdict is Verdict.UNKNOWN:
             found.inconclusive += 1
         if progress is not None:
@@ -214,22 +240,27 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
             if found.examples_to_first_failure is None:
                 found.examples_to_first_failure = found.examples
                 found.seconds_to_first_failure = round(time.monotonic() - started, 1)
+                if stop_file is not None:
+                    stop_file.claim()
             found.counterexample, found.schedule = result, schedule
             found.workload = workload
             witnesses = "; ".join(f"{c.checker}: {c.witness}" for c in result.checks
                                   if c.verdict is Verdict.INVALID)
             raise AssertionError(witnesses)
 
+    given_one = given(with_schedules(drawn, _schedules_for(
+        list(_phases(target, base.workload.kind)), plan, max_faults=max_faults,
+        max_workers=max_workers)))(one)
+    # ``seed`` first, then the settings: a seed alone turns the example database off
+    # (Hypothesis's ``seed`` sets ``database=None``), and these settings name it again,
+    # so a seeded search still replays and saves its failures
     test = settings(
         max_examples=examples, deadline=None, database=database, derandomize=False,
         phases=[Phase.reuse, Phase.generate, Phase.shrink] if use_database
         else [Phase.generate, Phase.shrink], verbosity=Verbosity.quiet,
         suppress_health_check=list(HealthCheck), report_multiple_bugs=False,
         print_blob=False,
-    )(given(with_schedules(drawn, _schedules_for(list(_phases(target, base.workload.kind)), plan,
-                                           max_faults=max_faults, max_workers=max_workers))
-            )(one))
-    test = hypothesis_seed(seed)(test)
+    )(hypothesis_seed(seed if search_seed is None else search_seed)(given_one))
     try:
         test()
     except AssertionError:
@@ -240,6 +271,7 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
         found.flaky = True
         log.warning("exploration of %s is flaky: %s", base.name, str(exc).splitlines()[0])
     except _OutOfTime as stop:
+        found.stopped = str(stop)
         log.warning("exploration of %s %s", base.name, stop)
     finally:
         session.close()

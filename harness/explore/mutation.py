@@ -55,7 +55,7 @@ class MutantOutcome:
 
 def hunt(target: MutantTarget, names: list[str], *, examples: int, seed: int,
          registry: ProcessRegistry, runs_root: Path = DEFAULT_ROOT,
-         time_budget_s: float = 300.0, workloads: bool = False,
+         time_budget_s: float = 300.0, workloads: bool = False, guided: bool = False,
          progress: Callable[[str, Exploration, RunResult], None] | None = None,
          ) -> list[MutantOutcome]:
     mutants = target.mutants()
@@ -71,6 +71,6 @@ def hunt(target: MutantTarget, names: list[str], *, examples: int, seed: int,
         found = explore(base, examples=examples, seed=seed, registry=registry,
                         runs_root=runs_root, target=planted,
                         use_database=False, time_budget_s=time_budget_s,
-                        workloads=workloads, progress=step)
+                        workloads=workloads, progress=step, guided=guided)
         outcomes.append(MutantOutcome(name, mutants[name], found))
     return outcomes

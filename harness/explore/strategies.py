@@ -9,6 +9,11 @@ possible: a kill, a freeze or a Redis cut happens while the worker is
 paused at a failpoint, so a schedule replays exactly and shrinks reliably.
 Kill at phase comes first in the choice of kinds, so shrinking prefers the
 simplest fault.
+
+Each fault after the first is drawn only where the faults before it leave
+a job to meet: a point and an occurrence some job still passes, or a
+delay while work is sure to be left (``harness.explore.reach``), so that
+the examples are not spent on faults that never fire.
 """
 
 from __future__ import annotations
@@ -19,10 +24,14 @@ from typing import TYPE_CHECKING
 
 from hypothesis import strategies as st
 
+from harness.explore.reach import Hit as Hit  # re-exported: a pack's menu draws hits
+from harness.explore.reach import JobModel, Reach
+from harness.explore.sequence import SequenceModel
 from harness.faults import FaultSpec
 from harness.faults.freeze import FreezeSpec
 from harness.faults.kill_at_phase import KillAtPhaseSpec
 from harness.faults.kill_random import KillRandomSpec
+from harness.faults.lost_reply import LostReplySpec
 from harness.faults.restart_redis import RestartRedisSpec
 from harness.faults.sever_redis import SeverRedisSpec
 from harness.faults.stop import StopSpec
@@ -30,16 +39,24 @@ from harness.faults.stop import StopSpec
 if TYPE_CHECKING:
     from harness.explore.workloads import DrawnWorkload
 
-Hit = tuple[str, int]  # a failpoint and which of its hits
+Strategy = st.SearchStrategy[FaultSpec]
+# After each fault, another one two times in three (about as often as ``st.lists`` of at
+# most two went on: a schedule of three faults is the commonest); stopping comes first,
+# so shrinking removes faults.
+GO_ON = st.sampled_from([False, True, True])
 
 
 @dataclass(frozen=True)
 class Draws:
     """What one fault of a schedule is drawn from: the core's strategies, for a menu.
 
-    ``points`` are where a fault may stop a worker; ``after_crash`` is false for
-    a schedule's first fault (nothing crashed before it); ``hits`` draws a point
-    and an occurrence that a worker reaches.
+    ``points`` are where a fault may stop a worker: those some job still passes
+    after the faults drawn before (``reach``, see ``harness.explore.reach``);
+    ``after_crash`` is false for a schedule's first fault; ``hits`` draws a point
+    and an occurrence that a worker reaches. ``window_ms`` is how long work is
+    sure to be left (0: not sure at all), the longest delay a fault at a time
+    may draw. A kind that cannot be drawn here is ``st.nothing()`` (a menu
+    leaves it out, and the core drops every empty one).
     """
 
     phases: tuple[str, ...]
@@ -54,6 +71,8 @@ class Draws:
     random_kill: st.SearchStrategy[FaultSpec]
     deploy: st.SearchStrategy[FaultSpec]
     freeze: st.SearchStrategy[FaultSpec]
+    reach: Reach = field(default_factory=lambda: Reach(()))
+    window_ms: int = 0
 
     @staticmethod
     def kill(hit: Hit, *, restart: bool) -> FaultSpec:
@@ -86,13 +105,21 @@ class Vocabulary:
     wait for a later hit; ``after_crash`` points are reached only after a crash,
     so they never come first; ``quiet`` points are never killed at (a heartbeat,
     for stalling leases); ``menu`` chooses the kinds (default ``core_menu``); a
-    pack's menu adds its domain faults.
+    pack's menu adds its domain faults. ``model`` is what a job passes, in order
+    (``harness.explore.reach``; default: read off the catalog with the points
+    above, ``harness.explore.sequence``). ``busy_ms`` is how long the workload
+    surely keeps a worker busy from the start, ``takeover_wait_ms`` how long a
+    crashed job surely waits for its takeover: the longest delays drawn for a
+    fault at a time, first and after a crash.
     """
 
     repeating: frozenset[str] = frozenset()
     after_crash: frozenset[str] = frozenset()
     quiet: frozenset[str] = frozenset()
     menu: Callable[[Draws], FaultMenu] = field(default=core_menu)
+    model: JobModel | None = None
+    busy_ms: int = 500
+    takeover_wait_ms: int = 500
 
 
 @dataclass(frozen=True)
@@ -122,62 +149,76 @@ class Schedule:
         return f"{self.workers} worker(s): " + ", ".join(parts)
 
 
-def _point_and_occurrence(points: Sequence[str], *, chunks: int,
+def _point_and_occurrence(most: Mapping[str, int], *,
                           repeating: frozenset[str]) -> st.SearchStrategy[Hit]:
-    """A point and an occurrence of it that a worker reaches.
-
-    Hits are counted per worker process, and a worker usually carries one
-    job at a time: a repeating point is reached once per item, the others
-    once.
-    """
+    """A point and an occurrence of it that a worker reaches: up to ``most[point]``
+    (at most 3: a fault at the third chunk is as good as one at the tenth)."""
     def with_occurrence(point: str) -> st.SearchStrategy[Hit]:
-        most = min(chunks, 3) if point in repeating else 1
-        return st.tuples(st.just(point), st.integers(1, most))
+        return st.tuples(st.just(point), st.integers(1, min(most[point], 3)))
 
+    if not most:
+        return st.nothing()
     # a job spends most of its time among its per-item points: they weigh double
-    weighted = [p for p in points for _ in range(2 if p in repeating else 1)]
+    weighted = [p for p in most for _ in range(2 if p in repeating else 1)]
     return st.sampled_from(weighted).flatmap(with_occurrence)
 
 
-def fault_specs(phases: Sequence[str], chunks: int, *, jobs: int = 1,
-                after_crash: bool = True, vocabulary: Vocabulary | None = None,
-                ) -> st.SearchStrategy[tuple[FaultSpec, ...]]:
-    """One fault, or a crash and what it leaves behind (two faults).
-
-    ``after_crash`` allows points a worker only reaches after a crash.
-    """
+def draws_for(reach: Reach, phases: Sequence[str], chunks: int, *, jobs: int = 1,
+              vocabulary: Vocabulary | None = None) -> Draws:
+    """The core's strategies for one fault where the faults before left ``reach``."""
     vocab = vocabulary or Vocabulary()
-    points = tuple(p for p in phases if p not in vocab.quiet
-                   and (after_crash or p not in vocab.after_crash))
-    point = st.sampled_from(points)
-    # a later fault usually meets a fresh worker (a replacement, or one that
-    # just took a job over), whose hit counts start again: its first hit
-    hits = _point_and_occurrence(points, chunks=1 if after_crash else chunks,
-                                 repeating=vocab.repeating)
-    draws = Draws(
-        phases=tuple(phases), points=points, chunks=chunks, jobs=jobs, after_crash=after_crash,
-        point=point, hits=hits,
-        sever=st.builds(SeverRedisSpec, kind=st.just("sever_redis"),
-                        duration_ms=st.integers(100, 1500), point=st.none() | point,
-                        delay_ms=st.integers(0, 500)),
-        restart=st.builds(RestartRedisSpec, kind=st.just("restart_redis"),
-                          duration_ms=st.integers(100, 800), point=st.none() | point,
-                          delay_ms=st.just(0)),
+    most = {p: n for p in phases if p not in vocab.quiet and (n := reach.most(p)) > 0}
+    points = tuple(most)
+    anchored = bool(points)
+    window = vocab.busy_ms if reach.first else vocab.takeover_wait_ms if reach.waiting else 0
+    point = st.sampled_from(points) if anchored else st.nothing()
+    hits = _point_and_occurrence(most, repeating=vocab.repeating)
+    # a fault at a point, or (where work is sure to be left) after a delay
+    somewhere: st.SearchStrategy[str | None] = (
+        (st.none() | point) if anchored and window else point if anchored
+        else st.none() if window else st.nothing())
+    delay = st.integers(0, window)
+    return Draws(
+        phases=tuple(phases), points=points, chunks=chunks, jobs=jobs,
+        after_crash=not reach.first, point=point, hits=hits, reach=reach, window_ms=window,
+        sever=_unless_empty(somewhere, lambda: st.builds(
+            SeverRedisSpec, kind=st.just("sever_redis"), duration_ms=st.integers(100, 1500),
+            point=somewhere, delay_ms=delay)),
+        restart=_unless_empty(somewhere, lambda: st.builds(
+            RestartRedisSpec, kind=st.just("restart_redis"), duration_ms=st.integers(100, 800),
+            point=somewhere, delay_ms=st.just(0))),
         random_kill=st.builds(KillRandomSpec, kind=st.just("kill_random"),
-                              min_delay_ms=st.just(0), max_delay_ms=st.integers(50, 1500),
-                              restart=st.just(True)),
+                              min_delay_ms=st.just(0),
+                              max_delay_ms=st.integers(min(50, window), window),
+                              restart=st.just(True)) if window else st.nothing(),
         # a deploy at a phase, with a grace long enough to release (a grace that runs
         # out is a kill, which kill_at_phase already draws)
         deploy=hits.map(lambda hit: StopSpec(kind="stop", point=hit[0], occurrence=hit[1],
                                              grace_ms=5000)),
-        freeze=st.builds(FreezeSpec, kind=st.just("freeze"), point=st.none() | point,
-                         duration_ms=st.integers(200, 3000), delay_ms=st.integers(0, 500)),
+        freeze=_unless_empty(somewhere, lambda: st.builds(
+            FreezeSpec, kind=st.just("freeze"), point=somewhere,
+            duration_ms=st.integers(200, 3000), delay_ms=delay)),
     )
-    menu = vocab.menu(draws)
+
+
+def _unless_empty(needed: st.SearchStrategy[object], build: Callable[[], Strategy],
+                  ) -> Strategy:
+    return st.nothing() if needed.is_empty else build()
+
+
+def fault_specs(draws: Draws, vocabulary: Vocabulary | None = None,
+                ) -> st.SearchStrategy[tuple[FaultSpec, ...]] | None:
+    """One fault, or a crash and what it leaves behind (two faults); None when no kind
+    can be drawn."""
+    menu = (vocabulary or Vocabulary()).menu(draws)
+    single = [kind for kind in menu.single if not kind.is_empty]
+    crash = [] if menu.crash.is_empty else [menu.crash]
     # Weights (``one_of`` would flatten nested choices and drop repeats, so the
     # choice is a ``sampled_from`` over a list with repeats): a crash is drawn as
     # often as every other kind together; it is the fault most recovery bugs need.
-    kinds = [menu.crash] * len(menu.single) + [kind.map(_alone) for kind in menu.single]
+    kinds = crash * max(1, len(single)) + [kind.map(_alone) for kind in single]
+    if not kinds:
+        return None
     return st.sampled_from(kinds).flatmap(lambda kind: kind)
 
 
@@ -186,23 +227,43 @@ def _alone(fault: FaultSpec) -> tuple[FaultSpec, ...]:
 
 
 def schedules(phases: Sequence[str], *, chunks: int, jobs: int = 1, max_faults: int = 3,
-              max_workers: int = 2,
-              vocabulary: Vocabulary | None = None) -> st.SearchStrategy[Schedule]:
-    """Schedules of 1..``max_faults`` faults; only a later fault may wait for a recovery."""
-    first = fault_specs(phases, chunks, jobs=jobs, after_crash=False, vocabulary=vocabulary)
-    later = st.lists(fault_specs(phases, chunks, jobs=jobs, vocabulary=vocabulary),
-                     max_size=max_faults - 1)
-    return st.builds(
-        Schedule,
-        workers=st.integers(1, max_workers),
-        faults=st.tuples(first, later).map(
-            lambda parts: (*parts[0], *(f for group in parts[1] for f in group))[:max_faults]),
-    )
+              max_workers: int = 2, vocabulary: Vocabulary | None = None,
+              max_retries: int | None = None) -> st.SearchStrategy[Schedule]:
+    """Schedules of 1..``max_faults`` faults, each where the faults before it leave a
+    job to meet (``harness.explore.reach``); ``max_retries`` is how many takeovers a
+    job survives (None: not limited)."""
+    vocab = vocabulary or Vocabulary()
+    model: JobModel = vocab.model or SequenceModel(
+        phases, repeating=vocab.repeating, after_crash=vocab.after_crash, quiet=vocab.quiet,
+        items=chunks)
+    kinds: dict[Reach, st.SearchStrategy[tuple[FaultSpec, ...]] | None] = {}
+
+    def group(reach: Reach) -> st.SearchStrategy[tuple[FaultSpec, ...]] | None:
+        if not reach.open:
+            return None  # no job is sure to be left: a fault here would likely miss
+        if reach not in kinds:  # the same few states come back in every example
+            kinds[reach] = fault_specs(draws_for(reach, phases, chunks, jobs=jobs,
+                                                 vocabulary=vocab), vocab)
+        return kinds[reach]
+
+    @st.composite
+    def schedule(draw: st.DrawFn) -> Schedule:
+        workers = draw(st.integers(1, max_workers))
+        reach = Reach.start(model, jobs=jobs, workers=workers, max_retries=max_retries)
+        faults: tuple[FaultSpec, ...] = ()
+        while len(faults) < max_faults:
+            kind = group(reach)
+            if kind is None or (faults and not draw(GO_ON)):
+                break
+            drawn = draw(kind)
+            faults, reach = (*faults, *drawn), reach.after(model, drawn)
+        return Schedule(workers=workers, faults=faults[:max_faults])
+
+    return schedule()
 
 
 def lost_reply(draws: Draws) -> st.SearchStrategy[FaultSpec]:
-    """The next Redis reply to a worker stopped at a hit is lost (``faults.lost_reply``)."""
-    from harness.faults.lost_reply import LostReplySpec
-
+    """The next Redis reply to a worker stopped at a hit is lost (``faults.lost_reply``):
+    drawn at ``draws.hits``, the points and occurrences a worker still reaches."""
     return draws.hits.map(lambda hit: LostReplySpec(kind="lost_reply", point=hit[0],
                                                     occurrence=hit[1]))

@@ -24,7 +24,7 @@ from tests.harness.checkers.builders import check_reference
 pytestmark = [pytest.mark.slow, pytest.mark.chaos, pytest.mark.timeout(300)]
 
 
-def test_quick_bench_prints_and_appends_the_six_default_figures(tmp_path: Path) -> None:
+def test_quick_bench_prints_and_appends_every_default_figure(tmp_path: Path) -> None:
     out = tmp_path / "bench.jsonl"
     state = tmp_path / "state"
     env = {**os.environ, "CRASHLAB_STATE_DIR": str(state)}
@@ -39,7 +39,8 @@ def test_quick_bench_prints_and_appends_the_six_default_figures(tmp_path: Path) 
     assert set(figures) == set(DEFAULT_FIGURES) == set(FIGURES) - {"scaling"}
     for name, figure in figures.items():
         assert "error" not in figure, (name, figure)
-        assert isinstance(figure["value"], int | float) and figure["value"] > 0, name
+        assert isinstance(figure["value"], int | float), name
+        assert figure["value"] > 0 or (name == "inconclusive_share" and figure["value"] == 0)
         target = TARGETS[name]
         assert figure["target"] == (None if target is None else target.text)
         assert figure["met"] is (None if target is None else target.met(figure["value"]))
@@ -48,6 +49,12 @@ def test_quick_bench_prints_and_appends_the_six_default_figures(tmp_path: Path) 
 
     explored = figures["schedules_per_minute"]
     assert explored["examples"] == 2 and explored["verdict"] == "valid"
+    side_by_side = figures["parallel_schedules"]
+    assert side_by_side["explorers"] == 2 and side_by_side["examples"] == 4
+    assert side_by_side["verdict"] == "valid"
+    share = figures["inconclusive_share"]
+    assert share["examples"] == 6 and 0 <= share["value"] <= 100
+    assert share["value"] == pytest.approx(100 * share["inconclusive"] / 6, abs=0.1)
 
     recovery = figures["recovery_latency"]
     total, start, lease = (recovery[k] for k in ("total_ms", "replacement_start_ms",
@@ -69,6 +76,13 @@ def test_quick_bench_prints_and_appends_the_six_default_figures(tmp_path: Path) 
     assert overhead["ratio"] == pytest.approx(
         overhead["on"]["seconds"][0] / overhead["off"]["seconds"][0], rel=0.01)
     assert overhead["ratio_quartiles"] == [overhead["ratio"]] * 2  # one repeat
+    assert overhead["service_latency_ms"] == 50.0
+    assert figures["recovery_overhead_instant"]["service_latency_ms"] == 0.0
+    trips = figures["recovery_round_trips"]
+    # the on worker commits each chunk in one round trip; the bare one sends none per chunk
+    assert trips["on"]["per_chunk"] >= 1 and trips["off"]["per_chunk"] == 0
+    assert trips["value"] == trips["machinery_per_chunk"] > 0
+    assert trips["on"]["total"] > trips["off"]["total"] > 0
 
     checkers = figures["checker_speed"]
     assert checkers["verdict"] == "valid" and checkers["entries"] >= 4500
@@ -177,13 +191,23 @@ def test_summary_table_keeps_every_figure_name_whole_in_80_columns() -> None:
 
     stats = {"n": 20, "p50": 173.95, "p95": 178.13}
     details = {
-        "schedules_per_minute": {"examples": 20, "duration_s": 18.1},
+        "schedules_per_minute": {"examples": 20, "duration_s": 18.1, "inconclusive": 1,
+                                 "conclusive_per_minute": 63.0},
+        "parallel_schedules": {"examples": 40, "duration_s": 19.0, "inconclusive": 2,
+                               "explorers": 2},
+        "inconclusive_share": {"examples": 60, "inconclusive": 3},
+        "recovery_round_trips": {"machinery_rest_per_job": 4.0, "all_per_chunk": 1.4,
+                                 "chunks_per_run": 64},
+        "recovery_overhead_instant": {"on": {"chunks_per_s": 152.3},
+                                      "off": {"chunks_per_s": 179.3}, "repeats": 16,
+                                      "ratio_quartiles": [1.081, 1.147]},
         "recovery_latency": {"total_ms": stats, "replacement_start_ms": stats,
                              "resume_ms": stats, "lease_wait_ms": stats},
         "takeover_latency": {"takeover_ms": stats, "trials": 20},
         "event_latency": {"latency_ms": stats},
-        "recovery_overhead": {"on": {"chunks_per_s": 152.3}, "off": {"chunks_per_s": 179.3},
-                              "repeats": 16, "ratio_quartiles": [1.081, 1.147]},
+        "recovery_overhead": {"on": {"chunks_per_s": 15.3}, "off": {"chunks_per_s": 15.5},
+                              "repeats": 6, "ratio_quartiles": [1.004, 1.018],
+                              "service_latency_ms": 50.0},
         "checker_speed": {"entries": 99068, "checkers": 16, "with_load_entries_per_s": 84241},
         "scaling": {"verdict": "valid", "sizes": [
             {"jobs": n, "run_s": 2.0 * n, "check_s": 0.1 * n, "run_ratio": n / 200,

@@ -12,6 +12,8 @@ from hypothesis import given, settings
 
 from harness.checkers.base import Verdict
 from harness.explore.explorer import COUNTEREXAMPLE_FILE, EXPLORATION_FILE, explore
+from harness.explore.reach import Reach
+from harness.explore.sequence import SequenceModel
 from harness.explore.strategies import schedules
 from harness.faults import FAULT_KINDS
 from harness.packs.reference.explore import vocabulary
@@ -20,10 +22,14 @@ from harness.packs.reference.target import PHASES
 from harness.procs import ProcessRegistry
 from harness.runner import run_scenario
 from harness.scenario import Scenario, resolve
+from tests.harness.schedule_groups import groups
 
 # the catalog's convention: a chunk. point per chunk, a recovery. point after a crash
 VOCABULARY = vocabulary(frozenset(p for p in PHASES if p.startswith("chunk.")),
                         frozenset(p for p in PHASES if p.startswith("recovery.")))
+# what the draws follow without a pack's model: the catalog read in order
+MODEL = SequenceModel(list(PHASES), repeating=VOCABULARY.repeating,
+                      after_crash=VOCABULARY.after_crash, quiet=VOCABULARY.quiet, items=3)
 
 
 @settings(max_examples=200, deadline=None)
@@ -33,15 +39,6 @@ def test_generated_schedules_are_valid_scenarios(schedule: object) -> None:
 
     assert isinstance(schedule, Schedule)
     assert 1 <= len(schedule.faults) <= 3 and 1 <= schedule.workers <= 2
-    # only what the workload can reach: no recovery point and no chunk damage
-    # before something crashed, no occurrence past the hits a workload makes
-    first = schedule.faults[0]
-    assert not (getattr(first, "point", None) or "").startswith("recovery.")
-    assert first.kind != "corrupt_chunk"
-    for fault in schedule.faults:
-        if fault.kind == "kill_at_phase":
-            hits = 3 if fault.point.startswith("chunk.") else 1
-            assert 1 <= fault.occurrence <= hits
     scenario = resolve("baseline").model_copy(update={"faults": list(schedule.faults)})
     again = Scenario.model_validate(scenario.model_dump(mode="json"))
     assert [f.kind for f in again.faults] == [f.kind for f in schedule.faults]
@@ -49,6 +46,19 @@ def test_generated_schedules_are_valid_scenarios(schedule: object) -> None:
     for fault in schedule.faults:
         point = getattr(fault, "point", None)
         assert point is None or point in PHASES
+    # only what the workload can reach: no recovery point and no chunk damage before
+    # something crashed; each later fault at a point, and an occurrence of it, that the
+    # model says a job still passes after the faults before it
+    first = schedule.faults[0]
+    assert not (getattr(first, "point", None) or "").startswith("recovery.")
+    assert first.kind != "corrupt_chunk"
+    reach = Reach.start(MODEL, jobs=2, workers=schedule.workers)
+    for group in groups(schedule.faults):
+        point = getattr(group[0], "point", None)
+        assert reach.open, schedule.faults
+        if point is not None:
+            assert 1 <= getattr(group[0], "occurrence", 1) <= reach.most(point), schedule.faults
+        reach = reach.after(MODEL, group)
 
 
 @pytest.mark.slow

@@ -1,8 +1,10 @@
 """Transcription service faults: HTTP errors (429/5xx), latency, or hung calls.
 
 The fault is set on the service and counts as fired once the service has
-applied it to at least one call; it is cleared after ``duration_ms`` (or
-when the run heals), which also releases hung calls.
+applied it to at least one call (its rule says so while it is active; a
+rule whose ``count`` is spent is gone, and the call log says so then); it
+is cleared after ``duration_ms`` (or when the run heals), which also
+releases hung calls.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ class ServiceErrors:
         self.fault_id = fault_id
         self.spec = spec
         self._active = False
+        self._logged = 0  # calls in the service's log when the fault was set
 
     def describe(self) -> dict[str, Any]:
         return self.spec.model_dump()
@@ -41,8 +44,10 @@ class ServiceErrors:
     def prearm(self, ctx: FaultContext) -> None:
         """Arm the service before the calls can start (the runner calls this when this
         fault is next, so work that starts in milliseconds cannot slip past it)."""
-        ctx.env.transcription.set_fault(status=self.spec.status, count=self.spec.count,
-                                        latency_ms=self.spec.latency_ms, hang=self.spec.hang)
+        service = ctx.env.transcription
+        self._logged = len(service.calls())
+        service.set_fault(status=self.spec.status, count=self.spec.count,
+                          latency_ms=self.spec.latency_ms, hang=self.spec.hang)
         self._active = True
 
     def fire(self, ctx: FaultContext) -> bool:
@@ -50,7 +55,8 @@ class ServiceErrors:
         if not self._active:
             self.prearm(ctx)
         deadline = time.monotonic() + ctx.phase_timeout
-        while not any(f.get("fired", 0) for f in service.faults()):
+        while not (any(f.get("fired", 0) for f in service.faults())
+                   or any(c.get("outcome") == "fault" for c in service.calls()[self._logged:])):
             if time.monotonic() > deadline or ctx.settled():
                 self.heal(ctx, fired=False)
                 return False
