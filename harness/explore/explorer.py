@@ -129,7 +129,8 @@ def _schedules_for(phases: list[str], plan: Exploring, *, max_faults: int, max_w
     def for_workload(drawn: DrawnWorkload) -> Any:
         return schedules(phases, chunks=drawn.chunks, jobs=drawn.workload.jobs,
                          max_faults=max_faults, max_workers=max_workers,
-                         vocabulary=plan.vocabulary, max_retries=drawn.workload.max_retries)
+                         vocabulary=plan.vocabulary_of(drawn.chunks),
+                         max_retries=drawn.workload.max_retries)
     return for_workload
 @dataclass(frozen=True)
 class StopFile:

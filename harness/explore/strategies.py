@@ -127,13 +127,21 @@ class Exploring:
     """How a pack wants its runs explored (``Target.exploring``; else ``plain_exploring``):
     the worker settings, the items per job (``chunks``), the example's time limit, and
     the workloads it draws with ``explore --workloads`` (``harness.explore.workloads``;
-    None: it draws none)."""
+    None: it draws none), and ``vocabulary_for`` the vocabulary for jobs of another
+    number of items (a drawn workload's shortest job; None: ``vocabulary`` fits any)."""
 
     settings: Mapping[str, str]
     vocabulary: Vocabulary
     chunks: int = 1
     timeout_s: float = 20.0
     workloads: st.SearchStrategy[DrawnWorkload] | None = None
+    vocabulary_for: Callable[[int], Vocabulary] | None = None
+
+    def vocabulary_of(self, chunks: int) -> Vocabulary:
+        """The vocabulary for jobs of ``chunks`` items."""
+        if self.vocabulary_for is None or chunks == self.chunks:
+            return self.vocabulary
+        return self.vocabulary_for(chunks)
 
 
 @dataclass(frozen=True)

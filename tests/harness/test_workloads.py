@@ -35,7 +35,7 @@ def _examples(plan: object) -> st.SearchStrategy[Example]:
     assert isinstance(plan, Exploring) and plan.workloads is not None
     return with_schedules(plan.workloads, lambda drawn: schedules(
         list(PHASES), chunks=drawn.chunks, jobs=drawn.workload.jobs,
-        vocabulary=plan.vocabulary))
+        vocabulary=plan.vocabulary_of(drawn.chunks)))
 
 
 @QUICK

@@ -18,6 +18,7 @@ Occurrences a workload cannot reach make faults that never fire
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 
 from hypothesis import strategies as st
@@ -87,12 +88,16 @@ def exploring(base: Scenario, default_settings: Mapping[str, str],
     else:  # the last part may be short; an empty source still sends one
         part = int(settings["upload_part_bytes"])
         chunks = max(1, min(-(-work.size_of(i) // part) for i in range(work.jobs)))
-    model = TranscribeJob(chunks) if transcribe else UploadJob(chunks)
-    return Exploring(settings=settings, chunks=chunks,
-                     vocabulary=vocabulary(repeating, after_crash,
-                                           chunk_files=not base.needs_s3, model=model,
-                                           lease_ms=int(settings["lease_ttl_ms"])),
-                     workloads=workloads(base.workload, settings))
+
+    @functools.cache
+    def vocabulary_for(items: int) -> Vocabulary:  # a drawn workload's shortest job
+        model = TranscribeJob(items) if transcribe else UploadJob(items)
+        return vocabulary(repeating, after_crash, chunk_files=not base.needs_s3,
+                          model=model, lease_ms=int(settings["lease_ttl_ms"]))
+
+    return Exploring(settings=settings, chunks=chunks, vocabulary=vocabulary_for(chunks),
+                     workloads=workloads(base.workload, settings),
+                     vocabulary_for=vocabulary_for)
 
 
 def _found(draws: Draws, model: JobModel | None, hit: Hit) -> list[int]:
