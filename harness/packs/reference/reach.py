@@ -145,7 +145,7 @@ class UploadJob:
                       Step("recovery.resumed"))
             return opened if gone else (*opened, *self.parts_from(0), *_steps(COMPLETION))
         rest = self._rest(path, at)
-        if gone and rest[0].point in PART_STEPS:
+        if gone and rest and rest[0].point in PART_STEPS:
             return (Step("recovery.started"),)  # parts left to send and no file to send
         return (Step("recovery.started"), Step("upload.verified"), Step("recovery.resumed"),
                 *rest)

@@ -155,3 +155,16 @@ def test_the_menu_draws_a_kill_then_a_corrupted_chunk_the_takeover_must_read() -
     kill, damage = next((a, b) for a, b in zip(found.faults, found.faults[1:], strict=False)
                         if isinstance(b, CorruptChunkSpec))
     assert damage.at_crash and kill.kind == "kill_at_phase"
+
+
+def test_an_upload_taken_over_anywhere_with_its_source_gone_has_a_future() -> None:
+    # a crash at any point of an upload's path, its source deleted: the takeover's path
+    # starts with recovery (a crash past the last part once had nothing left to look at)
+    job = UploadJob(3)
+    path = job.fresh()
+    gone = DeleteSourceSpec(kind="delete_source", at_crash=True)
+    for at in range(len(path)):
+        future = job.taken_over(path, at, (gone,))
+        assert future is not None
+        assert future == () if path[at].point == "job.completed" else \
+            future[0] == Step("recovery.started"), (path[at], future)
