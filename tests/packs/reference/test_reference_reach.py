@@ -158,13 +158,18 @@ def test_the_menu_draws_a_kill_then_a_corrupted_chunk_the_takeover_must_read() -
 
 
 def test_an_upload_taken_over_anywhere_with_its_source_gone_has_a_future() -> None:
-    # a crash at any point of an upload's path, its source deleted: the takeover's path
-    # starts with recovery (a crash past the last part once had nothing left to look at)
+    # a crash at any point of an upload's path, or of a takeover's path after a first
+    # crash, its source deleted: the takeover starts with recovery (a crash at the end
+    # of a takeover's path once had nothing left to look at, and raised)
     job = UploadJob(3)
-    path = job.fresh()
     gone = DeleteSourceSpec(kind="delete_source", at_crash=True)
-    for at in range(len(path)):
-        future = job.taken_over(path, at, (gone,))
-        assert future is not None
-        assert future == () if path[at].point == "job.completed" else \
-            future[0] == Step("recovery.started"), (path[at], future)
+    paths = [job.fresh()]
+    paths += [p for at in range(len(paths[0])) if (p := job.taken_over(paths[0], at, ()))]
+    for path in paths:
+        for at in range(len(path)):
+            future = job.taken_over(path, at, (gone,))
+            assert future is not None
+            if path[at].point == "job.completed":
+                assert future == ()
+            else:
+                assert future[0] == Step("recovery.started"), (path, at, future)
