@@ -70,15 +70,17 @@ class Example:
     schedule: Schedule
 
 
-def fixed(workload: Workload, items: int) -> st.SearchStrategy[DrawnWorkload]:
+def fixed(workload: Workload, items: int) -> DrawnWorkload:
     """The base scenario's own workload, every job of ``items`` items."""
-    return st.just(DrawnWorkload(workload, (items,) * workload.jobs))
+    return DrawnWorkload(workload, (items,) * workload.jobs)
 
 
 def with_schedules(workloads: st.SearchStrategy[DrawnWorkload],
-             schedule_for: Callable[[DrawnWorkload], st.SearchStrategy[Schedule]],
-             ) -> st.SearchStrategy[Example]:
-    """A workload, then a schedule whose faults that workload reaches."""
+                   schedule_for: Callable[[DrawnWorkload], st.SearchStrategy[Schedule]],
+                   ) -> st.SearchStrategy[Example]:
+    """A workload, then a schedule whose faults that workload reaches. (The explorer
+    draws a fixed workload's schedules alone, not through this: wrapping them, even in a
+    ``map``, changes which schedules a seed gives.)"""
     return workloads.flatmap(
         lambda drawn: schedule_for(drawn).map(lambda schedule: Example(drawn, schedule)))
 
