@@ -7,6 +7,7 @@ error (a binary, port or service is missing).
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
 import shutil
@@ -71,7 +72,9 @@ def _registry() -> ProcessRegistry:
     state_dir = default_state_dir()
     for leftover in reap_leftovers(state_dir):
         err.print(f"[yellow]removed a leftover of an interrupted run:[/] {leftover}")
-    return process_registry(state_dir)
+    registry = process_registry(state_dir)
+    atexit.register(registry.release_own)  # what an interrupt left unregistered
+    return registry
 
 
 def _configure_logging(verbose: bool) -> None:

@@ -205,6 +205,9 @@ def _finish(summary: dict[str, Any], *, as_json: bool, out: Console, report: boo
         out.print(f"[green]no invariant broken[/] in {summary['examples']} schedules "
                   f"({summary['inconclusive']} inconclusive); "
                   f"{summary['schedules_per_minute']}/min")
+    if summary.get("errors") and not as_json:
+        err.print(f"[yellow]{summary['errors']} example(s) raised and were counted "
+                  f"inconclusive[/] (see the log); the first: {summary['first_error']}")
     raise typer.Exit(EXIT_VIOLATION if counter is not None else EXIT_OK)
 
 

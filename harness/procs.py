@@ -165,6 +165,32 @@ class ProcessRegistry:
     def remove(self, pid: int) -> None:
         (self.folder / f"{pid}.json").unlink(missing_ok=True)
 
+    def release_own(self) -> list[str]:
+        """Kill what this process registered and never took back; at its exit.
+
+        A signal that lands between a child's start and the step that would stop
+        it (its caller had not stored it yet) leaves its entry behind; this sweeps
+        those, so a process ends with no entry of its own in the registry.
+        """
+        released: list[str] = []
+        if not self.folder.is_dir():
+            return released
+        me = os.getpid()
+        for path in sorted(self.folder.glob("*.json")):
+            try:
+                entry = json.loads(path.read_text())
+            except (OSError, ValueError):
+                continue  # another process is writing it, or it is theirs to sweep
+            if entry.get("owner") != me:
+                continue
+            if is_alive(entry["pid"], entry.get("create_time")):
+                kill_group(entry["pid"])
+                released.append(f"{entry.get('name')} (pid {entry['pid']})")
+            path.unlink(missing_ok=True)
+        if released:
+            log.warning("stopped children left running at exit: %s", ", ".join(released))
+        return released
+
     def reap_leftovers(self) -> list[str]:
         """Kill processes left by a harness that is no longer alive.
 

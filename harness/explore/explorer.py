@@ -9,7 +9,11 @@ An invalid verdict fails the example; Hypothesis shrinks it to the smallest
 schedule (and workload) that still fails and runs
 that one last, so the last invalid run folder *is* the counterexample: it is
 recorded in ``exploration.json`` with the command that replays it. Examples
-whose faults did not all fire are inconclusive, not failures.
+whose faults did not all fire are inconclusive, not failures; so is an
+example whose run raised (a worker that did not come up in time on a loaded
+machine, say): it is counted, logged with its traceback and named in the
+summary, and ``MAX_ERRORS_IN_A_ROW`` of them in a row end the exploration
+with that error, since the harness, not the schedule, is then what fails.
 
 The example database lives in the state dir (``.crashlab/hypothesis``), or
 in a Redis database several machines share (``--example-db``,
@@ -51,6 +55,8 @@ log = logging.getLogger(__name__)
 
 # past a pack's recovery limit, so that a job stuck after a crash is judged, not cut short
 RECOVERY_MARGIN_S = 15.0
+# examples in a row whose run raised before the exploration gives up with the error
+MAX_ERRORS_IN_A_ROW = 3
 
 
 @dataclass
@@ -75,6 +81,9 @@ class Exploration:
     spread: WorkloadSpread = field(default_factory=WorkloadSpread)
     search_seed: int | None = None  # Hypothesis's seed, when it is not ``seed``
     stopped: str | None = None  # why it ended before its examples were spent
+    errors: int = 0  # examples whose run raised (each also counted inconclusive)
+    first_error: str | None = None
+    errors_in_a_row: int = 0
 
     @property
     def verdict(self) -> Verdict:
@@ -88,6 +97,7 @@ class Exploration:
             "stopped": self.stopped,
             "verdict": str(self.verdict), "examples": self.examples,
             "inconclusive": self.inconclusive, "failing_examples": self.failures,
+            "errors": self.errors, "first_error": self.first_error,
             "flaky": self.flaky,
             "examples_to_first_failure": self.examples_to_first_failure,
             "seconds_to_first_failure": self.seconds_to_first_failure,
@@ -105,6 +115,21 @@ class Exploration:
                 "replay": f"crashlab replay {counter.run_dir}",
             },
         }
+
+
+def _errored(found: Exploration, name: str, exc: Exception) -> None:
+    """An example whose run raised: inconclusive, logged, named; the last of
+    ``MAX_ERRORS_IN_A_ROW`` in a row raises it again."""
+    found.examples += 1
+    found.inconclusive += 1
+    found.errors += 1
+    found.errors_in_a_row += 1
+    if found.first_error is None:
+        found.first_error = f"{name}: {type(exc).__name__}: {exc}"
+    if found.errors_in_a_row >= MAX_ERRORS_IN_A_ROW:
+        raise _TooManyErrors(f"{MAX_ERRORS_IN_A_ROW} examples in a row raised; the last, "
+                             f"{name}: {type(exc).__name__}: {exc}") from exc
+    log.warning("example %s raised, counted inconclusive: %r", name, exc, exc_info=exc)
 
 
 def exploring(target: Target, base: Scenario) -> Exploring:
@@ -161,6 +186,10 @@ class StopFile:
 
 class _OutOfTime(BaseException):
     """Ends an exploration at its time budget (a BaseException: Hypothesis lets it pass)."""
+
+
+class _TooManyErrors(BaseException):
+    """Ends an exploration whose runs keep raising; re-raised as the error it is."""
 
 
 def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegistry,
@@ -227,8 +256,13 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
             "expect": base.expect.model_copy(update={
                 "terminal_states": ["COMPLETED", "FAILED"], "retry_count": None,
                 "failure_reason": None, "min_rejected_writes": None})})
-        result = run_scenario(scenario, seed=seed, registry=registry,
-                              runs_root=folder / "examples", session=session)
+        try:
+            result = run_scenario(scenario, seed=seed, registry=registry,
+                                  runs_root=folder / "examples", session=session)
+        except Exception as exc:
+            _errored(found, scenario.name, exc)
+            return
+        found.errors_in_a_row = 0
         point_at_latest(runs_root, result.run_dir)  # runs/latest: always a run folder
         found.examples += 1
         found.runs.append(str(result.run_dir))
@@ -287,6 +321,10 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
     except _OutOfTime as stop:
         found.stopped = str(stop)
         log.warning("exploration of %s %s", base.name, stop)
+    except _TooManyErrors as stop:
+        found.stopped = str(stop)
+        cause = stop.__cause__
+        raise (cause if isinstance(cause, Exception) else SetupError(str(stop))) from None
     finally:
         session.close()
         found.duration_s = time.monotonic() - started

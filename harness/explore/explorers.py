@@ -125,6 +125,8 @@ def explore_in_parallel(request: ParallelExploration, registry: ProcessRegistry,
     interrupted: KeyboardInterrupt | None = None
     try:
         with Cleanup() as cleanup:  # SIGTERM unwinds like Ctrl-C; the children go either way
+            # an explorer killed past its grace leaves its children's entries: swept after
+            cleanup.callback(registry.reap_leftovers, "sweep what killed explorers left")
             cleanup.callback(lambda: _stop_all(request.explorers), "stop the explorers")
             for explorer in request.explorers:
                 explorer.process.start()
@@ -161,6 +163,8 @@ def merge(request: ParallelExploration, folder: Path, wall_s: float,
         "examples": examples,
         "inconclusive": sum(int(r.get("inconclusive", 0)) for r in reports),
         "failing_examples": sum(int(r.get("failing_examples", 0)) for r in reports),
+        "errors": sum(int(r.get("errors", 0)) for r in reports),
+        "first_error": next((r["first_error"] for r in reports if r.get("first_error")), None),
         "flaky": bool(found.get("flaky")),
         "found_by": None if finder is None else finder.index,
         "examples_to_first_failure": found.get("examples_to_first_failure"),

@@ -314,3 +314,29 @@ def test_ctrl_c_during_a_fork_is_raised_once_the_child_exists() -> None:
     started[0].kill()
     started[0].wait()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+_UNSTOPPED = """
+import atexit, json, sys
+from pathlib import Path
+from harness.procs import ManagedProcess, ProcessRegistry
+registry = ProcessRegistry(Path(sys.argv[1]))
+atexit.register(registry.release_own)
+child = ManagedProcess("sleeper", ["sleep", "60"], log_path=Path(sys.argv[2]),
+                       registry=registry).start()
+theirs = {"pid": 1, "create_time": 0.0, "name": "theirs", "owner": 1, "owner_create_time": 0.0}
+(Path(sys.argv[1]) / "1.json").write_text(json.dumps(theirs))
+print(child.pid, flush=True)
+raise KeyboardInterrupt  # as a Ctrl-C between a start and the step that would stop it
+"""
+
+
+def test_a_child_started_but_never_stopped_is_killed_and_unregistered_at_exit(
+        tmp_path: Path, wait_gone: WaitGone) -> None:
+    procs = tmp_path / "procs"
+    done = subprocess.run([sys.executable, "-c", _UNSTOPPED, str(procs), str(tmp_path / "log")],
+                          capture_output=True, text=True, timeout=30)
+    assert done.returncode != 0 and "KeyboardInterrupt" in done.stderr
+    assert wait_gone(int(done.stdout.split()[0]), 5.0)
+    # its own entry is gone; another owner's entry is not its to touch
+    assert sorted(p.name for p in procs.glob("*.json")) == ["1.json"]

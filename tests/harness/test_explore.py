@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given, settings
@@ -18,7 +19,7 @@ from harness.explore.strategies import schedules
 from harness.faults import FAULT_KINDS
 from harness.packs.reference.explore import vocabulary
 from harness.packs.reference.mutants import mutant_target
-from harness.packs.reference.target import PHASES
+from harness.packs.reference.target import PHASES, ReferenceTarget
 from harness.procs import ProcessRegistry
 from harness.runner import run_scenario
 from harness.scenario import Scenario, resolve
@@ -83,13 +84,13 @@ def test_exploration_finds_shrinks_and_replays_a_planted_bug(
     scenario = Scenario.model_validate(stored["scenario"])
     assert stored["mutant"] == "resume-offset-off-by-one"
     verdicts = []
-    for _ in range(10):
+    for _ in range(3):
         # what `crashlab replay` does: the stored mutant, planted again
         replayed = run_scenario(scenario, seed=stored["seed"], registry=registry,
                                 runs_root=tmp_path / "replays",
                                 target=mutant_target(stored["mutant"], tmp_path))
         verdicts.append(replayed.verdict)
-    assert verdicts == [Verdict.INVALID] * 10
+    assert verdicts == [Verdict.INVALID] * 3
     # and the command the exploration printed does the same
     cli = subprocess.run([str(Path(sys.executable).parent / "crashlab"), "replay",
                           str(counter_dir), "--runs", str(tmp_path / "cli"), "--json"],
@@ -108,3 +109,38 @@ def test_exploration_of_the_reference_worker_breaks_nothing(
                     runs_root=tmp_path, use_database=False)
     assert found.counterexample is None, found.to_json()["counterexample"]
     assert found.examples == 12
+
+
+class _RaisingTarget(ReferenceTarget):
+    """The reference worker, whose submits raise on the calls listed (1-based)."""
+
+    def __init__(self, raising: set[int] | None) -> None:
+        super().__init__()
+        self.raising, self.calls = raising, 0
+
+    def submit_workload(self, env: Any, scenario: Scenario, seed: int,
+                        indices: Any = None) -> None:
+        self.calls += 1
+        if self.raising is None or self.calls in self.raising:
+            raise RuntimeError(f"submit {self.calls} went wrong")
+        super().submit_workload(env, scenario, seed, indices)
+
+
+@pytest.mark.slow
+@pytest.mark.chaos
+@pytest.mark.timeout(600)
+def test_an_example_that_raises_is_counted_inconclusive_and_named_and_errors_in_a_row_stop(
+    tmp_path: Path, registry: ProcessRegistry
+) -> None:
+    found = explore(resolve("baseline"), examples=3, seed=11, registry=registry,
+                    runs_root=tmp_path / "once", use_database=False,
+                    target=_RaisingTarget({2}), max_faults=1)
+    assert found.counterexample is None and not found.flaky
+    assert (found.examples, found.errors) == (3, 1) and found.inconclusive >= 1
+    summary = json.loads((found.folder / EXPLORATION_FILE).read_text())
+    assert summary["errors"] == 1
+    assert summary["first_error"] == "baseline-x2: RuntimeError: submit 2 went wrong"
+    # a harness that fails every time is not a search that found nothing
+    with pytest.raises(RuntimeError, match="submit 3 went wrong"):
+        explore(resolve("baseline"), examples=10, seed=11, registry=registry,
+                runs_root=tmp_path / "always", use_database=False, target=_RaisingTarget(None))
