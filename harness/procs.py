@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -165,6 +166,16 @@ class ProcessRegistry:
     def remove(self, pid: int) -> None:
         (self.folder / f"{pid}.json").unlink(missing_ok=True)
 
+    def _entries(self) -> Iterator[tuple[Path, dict[str, Any] | None]]:
+        """Each entry file and what it holds (None: it cannot be read)."""
+        if not self.folder.is_dir():
+            return
+        for path in sorted(self.folder.glob("*.json")):
+            try:
+                yield path, json.loads(path.read_text())
+            except (OSError, ValueError):
+                yield path, None
+
     def release_own(self) -> list[str]:
         """Kill what this process registered and never took back; at its exit.
 
@@ -173,16 +184,10 @@ class ProcessRegistry:
         those, so a process ends with no entry of its own in the registry.
         """
         released: list[str] = []
-        if not self.folder.is_dir():
-            return released
         me = os.getpid()
-        for path in sorted(self.folder.glob("*.json")):
-            try:
-                entry = json.loads(path.read_text())
-            except (OSError, ValueError):
-                continue  # another process is writing it, or it is theirs to sweep
-            if entry.get("owner") != me:
-                continue
+        for path, entry in self._entries():
+            if entry is None or entry.get("owner") != me:
+                continue  # unreadable ones are being written, or are the next reap's
             if is_alive(entry["pid"], entry.get("create_time")):
                 kill_group(entry["pid"])
                 released.append(f"{entry.get('name')} (pid {entry['pid']})")
@@ -197,12 +202,8 @@ class ProcessRegistry:
         Returns a description of each process killed.
         """
         killed: list[str] = []
-        if not self.folder.is_dir():
-            return killed
-        for path in sorted(self.folder.glob("*.json")):
-            try:
-                entry = json.loads(path.read_text())
-            except (OSError, ValueError):
+        for path, entry in self._entries():
+            if entry is None:
                 path.unlink(missing_ok=True)
                 continue
             if is_alive(entry.get("owner", -1), entry.get("owner_create_time")):

@@ -127,8 +127,7 @@ def _errored(found: Exploration, name: str, exc: Exception) -> None:
     if found.first_error is None:
         found.first_error = f"{name}: {type(exc).__name__}: {exc}"
     if found.errors_in_a_row >= MAX_ERRORS_IN_A_ROW:
-        raise _TooManyErrors(f"{MAX_ERRORS_IN_A_ROW} examples in a row raised; the last, "
-                             f"{name}: {type(exc).__name__}: {exc}") from exc
+        raise _TooManyErrors(exc)
     log.warning("example %s raised, counted inconclusive: %r", name, exc, exc_info=exc)
 
 
@@ -189,7 +188,11 @@ class _OutOfTime(BaseException):
 
 
 class _TooManyErrors(BaseException):
-    """Ends an exploration whose runs keep raising; re-raised as the error it is."""
+    """Ends an exploration whose runs keep raising; ``error``, the last, is re-raised."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(f"{MAX_ERRORS_IN_A_ROW} examples in a row raised; the last: {error!r}")
+        self.error = error
 
 
 def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegistry,
@@ -323,8 +326,7 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
         log.warning("exploration of %s %s", base.name, stop)
     except _TooManyErrors as stop:
         found.stopped = str(stop)
-        cause = stop.__cause__
-        raise (cause if isinstance(cause, Exception) else SetupError(str(stop))) from None
+        raise stop.error from None
     finally:
         session.close()
         found.duration_s = time.monotonic() - started
