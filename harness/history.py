@@ -15,8 +15,9 @@ these kinds and the checkers read nothing else:
                      {fault_id, fault, params}
     process_start    {name, role, pid, incarnation}
                      ``role`` is "worker", "api" or "service"
-    process_signal   {name, pid, signal}
-                     ``signal`` is "SIGKILL", "SIGSTOP", "SIGCONT" or "SIGTERM"
+    process_signal   {name, pid, signal, delivered, sent_ts}
+                     ``signal`` is "SIGKILL", "SIGSTOP", "SIGCONT" or "SIGTERM";
+                     ``sent_ts``, when a runtime sent it (the entry's ``ts`` is later)
     process_exit     {name, pid, code}
     op               {op, job_id, expected_transcript, media_seconds,
                       chunk_seconds, expected_chunks}

@@ -556,9 +556,11 @@ def _runtime_sink(history: HistoryWriter) -> Callable[..., None]:
             history.record(kind, name=name, role="worker", pid=fields.get("pid"),
                            incarnation=int(name.rsplit(".", 1)[1]) if "." in name else 1)
         elif kind == "process_signal":
+            # ``sent_ts``: when the runtime sent it; the entry's own ``ts`` comes after, and
+            # a worker may answer the signal (a release) in between
             history.record(kind, name=name, pid=fields.get("pid"),
                            signal=fields.get("signal_name"),
-                           delivered=fields.get("delivered"))
+                           delivered=fields.get("delivered"), sent_ts=fields.get("ts"))
         elif kind == "process_exit":
             history.record(kind, name=name, pid=fields.get("pid"),
                            code=fields.get("exit_code"))

@@ -31,9 +31,12 @@ class Run:
                           "recovery": event == "recovery_started", "data": data})
         return self
 
-    def stop(self, at: float, worker: str, outcome: str, took: float = 0.05) -> Run:
-        self.rows.append({"kind": "process_signal", "ts": T0 + at, "name": worker, "pid": 7,
-                          "signal": "SIGTERM", "delivered": True})
+    def stop(self, at: float, worker: str, outcome: str, took: float = 0.05,
+             recorded_after: float = 0.0) -> Run:
+        # ``recorded_after``: how long after the send the signal's own entry was written
+        self.rows.append({"kind": "process_signal", "ts": T0 + at + recorded_after,
+                          "name": worker, "pid": 7, "signal": "SIGTERM", "delivered": True,
+                          "sent_ts": T0 + at})
         if outcome == "killed":
             self.rows.append({"kind": "process_signal", "ts": T0 + at + took, "name": worker,
                               "pid": 7, "signal": "SIGKILL", "delivered": True})
@@ -67,6 +70,16 @@ def claimed_by_w1() -> Run:
 def test_a_released_job_finished_by_another_worker_is_valid() -> None:
     run = (claimed_by_w1().stop(1.0, "w1", "exited")
            .event(1.01, "job_released", "w1", 1).event(1.2, "job_claimed", "w1.2", 3)
+           .event(2.0, "job_completed", "w1.2", 3))
+    result = judge(run)
+    assert result.verdict is Verdict.VALID, result.witness
+    assert "1 job released and finished by another worker" in result.witness
+
+
+def test_a_release_written_before_the_signal_entry_but_after_the_send_counts() -> None:
+    # a loaded harness writes the SIGTERM's entry after the worker already answered it
+    run = (claimed_by_w1().stop(1.0, "w1", "exited", took=0.3, recorded_after=0.2)
+           .event(1.05, "job_released", "w1", 1).event(1.4, "job_claimed", "w1.2", 3)
            .event(2.0, "job_completed", "w1.2", 3))
     result = judge(run)
     assert result.verdict is Verdict.VALID, result.witness

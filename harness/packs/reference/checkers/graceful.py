@@ -63,7 +63,8 @@ class WorkerStop:
         worker = entry.text("worker")
         sent = [s for s in sigterms if s.get("name") == worker and s.index < entry.index]
         # without the signal's own entry: the stop's end minus how long it took
-        at = sent[-1].ts if sent else entry.ts - (entry.optional_int("took_ms") or 0) / 1000
+        at = (float(sent[-1].get("sent_ts") or sent[-1].ts) if sent
+              else entry.ts - (entry.optional_int("took_ms") or 0) / 1000)
         return cls(entry.index, worker, entry.text("outcome"), entry.integer("grace_ms"),
                    int(at * 1000))
 
