@@ -165,6 +165,22 @@ def _schedules_for(phases: list[str], plan: Exploring, *, max_faults: int, max_w
     return for_workload
 
 
+def example_scenario(base: Scenario, example: Example, plan: Exploring, name: str) -> Scenario:
+    """The scenario one example runs: ``base`` with the example's workers, faults and
+    workload (its settings and service block over the plan's and the base's), and what
+    its checkers expect. The run folder stores it whole, so ``crashlab replay`` runs it
+    again as it was."""
+    schedule, drawn = example.schedule, example.workload
+    return base.model_copy(update={
+        "name": name, "workers": schedule.workers, "initial_workers": None,
+        "faults": list(schedule.faults), "workload": drawn.workload,
+        "settings": {**plan.settings, **drawn.settings},
+        "service": base.service if drawn.service is None else base.service.model_copy(
+            update=drawn.service.model_dump(exclude_unset=True)),
+        "phase_timeout_s": 5.0, "timeout_s": plan.timeout_s,
+        "expect": _example_expect(base, example, plan)})
+
+
 def _example_expect(base: Scenario, example: Example, plan: Exploring) -> ExpectSpec:
     """What an example's checkers expect: any of the ends a fault may bring (TIMED_OUT too
     where a job has a deadline), and each chunk billed once unless the service ignores
@@ -279,14 +295,7 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
             # every failing run Hypothesis tries while shrinking is smaller than
             # the last one, so the last is the best found so far
             raise _OutOfTime(f"stopped shrinking after {shrink_runs} runs")
-        scenario = base.model_copy(update={
-            "name": f"{base.name}-x{found.examples + 1}", "workers": schedule.workers,
-            "initial_workers": None, "faults": list(schedule.faults),
-            "workload": workload.workload, "settings": {**settings_, **workload.settings},
-            "service": base.service if workload.service is None else base.service.model_copy(
-                update=workload.service.model_dump(exclude_unset=True)),
-            "phase_timeout_s": 5.0, "timeout_s": plan.timeout_s,
-            "expect": _example_expect(base, example, plan)})
+        scenario = example_scenario(base, example, plan, f"{base.name}-x{found.examples + 1}")
         try:
             result = run_scenario(scenario, seed=seed, registry=registry,
                                   runs_root=folder / "examples", session=session)
