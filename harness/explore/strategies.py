@@ -18,10 +18,11 @@ the examples are not spent on faults that never fire.
 With ``partitions`` (drawn workloads: ``explore --workloads``) a schedule's
 first fault may act on one worker while the others keep Redis: a cut
 (``sever_redis``), a lost reply or a toxic (``redis_toxic``) with
-``workers: [wK]``, shrinking towards every worker. Only the first: then every
-worker surely holds a fresh job of the workload (no more workers than jobs
-that will not time out, each running one job at a time), so the one cut off
-reaches the point; after a fault the worker holding a given job is not known.
+``workers: [wK]``, shrinking towards every worker. Only the first, and only
+where every worker surely holds a fresh job of the workload (as many jobs
+without a deadline as all the workers run at once: a worker full with its own
+cannot take another's), so the one cut off reaches the point; after a fault
+the worker holding a given job is not known.
 A cut of one worker ends what the model knows (``harness.explore.reach``).
 Without ``partitions`` the draws are those of before, so a seed gives the
 schedules it always gave.

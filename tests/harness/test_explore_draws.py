@@ -90,6 +90,13 @@ def test_one_worker_cut_off_is_drawn_and_shrinks_towards_every_worker() -> None:
     assert isinstance(fault, SeverRedisSpec) and fault.point is not None
     assert cut.schedule.workers == 2 and fault.workers == ["w1"]
     assert cut.schedule.describe() == "2 worker(s): sever_redis@job.claimed[w1]"
+    # the one tests/harness/test_partition.py runs and replays
+    long = find(EXAMPLES, lambda ex: bool(ex.schedule.partial()) and isinstance(
+        f := ex.schedule.faults[0], SeverRedisSpec) and f.point == "chunk.committed"
+        and f.duration_ms >= 1000, settings=FIND)
+    assert long.workload.items == (1, 1) and long.workload.concurrency == 1
+    assert long.schedule.faults == (SeverRedisSpec(
+        kind="sever_redis", point="chunk.committed", workers=["w1"], duration_ms=1000),)
     # the smallest cut of Redis at a point on two workers that ends the schedule cuts both
     every = find(EXAMPLES, lambda ex: ex.schedule.workers == 2 and isinstance(
         ex.schedule.faults[0], SeverRedisSpec) and ex.schedule.faults[0].workers is not None,
