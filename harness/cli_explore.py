@@ -61,7 +61,9 @@ def choose_target(flag: str | None) -> tuple[str, Project]:
 
 WorkloadsOption = Annotated[bool, typer.Option(
     "--workloads", help="draw each example's workload as well (job count, lengths, "
-                        "concurrency; the target's own), instead of the scenario's")]
+                        "concurrency, deadlines, the service's behaviour; the target's "
+                        "own), instead of the scenario's, and let a first fault cut off "
+                        "one worker")]
 
 
 def explore_command(
@@ -97,8 +99,14 @@ def explore_command(
 
     With --workloads each example draws its workload too (the reference worker:
     1-8 jobs of 1-40 chunks, partial last chunks, 1-4 chunks of a job and 1-3 jobs
-    of a worker at once; uploads on and around part boundaries, growing sources),
-    shrunk with the faults; exploration.json's "workloads" is the spread tried.
+    of a worker at once; uploads on and around part boundaries, growing sources;
+    a deadline of 0.3-3 s on the last jobs, which may pass while they are queued;
+    a service that ignores idempotency keys or has no status endpoint), and its
+    first fault may cut off one worker of two or more (sever_redis, redis_toxic,
+    lost_reply naming one worker in workers); all shrunk with the faults (to no
+    deadline, a service that keeps its promises, every worker). exploration.json's
+    "workloads" is the spread tried. Without it, a seed draws the schedules it
+    always drew.
     """
     from harness.explore.database import check_url
     from harness.explore.explorer import StopFile, explore

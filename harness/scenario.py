@@ -46,6 +46,7 @@ DEFAULT_SIZE_BYTES = 600_000
 # a job's media: the reference API refuses empty media (400), so a length is above 0
 MediaSeconds = Annotated[float, Field(gt=0, le=600)]
 SizeBytes = Annotated[int, Field(ge=0, le=MAX_UPLOAD_BYTES)]
+Timeout = Annotated[float, Field(gt=0, le=86400)]
 # and for upload workloads: small parts (the S3 server's minimum follows), quick polls
 UPLOAD_SETTINGS = {"upload_part_bytes": "65536", "upload_poll_ms": "20"}
 
@@ -56,7 +57,9 @@ class Workload(BaseModel):
     appends ``grow_interval_ms`` apart and then finished (``finishes``) or left to go
     stale (``stale_after_s``, ``on_stale``). ``media_seconds_per_job`` and
     ``size_bytes_per_job`` give each job its own length instead (one entry a job; the
-    job count follows), as a generated workload does (``harness.explore.workloads``)."""
+    job count follows), as a generated workload does (``harness.explore.workloads``);
+    ``timeout_s_per_job`` each job its own deadline, counted from its submit (null:
+    none), so that one job's deadline may pass while it waits behind the others."""
 
     model_config = ConfigDict(extra="forbid")
     # transcribe and upload: the reference pack's; task: a queue library's job (rq, arq)
@@ -77,7 +80,7 @@ class Workload(BaseModel):
         None, description=f"transcribe: every job's media length (default "
                           f"{DEFAULT_MEDIA_SECONDS:g} s)")
     max_retries: int | None = Field(None, ge=0, le=100)
-    timeout_s: float | None = Field(None, gt=0, le=86400, description="per-job deadline")
+    timeout_s: Timeout | None = Field(None, description="per-job deadline")
     size_bytes: SizeBytes | None = Field(
         None, description=f"upload: every job's source size (default {DEFAULT_SIZE_BYTES})")
     media_seconds_per_job: list[MediaSeconds] | None = Field(
@@ -86,6 +89,9 @@ class Workload(BaseModel):
     size_bytes_per_job: list[SizeBytes] | None = Field(
         None, min_length=1, max_length=MAX_LISTED_JOBS,
         description="upload: each job's source size (instead of size_bytes)")
+    timeout_s_per_job: list[Timeout | None] | None = Field(
+        None, min_length=1, max_length=MAX_LISTED_JOBS,
+        description="each job's deadline (null: none), instead of timeout_s")
     growing: bool = False
     grow_steps: int = Field(8, ge=1, le=10_000)
     grow_interval_ms: int = Field(150, ge=1, le=60_000)
@@ -129,6 +135,19 @@ class Workload(BaseModel):
             self.jobs = len(listed)
         return self
 
+    @model_validator(mode="after")
+    def _deadlines(self) -> Self:
+        listed = self.timeout_s_per_job
+        if listed is None:
+            return self
+        if self.timeout_s is not None:
+            raise ValueError("give timeout_s (every job's deadline) or timeout_s_per_job, "
+                             "not both")
+        if len(listed) != self.jobs:
+            raise ValueError(f"timeout_s_per_job has {len(listed)} entries for {self.jobs} "
+                             f"jobs: give one a job (null for a job without a deadline)")
+        return self
+
     def media_of(self, index: int) -> float:
         """Job ``index``'s media length (``media_seconds_per_job``, else ``media_seconds``)."""
         listed = self.media_seconds_per_job
@@ -142,6 +161,11 @@ class Workload(BaseModel):
         if listed is not None:
             return listed[index % len(listed)]
         return DEFAULT_SIZE_BYTES if self.size_bytes is None else self.size_bytes
+
+    def timeout_of(self, index: int) -> float | None:
+        """Job ``index``'s deadline in seconds from its submit (None: it has none)."""
+        listed = self.timeout_s_per_job
+        return self.timeout_s if listed is None else listed[index % len(listed)]
 
     @property
     def arrival_s(self) -> float:

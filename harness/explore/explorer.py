@@ -48,7 +48,7 @@ from harness.runfolder import COUNTEREXAMPLE_FILE as COUNTEREXAMPLE_FILE  # re-e
 from harness.runfolder import DEFAULT_ROOT, new_run_dir, point_at_latest
 from harness.runfolder import EXPLORATION_FILE as EXPLORATION_FILE  # re-exported
 from harness.runner import RunResult, Session, run_scenario
-from harness.scenario import Scenario
+from harness.scenario import ExpectSpec, Scenario
 from harness.target import ExplorableTarget, Target
 
 log = logging.getLogger(__name__)
@@ -149,14 +149,58 @@ def _phases(target: Target, kind: str) -> Mapping[str, str]:
 
 
 def _schedules_for(phases: list[str], plan: Exploring, *, max_faults: int, max_workers: int,
+                   partitions: bool = False,
                    ) -> Callable[[DrawnWorkload], SearchStrategy[Schedule]]:
-    """The schedules for a drawn workload: per-item faults at occurrences every job reaches."""
+    """The schedules for a drawn workload: per-item faults at occurrences every job reaches,
+    counting on the jobs without a deadline; with ``partitions`` (drawn workloads only,
+    so that the base workload's schedules stay those a seed always gave) a first fault
+    may cut off one worker."""
     def for_workload(drawn: DrawnWorkload) -> SearchStrategy[Schedule]:
+        extra: dict[str, Any] = {} if not partitions else {
+            "partitions": True, "undated": drawn.undated, "concurrency": drawn.concurrency}
         return schedules(phases, chunks=drawn.chunks, jobs=drawn.workload.jobs,
                          max_faults=max_faults, max_workers=max_workers,
                          vocabulary=plan.vocabulary_of(drawn.chunks),
-                         max_retries=drawn.workload.max_retries)
+                         max_retries=drawn.workload.max_retries, **extra)
     return for_workload
+
+
+def example_scenario(base: Scenario, example: Example, plan: Exploring, name: str) -> Scenario:
+    """The scenario one example runs: ``base`` with the example's workers, faults and
+    workload (its settings and service block over the plan's and the base's), and what
+    its checkers expect. The run folder stores it whole, so ``crashlab replay`` runs it
+    again as it was."""
+    schedule, drawn = example.schedule, example.workload
+    return base.model_copy(update={
+        "name": name, "workers": schedule.workers, "initial_workers": None,
+        "faults": list(schedule.faults), "workload": drawn.workload,
+        "settings": {**plan.settings, **drawn.settings},
+        "service": base.service if drawn.service is None else base.service.model_copy(
+            update=drawn.service.model_dump(exclude_unset=True)),
+        "phase_timeout_s": 5.0, "timeout_s": plan.timeout_s,
+        "expect": _example_expect(base, example, plan)})
+
+
+def _example_expect(base: Scenario, example: Example, plan: Exploring) -> ExpectSpec:
+    """What an example's checkers expect: any of the ends a fault may bring (TIMED_OUT too
+    where a job has a deadline), and each chunk billed once unless the service ignores
+    keys and nothing stops a second call: its status endpoint is off, or a worker may
+    call it after losing its lease (``Exploring.outlives_lease``, a partial cut)."""
+    ends = ["COMPLETED", "FAILED"]
+    if any(d is not None for d in example.workload.deadlines):
+        ends.append("TIMED_OUT")
+    update: dict[str, Any] = {"terminal_states": ends, "retry_count": None,
+                              "failure_reason": None, "min_rejected_writes": None}
+    service = example.workload.service
+    if service is not None and service.idempotency_keys == "ignored":
+        # a worker cut off from Redis alone still reaches the service (a lost reply is
+        # over before a lease could run out)
+        schedule = example.schedule
+        zombies = any(f.kind in plan.outlives_lease for f in schedule.faults) or any(
+            f.kind != "lost_reply" for f in schedule.partial())
+        if zombies or not service.status_endpoint:
+            update["idempotency_keys_honoured"] = False
+    return base.expect.model_copy(update=update)
 
 
 @dataclass(frozen=True)
@@ -251,14 +295,7 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
             # every failing run Hypothesis tries while shrinking is smaller than
             # the last one, so the last is the best found so far
             raise _OutOfTime(f"stopped shrinking after {shrink_runs} runs")
-        scenario = base.model_copy(update={
-            "name": f"{base.name}-x{found.examples + 1}", "workers": schedule.workers,
-            "initial_workers": None, "faults": list(schedule.faults),
-            "workload": workload.workload, "settings": {**settings_, **workload.settings},
-            "phase_timeout_s": 5.0, "timeout_s": plan.timeout_s,
-            "expect": base.expect.model_copy(update={
-                "terminal_states": ["COMPLETED", "FAILED"], "retry_count": None,
-                "failure_reason": None, "min_rejected_writes": None})})
+        scenario = example_scenario(base, example, plan, f"{base.name}-x{found.examples + 1}")
         try:
             result = run_scenario(scenario, seed=seed, registry=registry,
                                   runs_root=folder / "examples", session=session)
@@ -269,7 +306,9 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
         point_at_latest(runs_root, result.run_dir)  # runs/latest: always a run folder
         found.examples += 1
         found.runs.append(str(result.run_dir))
-        found.spread.add(workload, schedule.workers)
+        found.spread.add(workload, schedule.workers, partial=[
+            f"{f.kind} {','.join(getattr(f, 'workers', None) or ())}"
+            for f in schedule.partial()])
         if guided:
             guide(result.run_dir)
         if result.verdict is Verdict.UNKNOWN:
@@ -290,7 +329,8 @@ def explore(base: Scenario, *, examples: int, seed: int, registry: ProcessRegist
             raise AssertionError(witnesses)
 
     schedule_for = _schedules_for(list(_phases(target, base.workload.kind)), plan,
-                                  max_faults=max_faults, max_workers=max_workers)
+                                  max_faults=max_faults, max_workers=max_workers,
+                                  partitions=workloads)
     if isinstance(drawn, DrawnWorkload):
         own = drawn
 

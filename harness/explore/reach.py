@@ -19,7 +19,14 @@ the model the way it changes the job it meets (its ``Effect``):
   queue may be claimed at any time: they are no longer counted on);
 * a fault whose moment is a matter of time (a random kill, a cut after a
   delay, service errors, a file damaged on its own) leaves nothing known,
-  so nothing is drawn after it.
+  so nothing is drawn after it;
+* so does a cut of some workers only (a partial partition; or of every
+  worker by name, which is what one shrinks to): the others keep Redis
+  while it lasts, so they claim the queued jobs, and once the cut-off
+  worker's lease has run out one of them takes its job over and runs it
+  on, all before the next fault's turn comes (at the heal): where any job
+  is by then, and which worker holds it, is the clock's. (A reply lost to
+  one worker is brief: it holds the job at the point like any lost reply.)
 
 A later fault is drawn only at a point, and an occurrence of it, that some
 job passes in every world (``Reach.most``); where the model is not sure,
@@ -121,6 +128,8 @@ def core_effect(group: tuple[FaultSpec, ...]) -> Effect:
         return UNKNOWN
     if isinstance(head, StopSpec):
         return Effect(EffectKind.RELEASE, (point, head.occurrence))
+    if isinstance(head, SeverRedisSpec) and head.workers is not None:
+        return UNKNOWN  # a partial partition: the others run on meanwhile
     # a lost reply holds the job at the point while the fault waits for the drop (the
     # lease keeper is let go after half a lease), then the worker retries its write:
     # it goes on, or, if that took too long, is taken over

@@ -14,6 +14,18 @@ Each fault after the first is drawn only where the faults before it leave
 a job to meet: a point and an occurrence some job still passes, or a
 delay while work is sure to be left (``harness.explore.reach``), so that
 the examples are not spent on faults that never fire.
+
+With ``partitions`` (drawn workloads: ``explore --workloads``) a schedule's
+first fault may act on one worker while the others keep Redis: a cut
+(``sever_redis``), a lost reply or a toxic (``redis_toxic``) with
+``workers: [wK]``, shrinking towards every worker. Only the first, and only
+where every worker surely holds a fresh job of the workload (as many jobs
+without a deadline as all the workers run at once: a worker full with its own
+cannot take another's), so the one cut off reaches the point; after a fault
+the worker holding a given job is not known.
+A cut of one worker ends what the model knows (``harness.explore.reach``).
+Without ``partitions`` the draws are those of before, so a seed gives the
+schedules it always gave.
 """
 
 from __future__ import annotations
@@ -32,6 +44,7 @@ from harness.faults.freeze import FreezeSpec
 from harness.faults.kill_at_phase import KillAtPhaseSpec
 from harness.faults.kill_random import KillRandomSpec
 from harness.faults.lost_reply import LostReplySpec
+from harness.faults.redis_toxic import RedisToxicSpec
 from harness.faults.restart_redis import RestartRedisSpec
 from harness.faults.sever_redis import SeverRedisSpec
 from harness.faults.stop import StopSpec
@@ -56,7 +69,10 @@ class Draws:
     and an occurrence that a worker reaches. ``window_ms`` is how long work is
     sure to be left (0: not sure at all), the longest delay a fault at a time
     may draw. A kind that cannot be drawn here is ``st.nothing()`` (a menu
-    leaves it out, and the core drops every empty one).
+    leaves it out, and the core drops every empty one). ``cut_off`` draws which
+    workers a fault acts on where one may act on some only (None, every worker,
+    first; None: there it cannot); ``partition`` is a fault on one worker's Redis
+    while the others keep theirs, drawn only there (``fault_specs`` weighs it).
     """
 
     phases: tuple[str, ...]
@@ -73,6 +89,8 @@ class Draws:
     freeze: st.SearchStrategy[FaultSpec]
     reach: Reach = field(default_factory=lambda: Reach(()))
     window_ms: int = 0
+    cut_off: st.SearchStrategy[list[str] | None] | None = None
+    partition: st.SearchStrategy[FaultSpec] = field(default_factory=st.nothing)
 
     @staticmethod
     def kill(hit: Hit, *, restart: bool) -> FaultSpec:
@@ -128,7 +146,11 @@ class Exploring:
     the worker settings, the items per job (``chunks``), the example's time limit, and
     the workloads it draws with ``explore --workloads`` (``harness.explore.workloads``;
     None: it draws none), and ``vocabulary_for`` the vocabulary for jobs of another
-    number of items (a drawn workload's shortest job; None: ``vocabulary`` fits any)."""
+    number of items (a drawn workload's shortest job; None: ``vocabulary`` fits any).
+    ``outlives_lease`` are the fault kinds after which a worker may go on working
+    (and calling the external service) once its lease is gone: with a service that
+    ignores idempotency keys, such a worker bills a chunk again however carefully the
+    takeover checks first, so the examples expect at most a call per interruption."""
 
     settings: Mapping[str, str]
     vocabulary: Vocabulary
@@ -136,6 +158,7 @@ class Exploring:
     timeout_s: float = 20.0
     workloads: st.SearchStrategy[DrawnWorkload] | None = None
     vocabulary_for: Callable[[int], Vocabulary] | None = None
+    outlives_lease: frozenset[str] = frozenset({"freeze"})
 
     def vocabulary_of(self, chunks: int) -> Vocabulary:
         """The vocabulary for jobs of ``chunks`` items."""
@@ -149,11 +172,19 @@ class Schedule:
     workers: int
     faults: tuple[FaultSpec, ...]
 
+    def partial(self) -> list[FaultSpec]:
+        """The faults that act on some of the workers only (a partial partition)."""
+        return [f for f in self.faults
+                if (names := getattr(f, "workers", None)) is not None
+                and len(set(names)) < self.workers]
+
     def describe(self) -> str:
         parts = []
         for fault in self.faults:
             point = getattr(fault, "point", None)
-            parts.append(fault.kind + (f"@{point}" if point else ""))
+            names = getattr(fault, "workers", None)
+            parts.append(fault.kind + (f"@{point}" if point else "")
+                         + (f"[{','.join(names)}]" if names else ""))
         return f"{self.workers} worker(s): " + ", ".join(parts)
 
 
@@ -172,8 +203,10 @@ def _point_and_occurrence(most: Mapping[str, int], *,
 
 
 def draws_for(reach: Reach, phases: Sequence[str], chunks: int, *, jobs: int = 1,
-              vocabulary: Vocabulary | None = None) -> Draws:
-    """The core's strategies for one fault where the faults before left ``reach``."""
+              vocabulary: Vocabulary | None = None, cut_off: Sequence[str] = ()) -> Draws:
+    """The core's strategies for one fault where the faults before left ``reach``;
+    ``cut_off`` names the workers one of which this fault may act on alone (none: it
+    acts on every worker, as it always did)."""
     vocab = vocabulary or Vocabulary()
     most = {p: n for p in phases if p not in vocab.quiet and (n := reach.most(p)) > 0}
     points = tuple(most)
@@ -186,9 +219,17 @@ def draws_for(reach: Reach, phases: Sequence[str], chunks: int, *, jobs: int = 1
         (st.none() | point) if anchored and window else point if anchored
         else st.none() if window else st.nothing())
     delay = st.integers(0, window)
+    # every worker first, so that shrinking goes from one worker cut off to all of them;
+    # one worker four times in five. (A partition names every worker rather than none:
+    # the same kind of fault, so the schedule ends after it all the same and shrinking
+    # it leaves the rest of the draw in place.)
+    alone: list[list[str]] = [[name] for name in cut_off] * 2
+    who = st.sampled_from([None, *alone]) if cut_off else None
+    apart = st.sampled_from([list(cut_off), *alone]) if cut_off else None
     return Draws(
         phases=tuple(phases), points=points, chunks=chunks, jobs=jobs,
         after_crash=not reach.first, point=point, hits=hits, reach=reach, window_ms=window,
+        cut_off=who, partition=_partition(hits, apart, window),
         sever=_unless_empty(somewhere, lambda: st.builds(
             SeverRedisSpec, kind=st.just("sever_redis"), duration_ms=st.integers(100, 1500),
             point=somewhere, delay_ms=delay)),
@@ -209,6 +250,27 @@ def draws_for(reach: Reach, phases: Sequence[str], chunks: int, *, jobs: int = 1
     )
 
 
+def _partition(hits: st.SearchStrategy[Hit], who: st.SearchStrategy[list[str]] | None,
+               window: int) -> Strategy:
+    """One worker cut off from Redis at a point it reaches, for long enough that its lease
+    may run out while it runs on (a partial partition); or its connections reset or
+    slowed from a moment while work is sure to be left. Drawn only where a fault may act
+    on one worker (``who``)."""
+    if who is None or hits.is_empty:
+        return st.nothing()
+    cut = st.builds(lambda hit, names, ms: SeverRedisSpec(
+        kind="sever_redis", point=hit[0], occurrence=hit[1], workers=names, duration_ms=ms),
+        hits, who, st.integers(100, 2000))
+    if not window:
+        return cut
+    toxic = st.builds(
+        RedisToxicSpec, kind=st.just("redis_toxic"),
+        toxic=st.sampled_from(["reset_peer", "latency"]),
+        latency_ms=st.sampled_from([100, 400]), duration_ms=st.integers(200, 2000),
+        delay_ms=st.integers(0, window), workers=who)
+    return st.sampled_from([cut, cut, toxic]).flatmap(lambda kind: kind)
+
+
 def _unless_empty(needed: st.SearchStrategy[object], build: Callable[[], Strategy],
                   ) -> Strategy:
     return st.nothing() if needed.is_empty else build()
@@ -224,7 +286,11 @@ def fault_specs(draws: Draws, vocabulary: Vocabulary | None = None,
     # Weights (``one_of`` would flatten nested choices and drop repeats, so the
     # choice is a ``sampled_from`` over a list with repeats): a crash is drawn as
     # often as every other kind together; it is the fault most recovery bugs need.
+    # Where one worker may be cut off (a schedule's first fault, and only with
+    # ``partitions``), a partition as often as a crash: the chance is rare.
     kinds = crash * max(1, len(single)) + [kind.map(_alone) for kind in single]
+    if not draws.partition.is_empty:
+        kinds += [draws.partition.map(_alone)] * max(1, len(single))
     if not kinds:
         return None
     return st.sampled_from(kinds).flatmap(lambda kind: kind)
@@ -236,31 +302,42 @@ def _alone(fault: FaultSpec) -> tuple[FaultSpec, ...]:
 
 def schedules(phases: Sequence[str], *, chunks: int, jobs: int = 1, max_faults: int = 3,
               max_workers: int = 2, vocabulary: Vocabulary | None = None,
-              max_retries: int | None = None) -> st.SearchStrategy[Schedule]:
+              max_retries: int | None = None, partitions: bool = False,
+              undated: int | None = None, concurrency: int = 1,
+              ) -> st.SearchStrategy[Schedule]:
     """Schedules of 1..``max_faults`` faults, each where the faults before it leave a
     job to meet (``harness.explore.reach``); ``max_retries`` is how many takeovers a
-    job survives (None: not limited)."""
+    job survives (None: not limited). With ``partitions`` the first fault may act on
+    one worker (see the module docstring). ``undated`` is how many jobs, from the
+    first, have no deadline (None: all): only those are counted on;
+    ``concurrency`` is the jobs a worker runs at once."""
     vocab = vocabulary or Vocabulary()
     model: JobModel = vocab.model or SequenceModel(
         phases, repeating=vocab.repeating, after_crash=vocab.after_crash, quiet=vocab.quiet,
         items=chunks)
-    kinds: dict[Reach, st.SearchStrategy[tuple[FaultSpec, ...]] | None] = {}
+    counted = jobs if undated is None else undated
+    kinds: dict[tuple[Reach, int], st.SearchStrategy[tuple[FaultSpec, ...]] | None] = {}
 
-    def group(reach: Reach) -> st.SearchStrategy[tuple[FaultSpec, ...]] | None:
+    def group(reach: Reach, workers: int) -> st.SearchStrategy[tuple[FaultSpec, ...]] | None:
         if not reach.open:
             return None  # no job is sure to be left: a fault here would likely miss
-        if reach not in kinds:  # the same few states come back in every example
-            kinds[reach] = fault_specs(draws_for(reach, phases, chunks, jobs=jobs,
-                                                 vocabulary=vocab), vocab)
-        return kinds[reach]
+        if (reach, workers) not in kinds:  # the same few states come back in every example
+            # one worker cut off: only at the first fault, and only where every worker
+            # surely runs a job the faults can count on
+            alone = partitions and reach.first and workers > 1 and \
+                counted >= workers * concurrency
+            cut_off = [f"w{k}" for k in range(1, workers + 1)] if alone else []
+            kinds[reach, workers] = fault_specs(draws_for(
+                reach, phases, chunks, jobs=jobs, vocabulary=vocab, cut_off=cut_off), vocab)
+        return kinds[reach, workers]
 
     @st.composite
     def schedule(draw: st.DrawFn) -> Schedule:
         workers = draw(st.integers(1, max_workers))
-        reach = Reach.start(model, jobs=jobs, workers=workers, max_retries=max_retries)
+        reach = Reach.start(model, jobs=counted, workers=workers, max_retries=max_retries)
         faults: tuple[FaultSpec, ...] = ()
         while len(faults) < max_faults:
-            kind = group(reach)
+            kind = group(reach, workers)
             if kind is None or (faults and not draw(GO_ON)):
                 break
             drawn = draw(kind)
@@ -272,6 +349,11 @@ def schedules(phases: Sequence[str], *, chunks: int, jobs: int = 1, max_faults: 
 
 def lost_reply(draws: Draws) -> st.SearchStrategy[FaultSpec]:
     """The next Redis reply to a worker stopped at a hit is lost (``faults.lost_reply``):
-    drawn at ``draws.hits``, the points and occurrences a worker still reaches."""
-    return draws.hits.map(lambda hit: LostReplySpec(kind="lost_reply", point=hit[0],
-                                                    occurrence=hit[1]))
+    drawn at ``draws.hits``, the points and occurrences a worker still reaches; where a
+    fault may act on one worker, the one that may be it (``draws.cut_off``)."""
+    if draws.cut_off is None:
+        return draws.hits.map(lambda hit: LostReplySpec(kind="lost_reply", point=hit[0],
+                                                        occurrence=hit[1]))
+    return st.builds(lambda hit, who: LostReplySpec(kind="lost_reply", point=hit[0],
+                                                    occurrence=hit[1], workers=who),
+                     draws.hits, draws.cut_off)

@@ -2,8 +2,10 @@
 
 A pack draws a ``DrawnWorkload`` (``Exploring.workloads``; the reference pack's
 is ``harness.packs.reference.workloads``): the scenario's ``Workload`` (how many
-jobs, each one's length), the worker settings it implies (how many chunks a job
-sends at once) and each job's items (chunks or parts), which the schedule drawn
+jobs, each one's length and deadline), the worker settings it implies (how many
+chunks a job sends at once), how the external service behaves (the scenario's
+``service`` block: idempotency keys honoured or ignored, the status endpoint
+answered or not) and each job's items (chunks or parts), which the schedule drawn
 beside it needs to keep its per-item faults reachable. ``with_schedules`` composes a
 workload strategy with a schedule strategy, the workload first, so Hypothesis
 shrinks both: fewer jobs, shorter ones, then simpler faults. ``WorkloadSpread``
@@ -23,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from hypothesis import strategies as st
 
-from harness.scenario import Workload
+from harness.scenario import ServiceSpec, Workload
 
 if TYPE_CHECKING:
     from harness.explore.strategies import Schedule
@@ -35,13 +37,15 @@ ITEM_BINS = (1, 2, 5, 10, 20, 40)
 @dataclass(frozen=True)
 class DrawnWorkload:
     """One example's workload: the scenario's ``workload``, the worker ``settings`` it
-    sets, each job's ``items`` (chunks, parts) and a ``shape`` label a job
-    (e.g. ``partial last chunk``, ``one part + 1 byte``) for the spread."""
+    sets, each job's ``items`` (chunks, parts), a ``shape`` label a job
+    (e.g. ``partial last chunk``, ``one part + 1 byte``) for the spread, and the
+    scenario's ``service`` block (None: the base scenario's)."""
 
     workload: Workload
     items: tuple[int, ...]
     settings: Mapping[str, str] = field(default_factory=dict)
     shapes: tuple[str, ...] = ()
+    service: ServiceSpec | None = None
 
     @property
     def chunks(self) -> int:
@@ -49,8 +53,31 @@ class DrawnWorkload:
         may meet a job that ends first."""
         return min(self.items)
 
+    @property
+    def deadlines(self) -> tuple[float | None, ...]:
+        """Each job's deadline in seconds from its submit (None: it has none)."""
+        return tuple(self.workload.timeout_of(i) for i in range(self.workload.jobs))
+
+    @property
+    def undated(self) -> int:
+        """How many jobs, from the first submitted, have no deadline: the ones the faults
+        can count on meeting (a job past its deadline ends TIMED_OUT wherever it is)."""
+        dated = [i for i, deadline in enumerate(self.deadlines) if deadline is not None]
+        return dated[0] if dated else self.workload.jobs
+
+    @property
+    def concurrency(self) -> int:
+        """The jobs one worker runs at once (its ``concurrency`` setting; default 1)."""
+        return int(self.settings.get("concurrency", "1"))
+
     def describe(self) -> str:
         extra = "".join(f", {k}={v}" for k, v in sorted(self.settings.items()))
+        dated = [d for d in self.deadlines if d is not None]
+        if dated:
+            extra += f", deadline {'/'.join(f'{d:g}' for d in sorted(set(dated)))} s " \
+                     f"on {len(dated)} job(s)"
+        if self.service is not None and self.service.has_behaviour:
+            extra += f", service: {service_label(self.service)}"
         return (f"{self.workload.jobs} {self.workload.kind} job(s) of "
                 f"{'/'.join(str(i) for i in self.items)} item(s){extra}")
 
@@ -59,7 +86,16 @@ class DrawnWorkload:
         sizes = [work.size_of(i) for i in range(work.jobs)] if work.kind == "upload" else None
         return {"kind": work.kind, "jobs": work.jobs, "items_per_job": list(self.items),
                 "upload_bytes": sizes, "growing": work.growing if sizes is not None else None,
+                "timeout_s_per_job": list(self.deadlines),
+                "service": None if self.service is None
+                else self.service.model_dump(exclude_defaults=True),
                 "settings": dict(self.settings), "shapes": list(self.shapes)}
+
+
+def service_label(service: ServiceSpec) -> str:
+    """How a service block behaves, in a few words (``keys ignored, no status``)."""
+    keys = f"keys {service.idempotency_keys}"
+    return keys + ("" if service.status_endpoint else ", no status")
 
 
 @dataclass(frozen=True)
@@ -103,7 +139,9 @@ def _item_bin(items: int) -> str:
 
 @dataclass
 class WorkloadSpread:
-    """The workloads an exploration tried, one ``add`` an example."""
+    """The workloads an exploration tried, one ``add`` an example: besides the jobs and
+    their lengths, the deadlines drawn (``deadline_s``: one a job that had one), the
+    service behaviours and how many schedules cut off some workers only (``partitions``)."""
 
     jobs: list[int] = field(default_factory=list)
     items: list[int] = field(default_factory=list)
@@ -111,8 +149,16 @@ class WorkloadSpread:
     workers: list[int] = field(default_factory=list)
     settings: Counter[str] = field(default_factory=Counter)
     shapes: Counter[str] = field(default_factory=Counter)
+    deadlines: list[float] = field(default_factory=list)
+    dated_examples: int = 0
+    services: Counter[str] = field(default_factory=Counter)
+    partitions: Counter[str] = field(default_factory=Counter)
+    partitioned_examples: int = 0
 
-    def add(self, drawn: DrawnWorkload, workers: int) -> None:
+    def add(self, drawn: DrawnWorkload, workers: int, *,
+            partial: Sequence[str] = ()) -> None:
+        """One example: ``partial`` names its faults that act on some workers only
+        (``sever_redis [w2]``)."""
         work = drawn.workload
         self.jobs.append(work.jobs)
         self.items.extend(drawn.items)
@@ -121,6 +167,12 @@ class WorkloadSpread:
         self.workers.append(workers)
         self.settings.update(f"{k}={v}" for k, v in drawn.settings.items())
         self.shapes.update(drawn.shapes)
+        dated = [d for d in drawn.deadlines if d is not None]
+        self.deadlines.extend(dated)
+        self.dated_examples += bool(dated)
+        self.services[service_label(drawn.service or ServiceSpec())] += 1
+        self.partitions.update(partial)
+        self.partitioned_examples += bool(partial)
 
     def to_json(self) -> dict[str, Any]:
         by_bin = Counter(_item_bin(i) for i in self.items)
@@ -136,6 +188,12 @@ class WorkloadSpread:
             "workers_histogram": {str(k): v for k, v in sorted(Counter(self.workers).items())},
             "settings": dict(sorted(self.settings.items())),
             "shapes": dict(self.shapes.most_common()),
+            "deadlines": {"examples": self.dated_examples, "jobs": len(self.deadlines),
+                          "deadline_s_histogram": {f"{k:g}": v for k, v in
+                                                   sorted(Counter(self.deadlines).items())}},
+            "service": dict(self.services.most_common()),
+            "partitions": {"examples": self.partitioned_examples,
+                           "faults": dict(self.partitions.most_common())},
         }
 
     def describe(self) -> str:
@@ -146,4 +204,11 @@ class WorkloadSpread:
             if (values := summary[name]) is not None:
                 parts.append(f"{name.replace('_', ' ')} {values['min']}/"
                              f"{values['median']:g}/{values['max']} (min/median/max)")
+        if self.dated_examples:
+            parts.append(f"deadlines in {self.dated_examples} example(s)")
+        behaving = {k: v for k, v in self.services.items() if k != "keys honoured"}
+        if behaving:
+            parts.append("service " + ", ".join(f"{k} x{v}" for k, v in behaving.items()))
+        if self.partitioned_examples:
+            parts.append(f"some workers cut off in {self.partitioned_examples} example(s)")
         return "; ".join(parts)

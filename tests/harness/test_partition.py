@@ -74,3 +74,41 @@ def test_a_toxic_on_one_worker_leaves_the_others_their_redis(
     logs = {name: (result.run_dir / "logs" / f"{name}.log").read_text() for name in ("w1", "w2")}
     assert "redis unavailable" in logs["w2"] or "lost Redis" in logs["w2"]
     assert "redis unavailable" not in logs["w1"] and "lost Redis" not in logs["w1"]
+
+
+def test_a_drawn_cut_of_one_worker_is_a_valid_scenario_and_replays_as_it_ran(
+    tmp_path: Path, registry: ProcessRegistry
+) -> None:
+    # what `explore --workloads` draws and shrinks to for "one worker cut off at a chunk
+    # commit for longer than the exploration's lease (600 ms)"
+    # (tests/harness/test_explore_draws.py finds it among the draws)
+    from harness.explore.explorer import example_scenario, exploring
+    from harness.explore.strategies import Schedule
+    from harness.explore.workloads import DrawnWorkload, Example
+    from harness.packs.reference.target import ReferenceTarget
+    from harness.runner import SCHEDULE_FILE
+    from harness.scenario import Scenario, ServiceSpec, Workload
+
+    base = resolve("baseline")
+    plan = exploring(ReferenceTarget(), base)
+    work = Workload.model_validate({"max_retries": 1, "media_seconds_per_job": [1.0, 1.0]})
+    cut = SeverRedisSpec(kind="sever_redis", point="chunk.committed", workers=["w1"],
+                         duration_ms=1000)
+    example = Example(DrawnWorkload(work, (1, 1), {"chunk_concurrency": "1",
+                                                   "concurrency": "1"}, service=ServiceSpec()),
+                      Schedule(workers=2, faults=(cut,)))
+    assert example.schedule.partial() == [cut]
+    scenario = example_scenario(base, example, plan, "baseline-x1")
+    first = run_scenario(scenario, seed=1, registry=registry, runs_root=tmp_path / "run")
+    assert first.verdict is Verdict.VALID, [c.witness for c in first.checks if not c.ok]
+    start = next(e for e in entries(first.run_dir) if e["kind"] == "fault_start")
+    assert start["cut"] == ["w1"] and start["worker"] == "w1"
+    # what `crashlab replay` runs: the scenario the run folder stored, with its workers
+    stored = json.loads((first.run_dir / SCHEDULE_FILE).read_text())
+    again = Scenario.model_validate(stored["scenario"])
+    assert again.faults == scenario.faults and again.workload == scenario.workload
+    replayed = run_scenario(again, seed=stored["seed"], registry=registry,
+                            runs_root=tmp_path / "replay")
+    assert replayed.verdict is Verdict.VALID
+    assert next(e for e in entries(replayed.run_dir) if e["kind"] == "fault_start")["cut"] \
+        == ["w1"]

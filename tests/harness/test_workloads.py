@@ -129,6 +129,9 @@ def test_spread_sums_up_what_was_tried() -> None:
     ("{kind: upload, media_seconds_per_job: [1]}", "workload"),
     ("{media_seconds: 3, media_seconds_per_job: [1]}", "workload"),
     ("{media_seconds_per_job: []}", "workload.media_seconds_per_job"),
+    ("{jobs: 2, timeout_s_per_job: [1]}", "workload"),
+    ("{timeout_s: 1, timeout_s_per_job: [1]}", "workload"),
+    ("{timeout_s_per_job: [0]}", "workload.timeout_s_per_job.0"),
 ])
 def test_bad_per_job_lengths_name_the_field(workload: str, field: str) -> None:
     with pytest.raises(ScenarioError) as caught:
@@ -140,6 +143,15 @@ def test_per_job_lengths_set_the_job_count() -> None:
     work = parse_scenario("name: x\ndescription: y\nworkload: {kind: upload, "
                           "size_bytes_per_job: [0, 65536, 65537]}", "t").workload
     assert work.jobs == 3 and [work.size_of(i) for i in range(3)] == [0, 65536, 65537]
+
+
+def test_per_job_deadlines_give_each_job_its_own_or_none() -> None:
+    work = parse_scenario("name: x\ndescription: y\nworkload: {media_seconds_per_job: [1, 2], "
+                          "timeout_s_per_job: [null, 0.5]}", "t").workload
+    assert [work.timeout_of(i) for i in range(2)] == [None, 0.5]
+    every = parse_scenario("name: x\ndescription: y\nworkload: {jobs: 2, timeout_s: 3}",
+                           "t").workload
+    assert [every.timeout_of(i) for i in range(2)] == [3.0, 3.0]
 
 
 # A planted bug only a long job shows: on resume the plan read back from Redis is

@@ -51,7 +51,7 @@ from harness.ledger import record_ledger, record_service_calls
 from harness.packs.arq.app import BILLING_URL_ENV
 from harness.packs.arq.launch import POINTS, REDIS_URL_ENV, SETTING_PREFIX, job_function
 from harness.runfolder import LEDGER_FILE
-from harness.scenario import Scenario
+from harness.scenario import Scenario, Workload
 from harness.services.billing import BillingService
 from harness.services.latency import LatencyModel
 from harness.target import JobSnapshot, Semantics, Wiring, WorkerSpec
@@ -149,7 +149,7 @@ class ArqTarget:
         work = scenario.workload
         settings = {**self.default_settings, **env.options.worker_settings}
         max_retries = _agreed_retries(scenario.name, work.max_retries, settings)
-        _check_timeout(scenario.name, work.timeout_s, settings)
+        _check_timeout(scenario.name, work, settings)
         function, _ = job_function(settings["job"])
         job_ids = [f"arq-{seed}-{index}"
                    for index in (range(work.jobs) if indices is None else indices)]
@@ -296,8 +296,13 @@ def _agreed_retries(scenario: str, max_retries: int | None, settings: Mapping[st
     return tries - 1
 
 
-def _check_timeout(scenario: str, timeout_s: float | None, settings: Mapping[str, str]) -> None:
+def _check_timeout(scenario: str, work: Workload, settings: Mapping[str, str]) -> None:
     given = float(settings["job_timeout"])
+    timeout_s = work.timeout_s
+    if work.timeout_s_per_job is not None:
+        raise ScenarioError(f"scenario {scenario}: workload.timeout_s_per_job: arq's timeout "
+                            f"is the worker's (settings.job_timeout), one for every job; "
+                            f"give workload.timeout_s instead")
     if timeout_s is not None and timeout_s != given:
         raise ScenarioError(f"scenario {scenario}: workload.timeout_s {timeout_s:g} differs "
                             f"from arq's job_timeout {given:g}; arq's timeout is the worker's, "

@@ -97,7 +97,8 @@ def exploring(base: Scenario, default_settings: Mapping[str, str],
 
     return Exploring(settings=settings, chunks=chunks, vocabulary=vocabulary_for(chunks),
                      workloads=workloads(base.workload, settings),
-                     vocabulary_for=vocabulary_for)
+                     vocabulary_for=vocabulary_for,
+                     outlives_lease=frozenset({"freeze", "pause_past_lease"}))
 
 
 def _found(draws: Draws, model: JobModel | None, hit: Hit) -> list[int]:

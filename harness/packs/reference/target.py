@@ -232,11 +232,11 @@ class ReferenceTarget:
                 growth = (Growth(work.grow_steps, work.grow_interval_ms / 1000, work.finishes)
                           if work.growing else None)
                 env.submit_upload(seed * 1000 + index, work.size_of(index), growth=growth,
-                                  max_retries=work.max_retries, timeout_s=work.timeout_s,
+                                  max_retries=work.max_retries, timeout_s=work.timeout_of(index),
                                   stale_after_s=work.stale_after_s, on_stale=work.on_stale)
             else:
                 env.submit(seed * 1000 + index, work.media_of(index),
-                           max_retries=work.max_retries, timeout_s=work.timeout_s,
+                           max_retries=work.max_retries, timeout_s=work.timeout_of(index),
                            chunk_seconds=float(env.options.worker_settings["chunk_seconds"]))
 
     def collect(self, env: Environment, history: HistoryWriter) -> None:

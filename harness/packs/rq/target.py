@@ -152,13 +152,14 @@ class RqTarget:
                                        "meta": {MAX_RETRIES_META: work.max_retries}}
             if work.max_retries is not None:
                 options["retry"] = Retry(max=work.max_retries)
-            if work.timeout_s is not None:
-                options["job_timeout"] = max(1, round(work.timeout_s))
+            timeout_s = work.timeout_of(index)
+            if timeout_s is not None:
+                options["job_timeout"] = max(1, round(timeout_s))
             if work.result_ttl_s is not None:
                 options["result_ttl"] = work.result_ttl_s
             queue.enqueue(func, job_id, work.work_ms, **options)
             env.add_job(job_id, kind="task", max_retries=work.max_retries,
-                        timeout_s=work.timeout_s, work_ms=work.work_ms,
+                        timeout_s=timeout_s, work_ms=work.work_ms,
                         result_ttl_s=work.result_ttl_s, queue=queue.name, func=func)
 
     def collect(self, env: Environment, history: HistoryWriter) -> None:
